@@ -1,0 +1,51 @@
+"""Outreach channels, the resource type that carries each, and their defaults."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Channel(StrEnum):
+    # Declaration order is the default sequence order (contract section 1).
+    EMAIL = "email"
+    LINKEDIN = "linkedin"
+    VOICE = "voice"
+    SMS = "sms"
+    DIRECT_MAIL = "direct_mail"
+
+
+class ResourceType(StrEnum):
+    EMAIL_DOMAIN = "email_domain"
+    LINKEDIN_SEAT = "linkedin_seat"
+    VOICE_NUMBER = "voice_number"
+    SMS_NUMBER = "sms_number"
+    MAIL_VENDOR = "mail_vendor"
+
+
+RESOURCE_TYPE: dict[Channel, ResourceType] = {
+    Channel.EMAIL: ResourceType.EMAIL_DOMAIN,
+    Channel.LINKEDIN: ResourceType.LINKEDIN_SEAT,
+    Channel.VOICE: ResourceType.VOICE_NUMBER,
+    Channel.SMS: ResourceType.SMS_NUMBER,
+    Channel.DIRECT_MAIL: ResourceType.MAIL_VENDOR,
+}
+
+CHANNEL_OF: dict[ResourceType, Channel] = {rt: ch for ch, rt in RESOURCE_TYPE.items()}
+
+# None means unlimited (mail vendors have no daily cap in the design).
+DEFAULT_DAILY_LIMIT: dict[ResourceType, int | None] = {
+    ResourceType.LINKEDIN_SEAT: 17,
+    ResourceType.EMAIL_DOMAIN: 50,
+    ResourceType.SMS_NUMBER: 100,
+    ResourceType.VOICE_NUMBER: 50,
+    ResourceType.MAIL_VENDOR: None,
+}
+
+# Local hour of the default weekday schedule; each is configurable (config.py).
+DEFAULT_SEND_HOUR: dict[Channel, int] = {
+    Channel.EMAIL: 9,
+    Channel.LINKEDIN: 10,
+    Channel.VOICE: 11,
+    Channel.SMS: 12,
+    Channel.DIRECT_MAIL: 9,
+}

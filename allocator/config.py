@@ -1,0 +1,66 @@
+"""Configuration: every ALLOCATOR_* environment variable, with its default."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from allocator.channels import Channel
+from allocator.decision import Schedule
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALLOCATOR_", extra="ignore")
+
+    kafka_bootstrap_servers: str = "localhost:9092"
+    # redis://... for the shared counters; memory:// keeps them in the worker's
+    # own memory (one worker only: the embedded demo without any Redis).
+    redis_url: str = "redis://localhost:6379/0"
+    database_url: str = "sqlite+aiosqlite:///./allocator.db"
+    app_id: str = "allocator"
+
+    topic_scored_leads: str = "scored-leads"
+    topic_conversion_patterns: str = "conversion-patterns"
+    topic_allocations: str = "lead-allocations"
+    topic_dlq: str = "lead-allocations-dlq"
+    # Partitions used when the allocator creates a topic (`allocator topics create`,
+    # the demo); existing topics keep theirs.
+    topic_partitions: int = Field(default=4, ge=1)
+
+    # Quotas and the resource cache.
+    quota_key_prefix: str = ""
+    quota_retention_days: int = Field(default=3, ge=1)
+    resource_cache_seconds: float = Field(default=30.0, gt=0)
+
+    # Default local send hour per channel.
+    send_hour_email: int = Field(default=9, ge=0, le=23)
+    send_hour_linkedin: int = Field(default=10, ge=0, le=23)
+    send_hour_voice: int = Field(default=11, ge=0, le=23)
+    send_hour_sms: int = Field(default=12, ge=0, le=23)
+    send_hour_direct_mail: int = Field(default=9, ge=0, le=23)
+
+    # Stream batching: up to batch_size leads or batch_seconds, whichever first.
+    batch_size: int = Field(default=500, ge=1)
+    batch_seconds: float = Field(default=0.05, gt=0)
+
+    # Broker client settings; faust's production defaults unless set. The test
+    # broker wants short ones (rebalance 5, session 6, heartbeat 1).
+    broker_rebalance_timeout: float = 60.0
+    broker_session_timeout: float = 60.0
+    broker_heartbeat_interval: float = 3.0
+    broker_commit_interval: float = 2.8
+    producer_acks: int = -1
+    producer_linger_ms: int = 5
+    producer_max_batch_size: int = 16384
+    web_port: int = 6066
+
+    def schedule(self) -> Schedule:
+        return Schedule(
+            {
+                Channel.EMAIL: self.send_hour_email,
+                Channel.LINKEDIN: self.send_hour_linkedin,
+                Channel.VOICE: self.send_hour_voice,
+                Channel.SMS: self.send_hour_sms,
+                Channel.DIRECT_MAIL: self.send_hour_direct_mail,
+            }
+        )

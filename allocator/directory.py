@@ -1,0 +1,119 @@
+"""Who a client is and what it may send with, read through a cache.
+
+The hot path asks the directory for a client's setup per lead; the directory
+reloads the whole table at most once per `ttl` seconds, so a change in the
+database is seen within `ttl` and no lead waits on a query of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from allocator.channels import DEFAULT_DAILY_LIMIT, Channel, ResourceType
+from allocator.models import Client, Resource
+from allocator.quota.base import ResourceQuota
+
+
+@dataclass(frozen=True)
+class ClientSetup:
+    client: Client
+    # Active resources only, per channel, sorted by resource_id, limits resolved.
+    quotas: dict[Channel, tuple[ResourceQuota, ...]] = field(default_factory=dict)
+    resources: tuple[Resource, ...] = ()
+    known: bool = True
+
+    def quotas_for(self, channel: Channel) -> tuple[ResourceQuota, ...]:
+        return self.quotas.get(channel, ())
+
+
+def daily_limit(resource: Resource) -> int | None:
+    """The resource's own limit, else its type's default (None: unlimited)."""
+    if resource.daily_limit is not None:
+        return resource.daily_limit
+    return DEFAULT_DAILY_LIMIT[resource.resource_type]
+
+
+def build_setup(client: Client, resources: Iterable[Resource]) -> ClientSetup:
+    mine = tuple(r for r in resources if r.client_id == client.client_id)
+    quotas: dict[Channel, list[ResourceQuota]] = {}
+    for resource in mine:
+        if resource.active:
+            quotas.setdefault(resource.channel, []).append(
+                ResourceQuota(resource.resource_id, daily_limit(resource))
+            )
+    return ClientSetup(client, {ch: tuple(sorted(qs)) for ch, qs in quotas.items()}, mine)
+
+
+def unknown_client(client_id: str) -> ClientSetup:
+    """A client missing from the database: UTC, no resources (contract section 5)."""
+    return ClientSetup(Client(client_id=client_id), known=False)
+
+
+def build_snapshot(clients: Iterable[Client], resources: Iterable[Resource]) -> Snapshot:
+    by_client: dict[str, list[Resource]] = {}
+    for resource in resources:
+        by_client.setdefault(resource.client_id, []).append(resource)
+    return {c.client_id: build_setup(c, by_client.get(c.client_id, ())) for c in clients}
+
+
+Snapshot = dict[str, ClientSetup]
+
+
+class ClientDirectory:
+    """Client setups from `load`, refreshed at most every `ttl` seconds (None: never)."""
+
+    def __init__(
+        self,
+        load: Callable[[], Awaitable[Snapshot]],
+        ttl: float | None = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self._ttl = ttl
+        self._clock = clock
+        self._snapshot: Snapshot | None = None
+        self._loaded_at = 0.0
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def fixed(cls, snapshot: Snapshot) -> ClientDirectory:
+        async def load() -> Snapshot:
+            return snapshot
+
+        return cls(load, ttl=None)
+
+    async def snapshot(self) -> Snapshot:
+        if self._fresh():
+            assert self._snapshot is not None
+            return self._snapshot
+        async with self._lock:  # one reload at a time; the others wait for it
+            if not self._fresh():
+                self._snapshot = await self._load()
+                self._loaded_at = self._clock()
+        assert self._snapshot is not None
+        return self._snapshot
+
+    def _fresh(self) -> bool:
+        if self._snapshot is None:
+            return False
+        return self._ttl is None or self._clock() - self._loaded_at < self._ttl
+
+    def invalidate(self) -> None:
+        self._snapshot = None
+
+    async def setup_for(self, client_id: str) -> ClientSetup:
+        snapshot = await self.snapshot()
+        return snapshot.get(client_id) or unknown_client(client_id)
+
+    async def owner_of(
+        self, resource_type: ResourceType, resource_id: str
+    ) -> tuple[ClientSetup, Resource]:
+        """The client owning that resource; LookupError when none does."""
+        for setup in (await self.snapshot()).values():
+            for resource in setup.resources:
+                if resource.resource_type == resource_type and resource.resource_id == resource_id:
+                    return setup, resource
+        raise LookupError(f"no resource {resource_type.value}/{resource_id} in the database")

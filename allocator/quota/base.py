@@ -1,0 +1,85 @@
+"""The quota port: reserve a send on the least-used resource with room, atomically."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Protocol
+
+from allocator.channels import Channel
+
+
+@dataclass(frozen=True, order=True)
+class ResourceQuota:
+    """A resource as the quota sees it: its id and its daily limit (None: unlimited)."""
+
+    resource_id: str
+    limit: int | None
+
+
+@dataclass(frozen=True)
+class ReservationRequest:
+    """Reserve one send of `channel` for event `event_id`.
+
+    `days` are the candidate quota days in order (the send day, then each
+    deferral); `resources` are the client's active resources for the channel,
+    sorted by resource_id so that ties go to the smallest id.
+    """
+
+    event_id: str
+    channel: Channel
+    days: tuple[date, ...]
+    resources: tuple[ResourceQuota, ...]
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The outcome: the deferral step taken (0 = the first day) and the resource."""
+
+    step: int
+    resource_id: str
+
+
+def choose_resource(counts: Sequence[int], resources: Sequence[ResourceQuota]) -> int | None:
+    """Index of the least-used resource still under its limit; ties to the first (smallest id).
+
+    The Redis adapter runs the same rule inside its Lua script (reserve.lua),
+    because it must happen atomically with the increment; the tests hold the
+    two to the same results.
+    """
+    best: int | None = None
+    for index, (count, resource) in enumerate(zip(counts, resources, strict=True)):
+        has_room = resource.limit is None or count < resource.limit
+        if has_room and (best is None or count < counts[best]):
+            best = index
+    return best
+
+
+def counter_key(prefix: str, channel: Channel, resource_id: str, day: date) -> str:
+    """The design's key format extended with the day (contract rule 6)."""
+    return f"{prefix}ratelimit:{channel.value}:{resource_id}:daily:{day.isoformat()}"
+
+
+def reservation_key(prefix: str, event_id: str, channel: Channel) -> str:
+    return f"{prefix}allocator:reservation:{event_id}:{channel.value}"
+
+
+class QuotaStore(Protocol):
+    async def reserve(self, requests: Sequence[ReservationRequest]) -> list[Reservation | None]:
+        """Reserve each request in order; None where every day was full (exhausted).
+
+        Idempotent per (event_id, channel): asking again returns the first answer
+        and changes no counter.
+        """
+        ...
+
+    async def usage(self, channel: Channel, resource_ids: Sequence[str], day: date) -> list[int]:
+        """The counters of those resources on that day."""
+        ...
+
+    async def increment(self, channel: Channel, resource_id: str, day: date) -> int:
+        """Add one send to that counter unconditionally; the new count."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,166 @@
+"""The database handle and every query the allocator makes, on PostgreSQL or SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Dialect, Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from allocator.directory import Snapshot, build_snapshot
+from allocator.models import (
+    Client,
+    ConversionPattern,
+    HowPattern,
+    Resource,
+    ScoredLead,
+    WhenPattern,
+    parse_pattern_data,
+)
+from allocator.patterns import PatternSet, slot_of
+from allocator.store import schema
+
+
+class Database:
+    """Owns the engine; `create_schema` makes missing tables (idempotent)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def create_schema(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(schema.metadata.create_all)
+
+    def session(self) -> AsyncSession:
+        return self.sessions()
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def load_snapshot(self) -> Snapshot:
+        async with self.session() as db:
+            return await load_snapshot(db)
+
+
+def _dialect(db: AsyncSession) -> Dialect:
+    assert db.bind is not None, "sessions come from Database.session(), always bound"
+    return db.bind.dialect
+
+
+def _upsert(db: AsyncSession, table: Table, rows: list[dict[str, Any]], where: Any = None) -> Any:
+    """INSERT .. ON CONFLICT (primary key) DO UPDATE, in the session's dialect."""
+    dialect = _dialect(db).name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table).values(rows)
+    keys = [c.name for c in table.primary_key.columns]
+    updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
+    return statement.on_conflict_do_update(index_elements=keys, set_=updates, where=where)
+
+
+async def upsert_clients(db: AsyncSession, clients: Sequence[Client]) -> None:
+    if clients:
+        await db.execute(_upsert(db, schema.clients, [c.model_dump() for c in clients]))
+
+
+async def upsert_resources(db: AsyncSession, resources: Sequence[Resource]) -> None:
+    rows = [
+        {
+            "client_id": r.client_id,
+            "channel": r.channel.value,
+            "resource_id": r.resource_id,
+            "daily_limit": r.daily_limit,
+            "active": r.active,
+        }
+        for r in resources
+    ]
+    if rows:
+        await db.execute(_upsert(db, schema.resources, rows))
+
+
+async def upsert_leads(db: AsyncSession, leads: Sequence[ScoredLead]) -> None:
+    rows = [
+        {
+            "lead_id": lead.lead_id,
+            "client_id": lead.client_id,
+            "als_score": lead.als_score,
+            "scored_at": lead.scored_at,
+            "timezone": lead.timezone,
+        }
+        for lead in leads
+    ]
+    if rows:
+        await db.execute(_upsert(db, schema.leads, rows))
+
+
+async def load_snapshot(db: AsyncSession) -> Snapshot:
+    clients = [
+        Client.model_validate(dict(row._mapping))
+        for row in await db.execute(select(schema.clients))
+    ]
+    resources = [
+        Resource.model_validate(dict(row._mapping))
+        for row in await db.execute(select(schema.resources))
+    ]
+    return build_snapshot(clients, resources)
+
+
+async def save_pattern(db: AsyncSession, pattern: ConversionPattern) -> None:
+    """Keep the latest pattern per (client, type, channel); an older one changes nothing."""
+    row: dict[str, Any] = {
+        "client_id": pattern.client_id,
+        "pattern_type": pattern.pattern_type,
+        "pattern_slot": slot_of(pattern),
+        "channel": None,
+        "optimal_day": None,
+        "optimal_hour": None,
+        "winning_sequence": None,
+        "confidence": pattern.confidence,
+        "updated_at": pattern.updated_at,
+    }
+    if isinstance(pattern, WhenPattern):
+        row.update(
+            channel=pattern.channel.value,
+            optimal_day=pattern.optimal_day,
+            optimal_hour=pattern.optimal_hour,
+        )
+    elif isinstance(pattern, HowPattern):
+        row["winning_sequence"] = [c.value for c in pattern.winning_sequence]
+    table = schema.conversion_patterns
+    # Fixed-width UTC text compares in time order (schema.UtcTimestamp).
+    newer = table.c.updated_at <= schema.UtcTimestamp().process_bind_param(
+        pattern.updated_at, _dialect(db)
+    )
+    await db.execute(_upsert(db, table, [row], where=newer))
+
+
+async def patterns_for(db: AsyncSession, client_id: str) -> PatternSet:
+    table = schema.conversion_patterns
+    result = PatternSet()
+    for row in await db.execute(select(table).where(table.c.client_id == client_id)):
+        data = {k: v for k, v in row._mapping.items() if v is not None}
+        data["updated_at"] = row.updated_at.isoformat()
+        result = result.with_pattern(parse_pattern_data(data))
+    return result
+
+
+async def find_lead(db: AsyncSession, lead_id: str, client_id: str) -> ScoredLead | None:
+    table = schema.leads
+    row = (
+        await db.execute(
+            select(table).where(table.c.lead_id == lead_id, table.c.client_id == client_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    data = {k: v for k, v in row._mapping.items() if v is not None}
+    data["scored_at"] = row.scored_at.isoformat()
+    return ScoredLead.model_validate(data)

@@ -1,0 +1,83 @@
+"""Tables. Timestamps are stored as fixed-width UTC text so that they sort and
+compare the same on PostgreSQL and SQLite (SQLite has no zone-aware type)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Dialect,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+)
+
+
+class UtcTimestamp(TypeDecorator[datetime]):
+    impl = String(32)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime) and value.tzinfo is not None
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("client_id", String(200), primary_key=True),
+    Column("timezone", String(64), nullable=False, server_default="UTC"),
+    Column("max_defer_days", Integer, nullable=False, server_default="3"),
+)
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("client_id", String(200), primary_key=True),
+    Column("channel", String(16), primary_key=True),
+    Column("resource_id", String(200), primary_key=True),
+    Column("daily_limit", Integer, nullable=True),
+    Column("active", Boolean, nullable=False, server_default="1"),
+)
+
+# pattern_slot is 'how' or 'when:<channel>': one latest pattern per slot and client.
+conversion_patterns = Table(
+    "conversion_patterns",
+    metadata,
+    Column("client_id", String(200), primary_key=True),
+    Column("pattern_type", String(8), nullable=False),
+    Column("pattern_slot", String(32), primary_key=True),
+    Column("channel", String(16), nullable=True),
+    Column("optimal_day", Integer, nullable=True),
+    Column("optimal_hour", Integer, nullable=True),
+    Column("winning_sequence", JSON, nullable=True),
+    Column("confidence", Float, nullable=False),
+    Column("updated_at", UtcTimestamp, nullable=False),
+)
+
+# Owned by the upstream scoring system; created here only when absent.
+leads = Table(
+    "leads",
+    metadata,
+    Column("lead_id", String(200), primary_key=True),
+    Column("client_id", String(200), nullable=False),
+    Column("als_score", Integer, nullable=False),
+    Column("scored_at", UtcTimestamp, nullable=False),
+    Column("timezone", String(64), nullable=True),
+)

@@ -1,0 +1,138 @@
+"""The allocation rules end to end over the in-memory quota store."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date
+
+from allocator.channels import Channel
+from allocator.directory import ClientDirectory, build_snapshot
+from allocator.engine import AllocatorEngine
+from allocator.models import Allocation, Client, Resource, ScoredLead
+from allocator.patterns import NO_PATTERNS, PatternSet
+from allocator.quota import MemoryQuotaStore
+from tests.factories import client, how, lead, resource, when
+
+
+def engine(clients: list[Client], resources: list[Resource]) -> AllocatorEngine:
+    return AllocatorEngine(ClientDirectory.fixed(build_snapshot(clients, resources)),
+                           MemoryQuotaStore())
+
+
+async def decide(eng: AllocatorEngine, leads: list[ScoredLead],
+                 patterns: PatternSet = NO_PATTERNS) -> list[Allocation]:
+    return await eng.decide(leads, lambda _: patterns, replay=True)
+
+
+def many(n: int, score: int = 90, **extra: object) -> list[ScoredLead]:
+    return [lead(score, lead_id=f"L{i}", **extra) for i in range(n)]
+
+
+async def test_unqualified_lead_gets_empty_channels() -> None:
+    [a] = await decide(engine([client()], [resource("email", "d1")]), [lead(10)])
+    assert a.als_tier == "unqualified" and a.channels == []
+
+
+async def test_hot_lead_all_channels_and_statuses() -> None:
+    eng = engine([client()], [resource("email", "d1"), resource("linkedin", "s1"),
+                              resource("voice", "v1", active=False)])
+    [a] = await decide(eng, [lead(90)])
+    assert [(c.channel.value, c.status) for c in a.channels] == [
+        ("email", "allocated"), ("linkedin", "allocated"), ("voice", "no_resource"),
+        ("sms", "no_resource"), ("direct_mail", "no_resource"),
+    ]
+    email = a.channels[0]
+    assert email.resource_type == "email_domain" and email.resource_id == "d1"
+    # Thursday 12:00 UTC -> Friday 09:00 (email's default hour).
+    assert email.send_at is not None and email.send_at.isoformat() == "2026-11-27T09:00:00+00:00"
+    assert email.usage_day == "2026-11-27" and email.timing_source == "default"
+    assert a.channels[1].send_at.isoformat() == "2026-11-27T10:00:00+00:00"  # type: ignore[union-attr]
+    assert a.decided_at == lead().scored_at and a.sequence_source == "default"
+
+
+async def test_linkedin_limit_17_per_seat_least_used_ties_smallest_id() -> None:
+    eng = engine([client(max_defer_days=0)],
+                 [resource("linkedin", "seat-b"), resource("linkedin", "seat-a")])
+    out = await decide(eng, many(40, score=40))
+    seats = [a.channels[1].resource_id for a in out]
+    assert seats[:4] == ["seat-a", "seat-b", "seat-a", "seat-b"]
+    assert Counter(seats) == {"seat-a": 17, "seat-b": 17, None: 6}
+    assert {a.channels[1].status for a in out[34:]} == {"exhausted"}
+
+
+async def test_daily_limit_override_and_unlimited_mail_vendor() -> None:
+    eng = engine([client(max_defer_days=0)],
+                 [resource("email", "warmup", limit=2), resource("direct_mail", "vendor")])
+    out = await decide(eng, many(300))
+    assert sum(a.channels[0].status == "allocated" for a in out) == 2
+    assert all(a.channels[4].status == "allocated" for a in out)
+
+
+async def test_deferral_moves_to_next_weekday_then_exhausts() -> None:
+    eng = engine([client(max_defer_days=2)], [resource("email", "d1", limit=1)])
+    out = await decide(eng, many(4, score=25))
+    assert [a.channels[0].usage_day for a in out] == ["2026-11-27", "2026-11-30",
+                                                       "2026-12-01", None]
+    assert out[3].channels[0].status == "exhausted"
+
+
+async def test_zero_defer_days_exhausts_at_once() -> None:
+    eng = engine([client(max_defer_days=0)], [resource("email", "d1", limit=1)])
+    out = await decide(eng, many(2, score=25))
+    assert [a.channels[0].status for a in out] == ["allocated", "exhausted"]
+
+
+async def test_quota_is_counted_on_the_send_day() -> None:
+    # Two leads decided on different days whose sends land on the same Friday
+    # share Friday's quota; a limit of 1 pushes the second to Monday.
+    eng = engine([client()], [resource("email", "d1", limit=1)])
+    a, b = await decide(eng, [lead(25, "2026-11-26T12:00:00Z", lead_id="x"),
+                              lead(25, "2026-11-27T08:00:00Z", lead_id="y")])
+    assert a.channels[0].usage_day == "2026-11-27"
+    assert b.channels[0].usage_day == "2026-11-30"
+
+
+async def test_clients_are_isolated_and_unknown_client_is_no_resource() -> None:
+    eng = engine([client("a"), client("b")], [resource("email", "only-a", client_id="a")])
+    [for_b] = await decide(eng, [lead(25, client_id="b")])
+    [for_x] = await decide(eng, [lead(25, client_id="nobody")])
+    assert for_b.channels[0].status == "no_resource"
+    assert for_x.channels[0].status == "no_resource"
+    assert eng.unknown_client_leads == 1
+
+
+async def test_patterns_set_sequence_and_time() -> None:
+    eng = engine([client(timezone="America/New_York")],
+                 [resource("email", "d1"), resource("linkedin", "s1")])
+    patterns = (PatternSet().with_pattern(how(["linkedin", "sms", "email"]))
+                .with_pattern(when("linkedin", 0, 15)))
+    [a] = await decide(eng, [lead(50)], patterns)
+    assert a.sequence_source == "pattern"
+    assert [c.channel for c in a.channels] == [Channel.LINKEDIN, Channel.EMAIL]
+    li = a.channels[0]
+    assert li.timing_source == "pattern" and li.send_at.isoformat() == "2026-11-30T15:00:00-05:00"  # type: ignore[union-attr]
+    assert a.channels[1].timing_source == "default"
+
+
+async def test_when_pattern_at_floor_uses_default() -> None:
+    eng = engine([client()], [resource("email", "d1")])
+    [a] = await decide(eng, [lead(25)], PatternSet().with_pattern(when("email", 0, 15, 0.6)))
+    assert a.channels[0].timing_source == "default"
+
+
+async def test_redelivery_is_idempotent() -> None:
+    eng = engine([client(max_defer_days=0)], [resource("linkedin", "s1"),
+                                              resource("linkedin", "s2")])
+    first = await decide(eng, many(30, score=40))
+    store = eng.quota
+    assert isinstance(store, MemoryQuotaStore)
+    counters = dict(store.counters)
+    again = await decide(eng, many(30, score=40))
+    assert again == first and store.counters == counters
+
+
+async def test_lead_in_other_zone_uses_client_day() -> None:
+    eng = engine([client(timezone="America/New_York")], [resource("email", "d1")])
+    [a] = await decide(eng, [lead(25, "2026-11-26T23:00:00Z", timezone="Asia/Tokyo")])
+    assert a.channels[0].send_at.isoformat() == "2026-11-27T09:00:00+09:00"  # type: ignore[union-attr]
+    assert a.channels[0].usage_day == date(2026, 11, 26).isoformat()
