@@ -94,20 +94,32 @@ def plan_lead(
     return LeadPlan(lead, tier, source, tuple(plans))
 
 
+@dataclass(frozen=True)
+class Decision:
+    """An allocation with what the record does not say: how many days each send moved."""
+
+    allocation: Allocation
+    deferrals: tuple[int | None, ...]  # per channel entry; None unless allocated
+
+
 def complete(
     plan: LeadPlan, outcomes: Sequence[Reservation | None], decided_at: datetime
-) -> Allocation:
+) -> Decision:
     """The allocation record; `outcomes` answer `plan.requests()` one for one."""
     answers = iter(outcomes)
     entries = []
+    deferrals: list[int | None] = []
     for channel_plan in plan.channels:
         if not channel_plan.quotas:
             entries.append(_unallocated(channel_plan, "no_resource"))
+            deferrals.append(None)
             continue
         outcome = next(answers)
         if outcome is None:
             entries.append(_unallocated(channel_plan, "exhausted"))
+            deferrals.append(None)
             continue
+        deferrals.append(outcome.step)
         slot = channel_plan.slots[outcome.step]
         entries.append(
             ChannelAllocation(
@@ -121,7 +133,7 @@ def complete(
             )
         )
     lead = plan.lead
-    return Allocation(
+    allocation = Allocation(
         allocation_id=derived_id("allocation", lead.key),
         event_id=lead.key,
         lead_id=lead.lead_id,
@@ -132,6 +144,7 @@ def complete(
         channels=entries,
         decided_at=decided_at,
     )
+    return Decision(allocation, tuple(deferrals))
 
 
 def _unallocated(

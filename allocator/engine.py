@@ -13,7 +13,14 @@ from datetime import UTC, date, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from allocator.channels import Channel, ResourceType
-from allocator.decision import LeadPlan, Schedule, channel_sequence, complete, plan_lead
+from allocator.decision import (
+    Decision,
+    LeadPlan,
+    Schedule,
+    channel_sequence,
+    complete,
+    plan_lead,
+)
 from allocator.directory import ClientDirectory, ClientSetup, daily_limit, unknown_client
 from allocator.models import Allocation, Resource, ScoredLead, zone
 from allocator.patterns import PatternSet
@@ -55,6 +62,14 @@ class AllocatorEngine:
         patterns: PatternLookup,
         replay: bool = False,
     ) -> list[Allocation]:
+        return [d.allocation for d in await self.decide_detailed(leads, patterns, replay)]
+
+    async def decide_detailed(
+        self,
+        leads: Sequence[ScoredLead],
+        patterns: PatternLookup,
+        replay: bool = False,
+    ) -> list[Decision]:
         """Allocate a batch of leads with one quota round trip, in input order.
 
         Live, decided_at is the wall clock; in a replay it is the lead's scored_at.
@@ -72,7 +87,7 @@ class AllocatorEngine:
 
     def finish(
         self, plans: Sequence[LeadPlan], outcomes: Sequence[Reservation | None], replay: bool
-    ) -> list[Allocation]:
+    ) -> list[Decision]:
         now = self.clock()
         allocations = []
         position = 0

@@ -69,7 +69,9 @@ def zone(name: str) -> ZoneInfo:
 def _zone_name(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise PydanticCustomError(
-            "unknown_timezone", "a time zone must be an IANA name, got {value}", {"value": repr(value)}
+            "unknown_timezone",
+            "a time zone must be an IANA name, got {value}",
+            {"value": repr(value)},
         )
     try:
         zone(value)

@@ -17,3 +17,15 @@ __all__ = [
     "ResourceQuota",
     "choose_resource",
 ]
+
+
+def open_quota_store(url: str, prefix: str = "", retention_days: int = 3) -> QuotaStore:
+    """`redis://...` (shared, the production choice) or `memory://` (one process only)."""
+    if url.startswith("memory://"):
+        return MemoryQuotaStore()
+    from allocator.quota.redis_store import RedisQuotaStore
+
+    return RedisQuotaStore.from_url(url, prefix=prefix, retention_days=retention_days)
+
+
+__all__ += ["open_quota_store"]

@@ -136,9 +136,7 @@ async def save_pattern(db: AsyncSession, pattern: ConversionPattern) -> None:
         row["winning_sequence"] = [c.value for c in pattern.winning_sequence]
     table = schema.conversion_patterns
     # Fixed-width UTC text compares in time order (schema.UtcTimestamp).
-    newer = table.c.updated_at <= schema.UtcTimestamp().process_bind_param(
-        pattern.updated_at, _dialect(db)
-    )
+    newer = table.c.updated_at <= pattern.updated_at
     await db.execute(_upsert(db, table, [row], where=newer))
 
 

@@ -1,0 +1,1 @@
+"""The faust-streaming service around the allocator core, and the `allocator` CLI."""

@@ -1,0 +1,236 @@
+"""What the agents do with a batch of events; app.py wires these to faust.
+
+Commit discipline: every event of a batch is pinned (one extra reference on
+its message) until everything the batch produced has been acknowledged by the
+broker, and only then released. faust's `take_events` acks a batch in a
+`finally` even when the body fails or the worker stops; the pin keeps such an
+event uncommitted, so it comes again and the idempotent quota gives it the same
+allocation without counting it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+import redis.exceptions
+import sqlalchemy.exc
+
+from allocator.decision import Decision
+from allocator.engine import AllocatorEngine
+from allocator.errors import InvalidRecord
+from allocator.models import DeadLetter, ScoredLead, parse_lead, parse_pattern, raw_text
+from allocator.patterns import PatternSet
+from allocator.store import Database
+from allocator.store.database import save_pattern
+from streams.metrics import Metrics
+from streams.tables import PatternView
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Failures of Redis, the database or the network: retried, never dead-lettered.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.ReadOnlyError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.DisconnectionError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+class Send(Protocol):
+    """faust's producer.send: schedules a record, returns its delivery future."""
+
+    def __call__(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+    ) -> Awaitable[Awaitable[Any]]: ...
+
+
+async def with_retry(
+    operation: str,
+    attempt: Callable[[], Awaitable[T]],
+    metrics: Metrics,
+    max_delay: float = 5.0,
+) -> T:
+    """Run `attempt` until it succeeds, backing off on transient failures."""
+    delay = 0.1
+    while True:
+        try:
+            return await attempt()
+        except TRANSIENT as exc:
+            metrics.retries.labels(operation).inc()
+            log.warning(
+                "%s failed (%s: %s); retrying in %.1fs", operation, type(exc).__name__, exc, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+
+
+class Pinned:
+    """Hold a batch's messages uncommitted until `release`."""
+
+    def __init__(self, events: Sequence[Any], stream: Any) -> None:
+        self._events = events
+        self._stream = stream
+        for event in events:
+            event.message.incref()
+
+    async def release(self) -> None:
+        for event in self._events:
+            await self._stream.ack(event)
+
+
+class DeadLetters:
+    def __init__(self, send: Send, topic: str, metrics: Metrics) -> None:
+        self._send = send
+        self._topic = topic
+        self._metrics = metrics
+
+    async def send(self, event: Any, error: InvalidRecord) -> Awaitable[Any]:
+        message = event.message
+        key = message.key.decode("utf-8", "replace") if isinstance(message.key, bytes) else None
+        letter = DeadLetter(
+            source_topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=key,
+            raw_value=raw_text(message.value),
+            error_code=error.code,
+            error=error.message,
+            failed_at=datetime.now(UTC),
+        )
+        self._metrics.dead_letters.labels(message.topic, error.code).inc()
+        log.info(
+            "DLQ %s[%s]@%s: %s", message.topic, message.partition, message.offset, error.message
+        )
+        return await self._send(
+            self._topic, message.key, letter.model_dump_json().encode(), None, None, None
+        )
+
+
+class LeadAllocator:
+    """scored-leads batch -> allocations (and dead letters)."""
+
+    def __init__(
+        self,
+        engine: AllocatorEngine,
+        patterns: PatternView,
+        send: Send,
+        allocations_topic: str,
+        dead_letters: DeadLetters,
+        metrics: Metrics,
+    ) -> None:
+        self._engine = engine
+        self._patterns = patterns
+        self._send = send
+        self._topic = allocations_topic
+        self._dead = dead_letters
+        self._metrics = metrics
+        self._unknown_seen = 0
+
+    async def process(self, events: Sequence[Any], stream: Any) -> None:
+        pinned = Pinned(events, stream)
+        deliveries: list[Awaitable[Any]] = []
+        leads: list[ScoredLead] = []
+        patterns: dict[int, PatternSet] = {}
+        for event in events:
+            try:
+                lead = parse_lead(event.message.value)
+            except InvalidRecord as err:
+                deliveries.append(await self._dead.send(event, err))
+                continue
+            leads.append(lead)
+            patterns[id(lead)] = self._patterns.get(event.message.partition, lead.client_id)
+        if leads:
+            decisions = await with_retry(
+                "allocate",
+                lambda: self._engine.decide_detailed(leads, lambda lead: patterns[id(lead)]),
+                self._metrics,
+            )
+            deliveries.extend([await self._emit(d) for d in decisions])
+            self._metrics.batch_size.observe(len(leads))
+            self._count_unknown_clients()
+        await asyncio.gather(*deliveries)
+        await pinned.release()
+
+    async def _emit(self, decision: Decision) -> Awaitable[Any]:
+        allocation = decision.allocation
+        self._metrics.record(decision)
+        return await self._send(
+            self._topic,
+            allocation.lead_id.encode(),
+            allocation.model_dump_json().encode(),
+            None,
+            None,
+            None,
+        )
+
+    def _count_unknown_clients(self) -> None:
+        total = self._engine.unknown_client_leads
+        if total > self._unknown_seen:
+            self._metrics.unknown_client_leads.inc(total - self._unknown_seen)
+            self._unknown_seen = total
+
+
+class PatternFanOut:
+    """conversion-patterns batch -> database row and one copy per fan-out partition."""
+
+    def __init__(
+        self,
+        database: Database,
+        send: Send,
+        fanout_topic: str,
+        partitions: int,
+        dead_letters: DeadLetters,
+        metrics: Metrics,
+    ) -> None:
+        self._database = database
+        self._send = send
+        self._topic = fanout_topic
+        self._partitions = partitions
+        self._dead = dead_letters
+        self._metrics = metrics
+
+    async def process(self, events: Sequence[Any], stream: Any) -> None:
+        pinned = Pinned(events, stream)
+        deliveries: list[Awaitable[Any]] = []
+        for event in events:
+            try:
+                pattern = parse_pattern(event.message.value)
+            except InvalidRecord as err:
+                deliveries.append(await self._dead.send(event, err))
+                continue
+
+            async def persist() -> None:
+                async with self._database.session() as db, db.begin():
+                    await save_pattern(db, pattern)  # noqa: B023  awaited before the loop moves on
+
+            await with_retry("save_pattern", persist, self._metrics)
+            value = pattern.model_dump_json().encode()
+            key = pattern.client_id.encode()
+            for partition in range(self._partitions):
+                deliveries.append(await self._send(self._topic, key, value, partition, None, None))
+        await asyncio.gather(*deliveries)
+        await pinned.release()
+
+
+def hold_pattern(table: Any, key: str, raw: bytes) -> None:
+    """Apply one fanned-out pattern to its table entry (an older one changes nothing)."""
+    pattern = parse_pattern(raw)
+    table[key] = PatternSet.from_json(table.get(key)).with_pattern(pattern).to_json()

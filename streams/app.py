@@ -1,0 +1,152 @@
+"""The faust App: topics, the pattern table and three agents, wired to the core.
+
+conversion-patterns --fan_out_patterns--> <app>-pattern-fanout (one copy per partition)
+<app>-pattern-fanout --hold_patterns--> table <app>-patterns  ("<partition>/<client>")
+scored-leads --allocate_leads (reads the table)--> lead-allocations
+bad records of either input --> lead-allocations-dlq
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from allocator.config import Settings
+from allocator.directory import ClientDirectory
+from allocator.engine import AllocatorEngine
+from allocator.quota import QuotaStore, open_quota_store
+from allocator.store import Database
+from streams.agents import DeadLetters, LeadAllocator, PatternFanOut, hold_pattern
+from streams.metrics import Metrics
+from streams.tables import PatternView, table_key
+from streams.topics import ensure_topics
+from streams.web import register_pages
+
+log = logging.getLogger(__name__)
+
+
+def _brokers(servers: str) -> list[str]:
+    return [f"kafka://{s.strip()}" for s in servers.split(",") if s.strip()]
+
+
+class TimedQuota:
+    """The quota store, with each batched reservation timed into the metrics."""
+
+    def __init__(self, inner: QuotaStore, metrics: Metrics) -> None:
+        self.inner = inner
+        self._metrics = metrics
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def reserve(self, requests: Any) -> Any:
+        with self._metrics.reservation_seconds.time():
+            return await self.inner.reserve(requests)
+
+
+@dataclass
+class Service:
+    app: faust.App
+    settings: Settings
+    metrics: Metrics
+    database: Database
+    engine: AllocatorEngine
+
+
+def create_app(settings: Settings, lead_partitions: int) -> Service:
+    """Build the App; `lead_partitions` is the scored-leads topic's partition count."""
+    app = faust.App(
+        settings.app_id,
+        broker=_brokers(settings.kafka_bootstrap_servers),
+        store="memory://",
+        # Tables keep faust's JSON; the topics carry our own bytes (raw) so that
+        # a record that is not JSON reaches the agent and then the DLQ.
+        key_serializer="json",
+        value_serializer="json",
+        topic_partitions=lead_partitions,
+        broker_rebalance_timeout=settings.broker_rebalance_timeout,
+        broker_session_timeout=settings.broker_session_timeout,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval,
+        broker_commit_interval=settings.broker_commit_interval,
+        producer_acks=settings.producer_acks,
+        producer_linger_ms=settings.producer_linger_ms,
+        producer_max_batch_size=settings.producer_max_batch_size,
+        web_port=settings.web_port,
+        consumer_auto_offset_reset="earliest",
+    )
+    metrics = Metrics()
+    database = Database(settings.database_url)
+    quota = TimedQuota(
+        open_quota_store(
+            settings.redis_url, settings.quota_key_prefix, settings.quota_retention_days
+        ),
+        metrics,
+    )
+    directory = ClientDirectory(database.load_snapshot, ttl=settings.resource_cache_seconds)
+    engine = AllocatorEngine(directory, quota, settings.schedule())
+
+    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+    leads_topic = app.topic(settings.topic_scored_leads, **raw)
+    patterns_topic = app.topic(settings.topic_conversion_patterns, **raw)
+    fanout_topic = app.topic(
+        f"{settings.app_id}-pattern-fanout", partitions=lead_partitions, internal=True, **raw
+    )
+    table = app.Table("patterns", partitions=lead_partitions)
+
+    def send(
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+    ) -> Any:
+        return app.producer.send(topic, key, value, partition, timestamp, headers)
+
+    dead_letters = DeadLetters(send, settings.topic_dlq, metrics)
+    allocator = LeadAllocator(
+        engine, PatternView(table), send, settings.topic_allocations, dead_letters, metrics
+    )
+    fan_out = PatternFanOut(
+        database, send, fanout_topic.get_topic_name(), lead_partitions, dead_letters, metrics
+    )
+
+    @app.task
+    async def prepare_database() -> None:
+        await database.create_schema()
+
+    @app.agent(patterns_topic, name="fan_out_patterns")
+    async def fan_out_patterns(stream: Any) -> None:
+        async for events in stream.take_events(100, within=0.05):
+            await fan_out.process(events, stream)
+
+    @app.agent(fanout_topic, name="hold_patterns")
+    async def hold_patterns(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            key = table_key(message.partition, message.key.decode())
+            hold_pattern(table, key, message.value)
+
+    @app.agent(leads_topic, name="allocate_leads")
+    async def allocate_leads(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
+            await allocator.process(events, stream)
+
+    register_pages(app, metrics)
+    return Service(app, settings, metrics, database, engine)
+
+
+def run_worker(argv: list[str]) -> int:
+    """`allocator worker [faust worker options]`: make sure topics exist, then run faust."""
+    settings = Settings()
+    counts = asyncio.run(ensure_topics(settings))
+    partitions = counts[settings.topic_scored_leads]
+    service = create_app(settings, partitions)
+    sys.argv = ["allocator", "worker", *argv]
+    service.app.main()
+    return 0

@@ -1,0 +1,85 @@
+"""The `allocator` command.
+
+`allocator worker ...` is faust's own worker command (`-l`, `--web-port` and the
+rest of faust's options); every other subcommand is ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from allocator.config import Settings
+from allocator.errors import LoadError
+
+DESCRIPTION = """\
+Allocate outreach channels, sending resources and send times to scored leads.
+
+commands:
+  worker [-l info] [--web-port N]   run the faust stream worker (faust's options)
+  demo                              the whole pipeline on embedded defaults
+  clients load FILE                 upsert clients from JSON Lines
+  resources load FILE               upsert resources from JSON Lines
+  replay --leads FILE ...           backtest history through the allocator
+  topics create                     create the allocator's topics on the broker
+
+Configuration is by ALLOCATOR_* environment variables (see README.md), e.g.
+ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS, ALLOCATOR_REDIS_URL, ALLOCATOR_DATABASE_URL.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="allocator",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("worker", help="run the faust stream worker", add_help=False)
+    for table in ("clients", "resources"):
+        group = commands.add_parser(table, help=f"manage {table} in the database")
+        actions = group.add_subparsers(dest="action", required=True)
+        load = actions.add_parser("load", help=f"upsert {table} from a JSON Lines file")
+        load.add_argument("file", help=f"JSON Lines, one {table[:-1]} per line")
+    return parser
+
+
+async def _load(table: str, path: str) -> int:
+    from allocator.store import Database
+    from allocator.store.loaders import load_clients, load_resources
+
+    db = Database(Settings().database_url)
+    try:
+        await db.create_schema()
+        loader = load_clients if table == "clients" else load_resources
+        return await loader(db, path)
+    finally:
+        await db.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] == "worker":
+        from streams.app import run_worker
+
+        return run_worker(args_list[1:])
+    args = _parser().parse_args(args_list)
+    if args.command in ("clients", "resources"):
+        try:
+            count = asyncio.run(_load(args.command, args.file))
+        except LoadError as err:
+            print(err, file=sys.stderr)
+            return 1
+        except OSError as err:
+            print(f"{args.file}: {err.strerror}", file=sys.stderr)
+            return 1
+        print(f"loaded {count} {args.command} from {args.file}")
+        return 0
+    _parser().print_help()
+    return 0 if args.command is None else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Prometheus metrics of the worker (exposed at /metrics by streams.web)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from allocator.decision import Decision
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.allocations = Counter(
+            "allocator_channel_allocations",
+            "Channel entries of emitted allocations; status deferred = allocated on a later day",
+            ["tier", "channel", "status"],
+            registry=self.registry,
+        )
+        self.leads = Counter(
+            "allocator_leads", "Allocations emitted, by tier", ["tier"], registry=self.registry
+        )
+        self.dead_letters = Counter(
+            "allocator_dead_letters",
+            "Input records sent to the DLQ",
+            ["source_topic", "error_code"],
+            registry=self.registry,
+        )
+        self.unknown_client_leads = Counter(
+            "allocator_unknown_client_leads",
+            "Leads whose client is not in the database (decided with no resources)",
+            registry=self.registry,
+        )
+        self.reservation_seconds = Histogram(
+            "allocator_reservation_seconds",
+            "Time of one batched quota reservation round trip",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "allocator_batch_leads",
+            "Leads decided per batch",
+            buckets=(1, 10, 50, 100, 250, 500, 1000),
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "allocator_transient_failures",
+            "Redis or database failures retried with backoff",
+            ["operation"],
+            registry=self.registry,
+        )
+        self.consumer_lag = Gauge(
+            "allocator_consumer_lag",
+            "Records behind the high watermark, per assigned partition",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+
+    def record(self, decision: Decision) -> None:
+        allocation = decision.allocation
+        tier = allocation.als_tier.value
+        self.leads.labels(tier).inc()
+        for entry, steps in zip(allocation.channels, decision.deferrals, strict=True):
+            status = "deferred" if steps else entry.status
+            self.allocations.labels(tier, entry.channel.value, status).inc()

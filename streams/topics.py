@@ -1,0 +1,42 @@
+"""The allocator's topics on the broker: create what is missing, learn partition counts.
+
+Topics are created explicitly with the counts the app declares: a topic that a
+producer auto-creates gets the broker's default count, and faust crashes a
+table's agent when a source topic and its changelog disagree (broker.md).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from allocator.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def external_topics(settings: Settings) -> list[str]:
+    return [
+        settings.topic_scored_leads,
+        settings.topic_conversion_patterns,
+        settings.topic_allocations,
+        settings.topic_dlq,
+    ]
+
+
+async def ensure_topics(settings: Settings, names: list[str] | None = None) -> dict[str, int]:
+    """Create the missing topics with `topic_partitions`; partition count of every topic."""
+    names = names or external_topics(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            log.info("creating topics %s with %d partitions", missing, settings.topic_partitions)
+            await admin.create_topics([NewTopic(n, settings.topic_partitions, 1) for n in missing])
+        described = await admin.describe_topics(names)
+        return {t["topic"]: len(t["partitions"]) for t in described}
+    finally:
+        await admin.close()

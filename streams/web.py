@@ -1,0 +1,65 @@
+"""Health and metrics pages on the faust web server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from streams.metrics import Metrics
+
+
+def crashed_agents(app: Any) -> list[str]:
+    """Agents with a crashed actor: the process lives but consumes nothing (pitfalls #5)."""
+    crashed = []
+    for name, agent in app.agents.items():
+        actors = list(getattr(agent, "_actors", ()))
+        if any(actor._crashed.is_set() for actor in actors) or agent._crashed.is_set():
+            crashed.append(name)
+    return crashed
+
+
+def update_lag(app: Any, metrics: Metrics) -> None:
+    # Kafka's semantics: high watermark minus the next offset to process.
+    # (Tansu 0.6 reports low watermarks; see topics.md.)
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # no fetch yet for this partition
+            continue
+        last_read = consumer._read_offset.get(tp)
+        next_offset = 0 if last_read is None else last_read + 1
+        if highwater is not None:
+            metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
+                max(highwater - next_offset, 0)
+            )
+
+
+def register_pages(app: Any, metrics: Metrics) -> None:
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        crashed = crashed_agents(app)
+        ready = app.rebalancing is False and bool(app.consumer.assignment())
+        assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
+        body = {
+            "live": not crashed,
+            "ready": ready and not crashed,
+            "crashed_agents": crashed,
+            "assigned": assigned,
+        }
+        return web.json(body, status=200 if not crashed else 503)
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        crashed = crashed_agents(app)
+        is_ready = not crashed and not app.rebalancing and bool(app.consumer.assignment())
+        return web.json({"ready": is_ready}, status=200 if is_ready else 503)
+
+    @app.page("/metrics")
+    async def prometheus(web: Any, request: Any) -> Any:
+        update_lag(app, metrics)
+        # aiohttp refuses a charset inside content_type=, so the header goes whole.
+        return web.bytes(
+            generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )

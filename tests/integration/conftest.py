@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy.engine import make_url
+
+from allocator.store import Database
+from tests import services
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with services.redis_url() as url:
+        yield url
+
+
+@pytest.fixture
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix of this test's own in the shared Redis; its keys are removed after."""
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = Redis.from_url(redis_url)
+    async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        await client.delete(key)
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    with services.postgres_server_url() as url:
+        yield url
+
+
+async def _admin(server_url: str) -> asyncpg.Connection:
+    url = make_url(server_url)
+    return await asyncpg.connect(
+        user=url.username, password=url.password, host=url.host, port=url.port,
+        database=url.database or "postgres",
+    )
+
+
+@asynccontextmanager
+async def fresh_postgres(server_url: str) -> AsyncIterator[str]:
+    """A new PostgreSQL database, dropped afterwards."""
+    name = f"allocator_test_{uuid.uuid4().hex[:12]}"
+    admin = await _admin(server_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        admin = await _admin(server_url)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def postgres_url(postgres_server: str) -> AsyncIterator[str]:
+    async with fresh_postgres(postgres_server) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """The same tests on both back ends."""
+    async with AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path}/allocator.db"
+        else:
+            server = request.getfixturevalue("postgres_server")
+            url = await stack.enter_async_context(fresh_postgres(server))
+        db = Database(url)
+        await db.create_schema()
+        yield db
+        await db.close()
