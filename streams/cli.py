@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("worker", help="run the faust stream worker", add_help=False)
+    demo = commands.add_parser("demo", help="the whole pipeline on embedded defaults")
+    demo.add_argument("--leads", type=int, default=300, help="sample leads to produce")
+    commands.add_parser("topics", help="create the allocator's topics").add_argument(
+        "action", choices=["create"]
+    )
     for table in ("clients", "resources"):
         group = commands.add_parser(table, help=f"manage {table} in the database")
         actions = group.add_subparsers(dest="action", required=True)
@@ -76,6 +81,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.file}: {err.strerror}", file=sys.stderr)
             return 1
         print(f"loaded {count} {args.command} from {args.file}")
+        return 0
+    if args.command == "demo":
+        from streams.demo import run_demo
+
+        return run_demo(args.leads)
+    if args.command == "topics":
+        from streams.topics import ensure_topics
+
+        counts = asyncio.run(ensure_topics(Settings()))
+        for name, partitions in counts.items():
+            print(f"{name}: {partitions} partitions")
         return 0
     _parser().print_help()
     return 0 if args.command is None else 2

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -11,7 +12,12 @@ from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 
 from allocator.store import Database
+from streams.broker import EmbeddedBroker
+from streams.topics import ensure_topics
 from tests import services
+from tests.integration.pipeline import Pipeline
+
+SAMPLES = Path(__file__).resolve().parents[2] / "streams" / "samples"
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +87,36 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         await db.create_schema()
         yield db
         await db.close()
+
+
+@pytest.fixture(scope="session")
+def broker_bootstrap() -> Iterator[str]:
+    """One broker for the whole run: ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS, else embedded Tansu."""
+    given = os.environ.get("ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        print(f"[services] Kafka from ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS: {given}")
+        yield given
+        return
+    with EmbeddedBroker() as broker:
+        print(f"[services] Kafka: embedded Tansu at {broker.bootstrap}")
+        yield broker.bootstrap
+
+
+@asynccontextmanager
+async def running_pipeline(
+    bootstrap: str, database_url: str, redis_url: str, workdir: Path
+) -> AsyncIterator[Pipeline]:
+    """Topics created, schema made and sample clients/resources loaded; workers stopped after."""
+    pipeline = Pipeline(bootstrap, database_url, redis_url, workdir)
+    for table in ("clients", "resources"):
+        done = pipeline.cli(table, "load", str(SAMPLES / f"{table}.jsonl"))
+        assert done.returncode == 0, done.stderr
+    await ensure_topics(pipeline.settings)
+    try:
+        yield pipeline
+    finally:
+        pipeline.stop()
+        client = Redis.from_url(redis_url)
+        async for key in client.scan_iter(match=f"{pipeline.prefix}*", count=1000):
+            await client.delete(key)
+        await client.aclose()

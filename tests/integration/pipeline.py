@@ -1,0 +1,165 @@
+"""A running allocator for end-to-end tests: its own topics, group, database and
+Redis prefix on the shared broker; workers as real `allocator worker` processes;
+an independent client (confluent-kafka / librdkafka) to produce and read."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from allocator.config import Settings
+from streams.broker import free_port
+from streams.demo import TEST_BROKER_TIMINGS
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    def health(self) -> dict[str, Any]:
+        return json.loads(self.get("/health")[1])  # type: ignore[no-any-return]
+
+    def metrics(self) -> str:
+        return self.get("/metrics")[1].decode()
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@dataclass
+class Pipeline:
+    bootstrap: str
+    database_url: str
+    redis_url: str
+    workdir: Path
+    partitions: int = 4
+    run: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    workers: list[Worker] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            **TEST_BROKER_TIMINGS,
+            "ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "ALLOCATOR_DATABASE_URL": self.database_url,
+            "ALLOCATOR_REDIS_URL": self.redis_url,
+            "ALLOCATOR_QUOTA_KEY_PREFIX": self.prefix,
+            "ALLOCATOR_APP_ID": f"alloc-{self.run}",
+            "ALLOCATOR_TOPIC_SCORED_LEADS": f"leads-{self.run}",
+            "ALLOCATOR_TOPIC_CONVERSION_PATTERNS": f"patterns-{self.run}",
+            "ALLOCATOR_TOPIC_ALLOCATIONS": f"allocations-{self.run}",
+            "ALLOCATOR_TOPIC_DLQ": f"dlq-{self.run}",
+            "ALLOCATOR_TOPIC_PARTITIONS": str(self.partitions),
+            "ALLOCATOR_RESOURCE_CACHE_SECONDS": "1",
+        }
+
+    @property
+    def prefix(self) -> str:
+        return f"test:{self.run}:"
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(**{k[len("ALLOCATOR_"):].lower(): v for k, v in self.env.items()
+                           if k.startswith("ALLOCATOR_")})
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=self.env,
+                              capture_output=True, text=True, timeout=120)
+
+    def start_worker(self, wait: bool = True) -> Worker:
+        port = free_port()
+        log = self.workdir / f"worker-{len(self.workers)}-{port}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "-l", "info", "--web-port",
+             str(port)],
+            env=self.env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        )
+        worker = Worker(process, port, log)
+        self.workers.append(worker)
+        if wait:
+            self.wait_ready(worker)
+        return worker
+
+    def wait_ready(self, worker: Worker, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if worker.process.poll() is not None:
+                raise RuntimeError(f"worker exited:\n{worker.log.read_text()[-3000:]}")
+            with contextlib.suppress(OSError):
+                if worker.get("/ready")[0] == 200:
+                    return
+            time.sleep(0.3)
+        raise RuntimeError(f"worker not ready:\n{worker.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+    # --- the independent client ---------------------------------------------
+
+    def produce(self, topic: str, records: list[tuple[bytes | None, bytes | None]],
+                partition: int | None = None) -> None:
+        producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5})
+        for key, value in records:
+            if partition is None:
+                producer.produce(topic, key=key, value=value)
+            else:
+                producer.produce(topic, key=key, value=value, partition=partition)
+            producer.poll(0)
+        assert producer.flush(30) == 0
+
+    def produce_json(self, topic: str, rows: list[dict[str, Any]], key: str) -> None:
+        self.produce(topic, [(str(r[key]).encode(), json.dumps(r).encode()) for r in rows])
+
+    def read(self, topic: str, want: int, timeout: float = 60) -> list[tuple[bytes | None, bytes]]:
+        """At least `want` records of `topic` from the start, read without a group."""
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"r-{uuid.uuid4()}",
+                             "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        try:
+            meta = consumer.list_topics(topic, timeout=10)
+            partitions = meta.topics[topic].partitions
+            consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+            out: list[tuple[bytes | None, bytes]] = []
+            deadline = time.monotonic() + timeout
+            while len(out) < want and time.monotonic() < deadline:
+                for message in consumer.consume(500, timeout=0.5):
+                    if message.error() is None and message.value() is not None:
+                        out.append((message.key(), message.value()))
+            return out
+        finally:
+            consumer.close()
+
+    def read_json(self, topic: str, want: int, timeout: float = 60) -> list[dict[str, Any]]:
+        return [json.loads(v) for _, v in self.read(topic, want, timeout)]
