@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -53,6 +56,15 @@ class Settings(BaseSettings):
     producer_linger_ms: int = 5
     producer_max_batch_size: int = 16384
     web_port: int = 6066
+
+    @classmethod
+    def from_environment(cls, environment: Mapping[str, str]) -> Settings:
+        """Settings from an explicit mapping of ALLOCATOR_* variables (for child processes)."""
+        prefix = "ALLOCATOR_"
+        values: dict[str, Any] = {
+            k[len(prefix) :].lower(): v for k, v in environment.items() if k.startswith(prefix)
+        }
+        return cls.model_validate(values)
 
     def schedule(self) -> Schedule:
         return Schedule(

@@ -90,7 +90,7 @@ def create_app(settings: Settings, lead_partitions: int) -> Service:
     directory = ClientDirectory(database.load_snapshot, ttl=settings.resource_cache_seconds)
     engine = AllocatorEngine(directory, quota, settings.schedule())
 
-    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     leads_topic = app.topic(settings.topic_scored_leads, **raw)
     patterns_topic = app.topic(settings.topic_conversion_patterns, **raw)
     fanout_topic = app.topic(

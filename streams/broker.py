@@ -38,7 +38,10 @@ class EmbeddedBroker:
         self.port = port or free_port()
         self.storage = storage
         self.process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)
+        # Kept open for the broker's lifetime; closed and removed in __exit__.
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix="tansu-", suffix=".log", delete=False
+        )
 
     @property
     def bootstrap(self) -> str:
@@ -90,6 +93,7 @@ class EmbeddedBroker:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+        self._log.close()
         Path(self._log.name).unlink(missing_ok=True)
 
 

@@ -191,7 +191,7 @@ async def _produce(bootstrap: str, settings: Settings, leads: list[dict[str, Any
         await producer.stop()
 
 
-async def read_topic(bootstrap: str, topic: str, want: int, timeout: float) -> list[bytes]:
+async def read_topic(bootstrap: str, topic: str, want: int, seconds: float) -> list[bytes]:
     """Read `want` records of `topic` from the start (no group, nothing committed)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
@@ -201,7 +201,7 @@ async def read_topic(bootstrap: str, topic: str, want: int, timeout: float) -> l
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         values: list[bytes] = []
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + seconds
         while len(values) < want and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
@@ -216,28 +216,30 @@ def wait_ready(port: int, worker: subprocess.Popen[bytes], timeout: float = 90) 
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             raise RuntimeError("the worker exited before it was ready")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as r:
-                if r.status == 200:
-                    return
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as r,
+        ):
+            if r.status == 200:
+                return
         time.sleep(0.5)
     raise RuntimeError(f"the worker was not ready within {timeout:.0f}s")
 
 
 def scrape_deferred(port: int) -> Counter[tuple[str, str]]:
+    """Deferred sends per (tier, channel), read from the worker's /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     deferred: Counter[tuple[str, str]] = Counter()
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if (
-                line.startswith("allocator_channel_allocations_total{")
-                and 'status="deferred"' in line
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "allocator_channel_allocations_total" and (
+                labels.get("status") == "deferred"
             ):
-                labels = dict(
-                    part.split("=", 1)
-                    for part in line[line.index("{") + 1 : line.index("}")].split(",")
-                )
-                tier, channel = labels["tier"].strip('"'), labels["channel"].strip('"')
-                deferred[(tier, channel)] += int(float(line.rsplit(" ", 1)[1]))
+                deferred[(labels["tier"], labels["channel"])] += int(sample.value)
     return deferred
 
 
@@ -302,13 +304,7 @@ def run_demo(lead_count: int = 300) -> int:
             console.print(f"broker: embedded Tansu at {broker.bootstrap}")
             console.print(f"quota counters: {redis_note}")
             console.print(f"database: SQLite in {workdir}")
-            settings = Settings(
-                **{
-                    k[len("ALLOCATOR_") :].lower(): v
-                    for k, v in env.items()
-                    if k.startswith("ALLOCATOR_")
-                }
-            )
+            settings = Settings.from_environment(env)
             asyncio.run(_prepare(settings))
             port = free_port()
             log = open(workdir / "worker.log", "wb")  # noqa: SIM115  closed with the worker

@@ -91,8 +91,7 @@ class Pipeline:
 
     @property
     def settings(self) -> Settings:
-        return Settings(**{k[len("ALLOCATOR_"):].lower(): v for k, v in self.env.items()
-                           if k.startswith("ALLOCATOR_")})
+        return Settings.from_environment(self.env)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=self.env,

@@ -54,7 +54,7 @@ async def test_redis_and_memory_stores_agree(redis_url: str, redis_prefix: str) 
     rng = random.Random(7)
     days = (DAY, date(2026, 11, 30), date(2026, 12, 1))
     requests = []
-    for i in range(600):
+    for _ in range(600):
         n = rng.randint(1, 4)
         resources = tuple(sorted(
             ResourceQuota(f"r{j}", rng.choice([None, 0, 1, 3, 5])) for j in range(n)

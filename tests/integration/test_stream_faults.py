@@ -1,0 +1,147 @@
+"""Two workers, a SIGKILLed worker, and a Redis outage: nothing lost, nothing counted twice."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from streams.demo import sample_leads
+from tests.integration.conftest import running_pipeline
+from tests.integration.expect import usage_of
+from tests.integration.pipeline import Pipeline
+from tests.integration.test_stream import await_patterns
+from tests.services import own_redis_server
+
+
+def identical_apart_from_decided_at(copies: list[dict[str, Any]]) -> bool:
+    stripped = [{k: v for k, v in c.items() if k != "decided_at"} for c in copies]
+    return all(s == stripped[0] for s in stripped)
+
+
+def by_event(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        grouped[record["event_id"]].append(record)
+    return grouped
+
+
+async def assert_counters_match(pipeline: Pipeline, redis_url: str,
+                                allocations: list[dict[str, Any]]) -> None:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        for (channel, resource, day), count in usage_of(allocations).items():
+            key = f"{pipeline.prefix}ratelimit:{channel}:{resource}:daily:{day}"
+            assert await redis.get(key) == str(count), key
+    finally:
+        await redis.aclose()
+
+
+async def test_two_workers_share_partitions_and_see_every_pattern(
+    broker_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    db_url = f"sqlite+aiosqlite:///{tmp_path}/allocator.db"
+    async with running_pipeline(broker_bootstrap, db_url, redis_url, tmp_path) as pipeline:
+        settings = pipeline.settings
+        first, second = pipeline.start_worker(wait=False), pipeline.start_worker(wait=False)
+        pipeline.wait_ready(first)
+        pipeline.wait_ready(second)
+        leads_topic = settings.topic_scored_leads
+
+        def lead_partitions(worker: Any) -> set[str]:
+            return {a for a in worker.health()["assigned"] if a.startswith(leads_topic + ":")}
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait out the rebalance that the second join causes
+            mine, theirs = lead_partitions(first), lead_partitions(second)
+            if mine and theirs and len(mine | theirs) == pipeline.partitions:
+                break
+            time.sleep(0.5)
+        assert mine and theirs and not mine & theirs
+        assert len(mine | theirs) == pipeline.partitions
+
+        stamp = "2026-11-01T00:00:00Z"
+        patterns = [
+            {"client_id": c, "pattern_type": "how", "winning_sequence": seq, "confidence": 0.9,
+             "updated_at": stamp}
+            for c, seq in [("acme", ["email", "linkedin"]), ("globex", ["linkedin", "email"]),
+                           ("initech", ["email"])]
+        ]
+        pipeline.produce_json(settings.topic_conversion_patterns, patterns, "client_id")
+        await_patterns(pipeline, ["acme", "globex", "initech"])
+
+        rows = [r for r in sample_leads(300, seed=3) if r["client_id"] != "umbrella"
+                and r["als_score"] >= 20]
+        pipeline.produce_json(leads_topic, rows, "lead_id")
+        wanted = {r["event_id"] for r in rows}
+        emitted = [a for a in pipeline.read_json(settings.topic_allocations, 10**6, 30)
+                   if a["event_id"] in wanted]
+        assert {a["event_id"] for a in emitted} == wanted
+        assert all(a["sequence_source"] == "pattern" for a in emitted)
+        for worker in (first, second):
+            assert "allocator_leads_total" in worker.metrics()
+
+
+async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
+    broker_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    db_url = f"sqlite+aiosqlite:///{tmp_path}/allocator.db"
+    async with running_pipeline(broker_bootstrap, db_url, redis_url, tmp_path) as pipeline:
+        settings = pipeline.settings
+        worker = pipeline.start_worker()
+        rows = sample_leads(3000, seed=9)
+        pipeline.produce_json(settings.topic_scored_leads, rows, "lead_id")
+        pipeline.read(settings.topic_allocations, 200, 60)  # mid-stream...
+        worker.kill()  # ...SIGKILL: no shutdown, no final commit
+        done_before = len(pipeline.read(settings.topic_allocations, 10**6, 2))
+        assert done_before < len(rows), "the worker finished before it was killed"
+
+        pipeline.start_worker()
+        records = pipeline.read_json(settings.topic_allocations, len(rows), 120)
+        copies = by_event(records)
+        deadline = time.monotonic() + 60
+        while len(copies) < len(rows) and time.monotonic() < deadline:
+            copies = by_event(pipeline.read_json(settings.topic_allocations, 10**6, 3))
+        assert set(copies) == {r["event_id"] for r in rows}
+        for event, versions in copies.items():
+            assert identical_apart_from_decided_at(versions), event
+        distinct = [versions[0] for versions in copies.values()]
+        await assert_counters_match(pipeline, redis_url, distinct)
+        print(f"killed after {done_before} of {len(rows)}; "
+              f"{len(records) - len(copies)} redelivered duplicates, all identical")
+
+
+async def test_redis_outage_is_retried_not_dead_lettered(
+    broker_bootstrap: str, tmp_path: Path
+) -> None:
+    db_url = f"sqlite+aiosqlite:///{tmp_path}/allocator.db"
+    # `restarted` outlives the pipeline so that the pipeline's cleanup finds Redis up.
+    with own_redis_server(data_dir=str(tmp_path)) as url, ExitStack() as restarted:
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        async with running_pipeline(broker_bootstrap, db_url, url, tmp_path) as pipeline:
+            settings = pipeline.settings
+            worker = pipeline.start_worker()
+            rows = sample_leads(100, seed=21)
+            pipeline.produce_json(settings.topic_scored_leads, rows[:50], "lead_id")
+            assert len(pipeline.read(settings.topic_allocations, 50, 60)) == 50
+
+            redis = Redis.from_url(url)
+            await redis.shutdown(nosave=True)  # Redis goes away
+            await redis.aclose()
+            pipeline.produce_json(settings.topic_scored_leads, rows[50:], "lead_id")
+            time.sleep(3)
+            assert len(pipeline.read(settings.topic_allocations, 10**6, 2)) == 50
+            assert pipeline.read(settings.topic_dlq, 1, 1) == []
+            assert worker.health()["live"] is True
+
+            restarted.enter_context(own_redis_server(port=port, data_dir=str(tmp_path)))
+            records = pipeline.read_json(settings.topic_allocations, 100, 90)
+            assert {r["event_id"] for r in records} == {r["event_id"] for r in rows}
+            assert pipeline.read(settings.topic_dlq, 1, 1) == []
+            retried = [line for line in worker.metrics().splitlines()
+                       if line.startswith("allocator_transient_failures_total")]
+            assert retried and float(retried[0].rsplit(" ", 1)[1]) > 0
