@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from contextlib import ExitStack
@@ -60,7 +61,7 @@ async def test_two_workers_share_partitions_and_see_every_pattern(
             mine, theirs = lead_partitions(first), lead_partitions(second)
             if mine and theirs and len(mine | theirs) == pipeline.partitions:
                 break
-            time.sleep(0.5)
+            await asyncio.sleep(0.5)
         assert mine and theirs and not mine & theirs
         assert len(mine | theirs) == pipeline.partitions
 
@@ -133,7 +134,7 @@ async def test_redis_outage_is_retried_not_dead_lettered(
             await redis.shutdown(nosave=True)  # Redis goes away
             await redis.aclose()
             pipeline.produce_json(settings.topic_scored_leads, rows[50:], "lead_id")
-            time.sleep(3)
+            await asyncio.sleep(3)
             assert len(pipeline.read(settings.topic_allocations, 10**6, 2)) == 50
             assert pipeline.read(settings.topic_dlq, 1, 1) == []
             assert worker.health()["live"] is True
