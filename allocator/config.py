@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     producer_linger_ms: int = 5
     producer_max_batch_size: int = 16384
     web_port: int = 6066
+    # exactly_once needs Kafka transactions, which the embedded test broker
+    # (Tansu 0.6.0) does not support; see topics.md, "Delivery guarantees".
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str]) -> Settings:

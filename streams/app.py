@@ -78,6 +78,7 @@ def create_app(settings: Settings, lead_partitions: int) -> Service:
         producer_max_batch_size=settings.producer_max_batch_size,
         web_port=settings.web_port,
         consumer_auto_offset_reset="earliest",
+        processing_guarantee=settings.processing_guarantee,
     )
     metrics = Metrics()
     database = Database(settings.database_url)

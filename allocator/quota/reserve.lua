@@ -3,53 +3,49 @@
 -- i.e. the smallest resource_id) and increment its counter. Idempotent per
 -- request: the outcome is stored under the request's reservation key and
 -- returned unchanged when the same (event, channel) asks again.
--- The same rule in Python: allocator/quota/base.py choose_resource.
+-- The same rule in Python: allocator/quota/base.py choose_resource; the same
+-- key formats: base.py counter_key and reservation_key.
 --
--- KEYS, per request: reservation key, then days*resources counter keys (day-major).
--- ARGV[1] = number of requests; then per request:
---   days, resources, reservation expiry (unix s),
---   days x counter expiry (unix s), resources x limit (-1 = unlimited),
---   resources x resource_id
+-- ARGV[1] = key prefix; ARGV[2] = the batch as JSON, a list of requests:
+--   {"e": event_id, "c": channel, "d": [day, ...], "x": [counter expiry, ...],
+--    "h": reservation expiry, "r": [resource_id, ...], "l": [limit or -1, ...]}
+-- (One JSON argument instead of one argument per key: encoding thousands of
+-- arguments per call cost the client more than Redis spent running the script.)
 -- Returns, per request: "<step>:<resource_id>" or "-" (exhausted).
+local prefix = ARGV[1]
+local batch = cjson.decode(ARGV[2])
 local out = {}
-local k = 1
-local a = 2
-for i = 1, tonumber(ARGV[1]) do
-  local held_key = KEYS[k]
-  local days = tonumber(ARGV[a])
-  local n = tonumber(ARGV[a + 1])
-  local held_expiry = ARGV[a + 2]
-  local expiry_at = a + 3
-  local limit_at = expiry_at + days
-  local id_at = limit_at + n
+for i, req in ipairs(batch) do
+  local held_key = prefix .. 'allocator:reservation:' .. req.e .. ':' .. req.c
   local held = redis.call('GET', held_key)
   if held then
     out[i] = held
   else
     local result = '-'
-    for d = 1, days do
-      local first = k + 1 + (d - 1) * n
-      local counts = redis.call('MGET', unpack(KEYS, first, first + n - 1))
+    local n = #req.r
+    for d, day in ipairs(req.d) do
+      local keys = {}
+      for j = 1, n do
+        keys[j] = prefix .. 'ratelimit:' .. req.c .. ':' .. req.r[j] .. ':daily:' .. day
+      end
+      local counts = redis.call('MGET', unpack(keys))
       local best, best_count = nil, nil
       for j = 1, n do
         local c = tonumber(counts[j] or '0')
-        local limit = tonumber(ARGV[limit_at + j - 1])
+        local limit = req.l[j]
         if (limit < 0 or c < limit) and (best == nil or c < best_count) then
           best, best_count = j, c
         end
       end
       if best then
-        local key = KEYS[first + best - 1]
-        redis.call('INCR', key)
-        redis.call('EXPIREAT', key, ARGV[expiry_at + d - 1])
-        result = (d - 1) .. ':' .. ARGV[id_at + best - 1]
+        redis.call('INCR', keys[best])
+        redis.call('EXPIREAT', keys[best], req.x[d])
+        result = (d - 1) .. ':' .. req.r[best]
         break
       end
     end
-    redis.call('SET', held_key, result, 'EXAT', held_expiry)
+    redis.call('SET', held_key, result, 'EXAT', req.h)
     out[i] = result
   end
-  k = k + 1 + days * n
-  a = id_at + n
 end
 return out
