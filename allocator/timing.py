@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from allocator.models import WhenPattern
@@ -18,6 +19,9 @@ _ONE_DAY = timedelta(days=1)
 _ONE_MINUTE = timedelta(minutes=1)
 
 
+# Cached: a batch asks for the same few (day, hour, zone) slots again and again,
+# and the DST check below costs two zone conversions. Results are immutable.
+@lru_cache(maxsize=65536)
 def at_local(day: date, hour: int, tz: ZoneInfo) -> datetime:
     """The instant of `day` at `hour`:00 local time, DST-safe.
 
@@ -93,4 +97,10 @@ def send_slots(
         while pattern is None and not _is_weekday(day):
             day += _ONE_DAY
         slots.append(at_local(day, hour, send_zone))
-    return [SendSlot(at, at.astimezone(quota_zone).date()) for at in slots]
+    return [SendSlot(at, local_date(at, quota_zone)) for at in slots]
+
+
+@lru_cache(maxsize=65536)
+def local_date(instant: datetime, tz: ZoneInfo) -> date:
+    """The date of `instant` in zone `tz` (cached: send slots repeat across leads)."""
+    return instant.astimezone(tz).date()

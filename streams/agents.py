@@ -83,7 +83,14 @@ async def with_retry(
 
 
 class Pinned:
-    """Hold a batch's messages uncommitted until `release`."""
+    """Hold a batch's messages uncommitted until the broker has acknowledged
+    everything the batch produced.
+
+    One extra reference per message means take_events' own ack is not the
+    final one; `release_after` awaits the deliveries and then acks each message
+    through the stream, which makes its offset committable. If the worker dies
+    first, the messages are never committed and come again.
+    """
 
     def __init__(self, events: Sequence[Any], stream: Any) -> None:
         self._events = events
@@ -91,9 +98,38 @@ class Pinned:
         for event in events:
             event.message.incref()
 
-    async def release(self) -> None:
+    async def release_after(self, deliveries: Sequence[Awaitable[Any]]) -> None:
+        await asyncio.gather(*deliveries)
         for event in self._events:
             await self._stream.ack(event)
+
+
+class InFlight:
+    """Batches whose deliveries are still being acknowledged, at most `limit`.
+
+    The agent goes on deciding the next batch while the broker acknowledges the
+    last one; a failed delivery is raised into the agent (which then crashes
+    and shows in /health) instead of being lost in a background task.
+    """
+
+    def __init__(self, limit: int = 4) -> None:
+        self._limit = limit
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def add(self, release: Awaitable[None]) -> None:
+        self._tasks.append(asyncio.ensure_future(release))
+        while len(self._tasks) > self._limit:
+            await self._tasks.pop(0)
+        self._reap()
+
+    def _reap(self) -> None:
+        for task in [t for t in self._tasks if t.done()]:
+            self._tasks.remove(task)
+            task.result()  # raises a delivery failure here, in the agent
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await self._tasks.pop(0)
 
 
 class DeadLetters:
@@ -143,6 +179,7 @@ class LeadAllocator:
         self._dead = dead_letters
         self._metrics = metrics
         self._unknown_seen = 0
+        self.in_flight = InFlight()
 
     async def process(self, events: Sequence[Any], stream: Any) -> None:
         pinned = Pinned(events, stream)
@@ -164,14 +201,12 @@ class LeadAllocator:
                 self._metrics,
             )
             deliveries.extend([await self._emit(d) for d in decisions])
-            self._metrics.batch_size.observe(len(leads))
+            self._metrics.record_batch(decisions)
             self._count_unknown_clients()
-        await asyncio.gather(*deliveries)
-        await pinned.release()
+        await self.in_flight.add(pinned.release_after(deliveries))
 
     async def _emit(self, decision: Decision) -> Awaitable[Any]:
         allocation = decision.allocation
-        self._metrics.record(decision)
         return await self._send(
             self._topic,
             allocation.lead_id.encode(),
@@ -226,8 +261,7 @@ class PatternFanOut:
             key = pattern.client_id.encode()
             for partition in range(self._partitions):
                 deliveries.append(await self._send(self._topic, key, value, partition, None, None))
-        await asyncio.gather(*deliveries)
-        await pinned.release()
+        await pinned.release_after(deliveries)
 
 
 def hold_pattern(table: Any, key: str, raw: bytes) -> None:

@@ -135,8 +135,15 @@ def create_app(settings: Settings, lead_partitions: int) -> Service:
 
     @app.agent(leads_topic, name="allocate_leads")
     async def allocate_leads(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            await allocator.process(events, stream)
+        try:
+            async for events in stream.take_events(
+                settings.batch_size, within=settings.batch_seconds
+            ):
+                await allocator.process(events, stream)
+        finally:
+            # On a clean stop, let acknowledged batches become committable; what
+            # is not acknowledged stays uncommitted and comes again.
+            await allocator.in_flight.drain()
 
     register_pages(app, metrics)
     return Service(app, settings, metrics, database, engine)

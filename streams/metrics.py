@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter as TallyCounter
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from allocator.decision import Decision
@@ -55,10 +58,20 @@ class Metrics:
             registry=self.registry,
         )
 
-    def record(self, decision: Decision) -> None:
-        allocation = decision.allocation
-        tier = allocation.als_tier.value
-        self.leads.labels(tier).inc()
-        for entry, steps in zip(allocation.channels, decision.deferrals, strict=True):
-            status = "deferred" if steps else entry.status
-            self.allocations.labels(tier, entry.channel.value, status).inc()
+    def record_batch(self, decisions: Sequence[Decision]) -> None:
+        # Counted per batch, then one increment per label set: labels() costs
+        # more than the counting.
+        leads: TallyCounter[str] = TallyCounter()
+        entries: TallyCounter[tuple[str, str, str]] = TallyCounter()
+        for decision in decisions:
+            allocation = decision.allocation
+            tier = allocation.als_tier.value
+            leads[tier] += 1
+            for entry, steps in zip(allocation.channels, decision.deferrals, strict=True):
+                status = "deferred" if steps else entry.status
+                entries[(tier, entry.channel.value, status)] += 1
+        for tier, count in leads.items():
+            self.leads.labels(tier).inc(count)
+        for labels, count in entries.items():
+            self.allocations.labels(*labels).inc(count)
+        self.batch_size.observe(len(decisions))

@@ -18,12 +18,13 @@ import json
 import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from importlib.resources import files
 
 from redis.asyncio import Redis
 
 from allocator.channels import Channel
-from allocator.quota.base import Reservation, ReservationRequest, counter_key
+from allocator.quota.base import Reservation, ReservationRequest, ResourceQuota, counter_key
 
 _SCRIPT = files("allocator.quota").joinpath("reserve.lua").read_text()
 
@@ -66,21 +67,17 @@ class RedisQuotaStore:
     async def _reserve_chunk(
         self, requests: Sequence[ReservationRequest]
     ) -> list[Reservation | None]:
-        batch = []
+        expiry_of: dict[date, int] = {}  # a batch names the same few days again and again
+        items = []
         for request in requests:
-            expiries = [self.expires_at(day) for day in request.days]
-            batch.append(
-                {
-                    "e": request.event_id,
-                    "c": request.channel.value,
-                    "d": [day.isoformat() for day in request.days],
-                    "x": [str(at) for at in expiries],
-                    "h": str(max(expiries)),
-                    "r": [r.resource_id for r in request.resources],
-                    "l": [-1 if r.limit is None else r.limit for r in request.resources],
-                }
+            expiries = tuple(
+                expiry_of.get(day) or expiry_of.setdefault(day, self.expires_at(day))
+                for day in request.days
             )
-        raw = await self._reserve(keys=[], args=[self._prefix, json.dumps(batch)])
+            spec = _spec_json(request.channel, request.days, expiries, request.resources)
+            items.append(f"[{json.dumps(request.event_id)},{spec}]")
+        batch = "[" + ",".join(items) + "]"
+        raw = await self._reserve(keys=[], args=[self._prefix, batch])
         return [_outcome(value) for value in raw]
 
     async def usage(self, channel: Channel, resource_ids: Sequence[str], day: date) -> list[int]:
@@ -103,6 +100,26 @@ class RedisQuotaStore:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+@lru_cache(maxsize=8192)
+def _spec_json(
+    channel: Channel,
+    days: tuple[date, ...],
+    expiries: tuple[int, ...],
+    resources: tuple[ResourceQuota, ...],
+) -> str:
+    """The part of a request that every lead of a client, channel and day shares."""
+    return json.dumps(
+        [
+            channel.value,
+            [day.isoformat() for day in days],
+            [str(at) for at in expiries],
+            str(max(expiries)),
+            [r.resource_id for r in resources],
+            [-1 if r.limit is None else r.limit for r in resources],
+        ]
+    )
 
 
 def _outcome(value: str | bytes) -> Reservation | None:

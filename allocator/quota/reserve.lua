@@ -6,16 +6,21 @@
 -- The same rule in Python: allocator/quota/base.py choose_resource; the same
 -- key formats: base.py counter_key and reservation_key.
 --
--- ARGV[1] = key prefix; ARGV[2] = the batch as JSON, a list of requests:
---   {"e": event_id, "c": channel, "d": [day, ...], "x": [counter expiry, ...],
---    "h": reservation expiry, "r": [resource_id, ...], "l": [limit or -1, ...]}
+-- ARGV[1] = key prefix; ARGV[2] = the batch as JSON, a list of requests, each
+--   [event_id, [channel, [day, ...], [counter expiry, ...], reservation expiry,
+--               [resource_id, ...], [limit or -1, ...]]]
+-- (the inner list is the same for every lead of a client and day, so the
+-- client caches its JSON; see redis_store.py)
 -- (One JSON argument instead of one argument per key: encoding thousands of
 -- arguments per call cost the client more than Redis spent running the script.)
 -- Returns, per request: "<step>:<resource_id>" or "-" (exhausted).
 local prefix = ARGV[1]
 local batch = cjson.decode(ARGV[2])
 local out = {}
-for i, req in ipairs(batch) do
+for i, item in ipairs(batch) do
+  local spec = item[2]
+  local req = {e = item[1], c = spec[1], d = spec[2], x = spec[3], h = spec[4],
+               r = spec[5], l = spec[6]}
   local held_key = prefix .. 'allocator:reservation:' .. req.e .. ':' .. req.c
   local held = redis.call('GET', held_key)
   if held then

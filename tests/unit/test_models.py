@@ -109,3 +109,14 @@ def test_invalid_patterns(fields: dict[str, object], code: str, field: str | Non
     with pytest.raises(InvalidRecord) as caught:
         parse_pattern(json.dumps(fields).encode())
     assert (caught.value.code, caught.value.field) == (code, field)
+
+
+def test_derived_id_is_rfc4122_uuid5() -> None:
+    import uuid
+
+    from allocator.models import _ID_NAMESPACE, derived_id
+
+    for parts in [("a",), ("lead", "L1", "c1", "2026-11-26T10:00:00+00:00"), ("a|b", "c")]:
+        name = "".join(f"{len(p)}:{p}" for p in parts)
+        assert derived_id(*parts) == str(uuid.uuid5(_ID_NAMESPACE, name))
+    assert derived_id("a|b", "c") != derived_id("a", "b|c")

@@ -1,0 +1,46 @@
+"""The baseline: a bare faust agent that forwards every record, with the
+allocator worker's batching. BENCH_AWAIT=1 also waits for each batch's
+deliveries (the allocator's commit discipline); otherwise it relies on faust's
+flush-before-commit, as in ../shared/guides/broker.md. Environment: BENCH_*."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import faust
+
+app = faust.App(
+    os.environ["BENCH_APP_ID"],
+    broker=f"kafka://{os.environ['ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS']}",
+    store="memory://",
+    broker_rebalance_timeout=5.0,
+    broker_session_timeout=6.0,
+    broker_heartbeat_interval=1.0,
+    consumer_auto_offset_reset="earliest",
+)
+source = app.topic(os.environ["BENCH_SOURCE"], key_serializer="raw", value_serializer="raw")
+sink = os.environ["BENCH_SINK"]
+await_deliveries = os.environ.get("BENCH_AWAIT") == "1"
+
+
+@app.agent(source)
+async def forward(stream: Any) -> None:
+    async for events in stream.take_events(500, within=0.05):
+        deliveries = [
+            await app.producer.send(sink, e.message.key, e.message.value, None, None, None)
+            for e in events
+        ]
+        if await_deliveries:
+            await asyncio.gather(*deliveries)
+
+
+@app.page("/ready")
+async def ready(web: Any, request: Any) -> Any:
+    ok = bool(app.consumer.assignment()) and not app.rebalancing
+    return web.json({"ready": ok}, status=200 if ok else 503)
+
+
+if __name__ == "__main__":
+    app.main()
