@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from allocator.channels import DEFAULT_SEND_HOUR, RESOURCE_TYPE, Channel
@@ -100,6 +100,8 @@ class Decision:
 
     allocation: Allocation
     deferrals: tuple[int | None, ...]  # per channel entry; None unless allocated
+    # per channel entry: the quota day the send first asked for (None: no resource)
+    wanted_days: tuple[date | None, ...]
 
 
 def complete(
@@ -144,7 +146,8 @@ def complete(
         channels=entries,
         decided_at=decided_at,
     )
-    return Decision(allocation, tuple(deferrals))
+    wanted = tuple(p.slots[0].usage_day if p.slots else None for p in plan.channels)
+    return Decision(allocation, tuple(deferrals), wanted)
 
 
 def _unallocated(

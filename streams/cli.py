@@ -40,6 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="run the faust stream worker", add_help=False)
     demo = commands.add_parser("demo", help="the whole pipeline on embedded defaults")
     demo.add_argument("--leads", type=int, default=300, help="sample leads to produce")
+    replay = commands.add_parser(
+        "replay",
+        help="backtest history through the allocator",
+        description="Replay scored leads (and patterns) through the allocator in event time. "
+        "Never touches the live quota counters.",
+    )
+    from allocator.replay.command import add_arguments
+
+    add_arguments(replay)
     commands.add_parser("topics", help="create the allocator's topics").add_argument(
         "action", choices=["create"]
     )
@@ -82,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"loaded {count} {args.command} from {args.file}")
         return 0
+    if args.command == "replay":
+        from allocator.replay.command import run
+
+        return run(args)
     if args.command == "demo":
         from streams.demo import run_demo
 

@@ -1,0 +1,1 @@
+"""Backtesting: run history through the allocator and compare rules."""

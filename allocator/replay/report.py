@@ -1,0 +1,234 @@
+"""The replay report: summary.json and an HTML page of plotly charts.
+
+The page embeds plotly.js, so it opens offline.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from allocator.channels import Channel
+from allocator.replay.summary import STATUSES
+
+WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+COLOURS = {
+    "allocated": "#2b8a3e",
+    "deferred": "#f08c00",
+    "exhausted": "#c92a2a",
+    "no_resource": "#868e96",
+}
+
+
+def per_day_figure(summary: dict[str, Any]) -> go.Figure:
+    channels = [
+        c.value for c in Channel if any(r["channel"] == c.value for r in summary["per_day"])
+    ]
+    fig = make_subplots(
+        rows=max(len(channels), 1),
+        cols=1,
+        shared_xaxes=True,
+        subplot_titles=channels or ["no sends"],
+        vertical_spacing=0.05,
+    )
+    for row, channel in enumerate(channels, start=1):
+        for status in STATUSES:
+            points = [
+                r for r in summary["per_day"] if r["channel"] == channel and r["status"] == status
+            ]
+            fig.add_trace(
+                go.Bar(
+                    x=[p["day"] for p in points],
+                    y=[p["count"] for p in points],
+                    name=status,
+                    marker_color=COLOURS[status],
+                    legendgroup=status,
+                    showlegend=row == 1,
+                ),
+                row=row,
+                col=1,
+            )
+    fig.update_layout(
+        barmode="stack",
+        height=220 * max(len(channels), 1) + 100,
+        title="Channel sends per day, by status (day: the quota day, or the day asked for)",
+    )
+    return fig
+
+
+def utilisation_figure(summary: dict[str, Any]) -> go.Figure:
+    rows = [r for r in summary["resources"] if r["daily_limit"]]
+    labels = [f"{r['client_id']}/{r['resource_id']}" for r in rows]
+    fig = go.Figure(
+        [
+            go.Bar(name="mean per day", x=labels, y=[100 * r["mean_utilisation"] for r in rows]),
+            go.Bar(name="peak day", x=labels, y=[100 * r["peak_utilisation"] for r in rows]),
+        ]
+    )
+    fig.add_hline(y=100, line_dash="dash", annotation_text="daily limit")
+    fig.update_layout(
+        barmode="group",
+        title="Resource utilisation against its daily limit (%)",
+        yaxis_title="% of limit",
+        height=450,
+    )
+    return fig
+
+
+def tier_figure(summary: dict[str, Any]) -> go.Figure:
+    order = [t for t in ("hot", "warm", "cool", "cold", "unqualified") if t in summary["by_tier"]]
+    tiers = summary["by_tier"]
+    fig = go.Figure(
+        [
+            go.Bar(
+                name="deferred",
+                x=order,
+                marker_color=COLOURS["deferred"],
+                y=[100 * tiers[t]["deferred_share"] for t in order],
+            ),
+            go.Bar(
+                name="exhausted",
+                x=order,
+                marker_color=COLOURS["exhausted"],
+                y=[100 * tiers[t]["exhausted_share"] for t in order],
+            ),
+        ]
+    )
+    fig.update_layout(
+        barmode="group",
+        height=400,
+        yaxis_title="% of channel entries",
+        title="Share of channel entries deferred and exhausted, by tier",
+    )
+    return fig
+
+
+def send_time_figure(summary: dict[str, Any]) -> go.Figure:
+    grid = [[0] * 24 for _ in range(7)]
+    for point in summary["send_times"]:
+        grid[point["weekday"]][point["hour"]] = point["count"]
+    fig = go.Figure(
+        go.Heatmap(z=grid, x=[f"{h:02d}" for h in range(24)], y=WEEKDAYS, colorscale="Blues")
+    )
+    fig.update_layout(
+        title="Send times by weekday and local hour",
+        height=380,
+        yaxis_autorange="reversed",
+        xaxis_title="local hour",
+    )
+    return fig
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in columns) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _comparison_html(comparison: dict[str, Any]) -> str:
+    statuses = comparison["statuses"]
+    status_rows = [
+        {
+            "status": s,
+            "baseline": statuses["baseline"][s],
+            "variant": statuses["variant"][s],
+            "change": statuses["variant"][s] - statuses["baseline"][s],
+        }
+        for s in STATUSES
+    ]
+    capacity: dict[tuple[str, str], dict[str, Any]] = {}
+    for side in ("baseline", "variant"):
+        for row in comparison["capacity_needed"][side]:
+            entry = capacity.setdefault(
+                (row["client_id"], row["channel"]),
+                {"client_id": row["client_id"], "channel": row["channel"]},
+            )
+            entry[f"{side} peak demand"] = row["peak_demand"]
+            entry[f"{side} capacity"] = row["daily_capacity"]
+            entry[f"{side} shortfall"] = row["shortfall"]
+    moves = {
+        k: comparison[k]
+        for k in (
+            "sends_moved_in_time",
+            "sends_on_another_resource",
+            "sends_newly_served",
+            "sends_no_longer_served",
+        )
+    }
+    spread = comparison["usage_balance_spread"]
+    return (
+        f"<h2>Baseline vs {html.escape(comparison['variant']['name'])}</h2>"
+        f"<pre>{html.escape(json.dumps(comparison['variant'], indent=1))}</pre>"
+        + _table(status_rows, ["status", "baseline", "variant", "change"])
+        + "<h3>Sends that change</h3>"
+        + _table([moves], list(moves))
+        + "<h3>Capacity needed to serve every lead on the day it asked for</h3>"
+        + _table(
+            list(capacity.values()),
+            [
+                "client_id",
+                "channel",
+                "baseline peak demand",
+                "baseline capacity",
+                "baseline shortfall",
+                "variant capacity",
+                "variant shortfall",
+            ],
+        )
+        + f"<p>Usage balance (mean max-min spread across equal-limit resources per day): "
+        f"baseline {spread['baseline']}, variant {spread['variant']}</p>"
+    )
+
+
+def write_report(
+    directory: str | Path, summary: dict[str, Any], comparison: dict[str, Any] | None = None
+) -> Path:
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if comparison is not None:
+        (out / "compare.json").write_text(json.dumps(comparison, indent=2, sort_keys=True) + "\n")
+    figures = [
+        per_day_figure(summary),
+        utilisation_figure(summary),
+        tier_figure(summary),
+        send_time_figure(summary),
+    ]
+    charts = "".join(
+        f'<section class="chart">{fig.to_html(full_html=False, include_plotlyjs=(i == 0))}'
+        "</section>"
+        for i, fig in enumerate(figures)
+    )
+    statuses = summary["statuses"]
+    overview = _table(
+        [{"leads": summary["leads"], "invalid records": summary["invalid_records"], **statuses}],
+        ["leads", "invalid records", *STATUSES],
+    )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Allocator replay report</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head>
+<body><h1>Allocator replay report</h1>
+<p>Rules: {html.escape(summary["rules"]["name"])}</p>
+{overview}
+<h2>Capacity needed to serve every lead on the day it asked for</h2>
+{
+        _table(
+            summary["capacity_needed"],
+            ["client_id", "channel", "peak_day", "peak_demand", "daily_capacity", "shortfall"],
+        )
+    }
+{charts}
+{_comparison_html(comparison) if comparison else ""}
+</body></html>
+"""
+    (out / "index.html").write_text(page, encoding="utf-8")
+    return out / "index.html"

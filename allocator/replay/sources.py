@@ -1,0 +1,204 @@
+"""Where a replay's history comes from: JSON Lines files or a Kafka topic.
+
+Invalid records are kept as `Rejected` (where, field, value) and never stop
+the replay or drop a valid one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from allocator.errors import InvalidRecord
+from allocator.files import parse_lines
+from allocator.models import (
+    ConversionPattern,
+    ScoredLead,
+    decode_object,
+    parse_pattern_data,
+    validate,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Rejected:
+    source: str  # file path or topic
+    where: str  # "line 12" or "partition 0 offset 81"
+    error: InvalidRecord
+
+    def describe(self) -> str:
+        return f"{self.source} {self.where}: [{self.error.code}] {self.error.message}"
+
+
+@dataclass
+class History:
+    leads: list[ScoredLead]  # in input order
+    patterns: list[ConversionPattern]
+    rejected: list[Rejected]
+
+
+def parse_lead_data(data: dict[str, Any]) -> ScoredLead:
+    return validate(ScoredLead, data)
+
+
+def from_file(
+    path: str | Path, parse: Callable[[dict[str, Any]], T]
+) -> tuple[list[T], list[Rejected]]:
+    good: list[T] = []
+    bad: list[Rejected] = []
+    for number, item in parse_lines(path, parse):
+        if isinstance(item, InvalidRecord):
+            bad.append(Rejected(str(path), f"line {number}", item))
+        else:
+            good.append(item)
+    return good, bad
+
+
+@dataclass(frozen=True)
+class Bound:
+    """--from / --to: an RFC 3339 timestamp (record time) or an offset."""
+
+    at: datetime | None = None
+    offset: int | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> Bound | None:
+        if text is None:
+            return None
+        if text.isdigit():
+            return cls(offset=int(text))
+        try:
+            at = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f"--from/--to: {text!r} is neither an offset nor a timestamp"
+            ) from None
+        if at.tzinfo is None:
+            raise ValueError(f"--from/--to: timestamp {text!r} needs a UTC offset")
+        return cls(at=at)
+
+
+RawRecord = tuple[int, int, int, bytes | None]  # partition, offset, timestamp ms, value
+
+
+async def read_topic(
+    bootstrap: str, topic: str, start: Bound | None, end: Bound | None, idle_ms: int = 1500
+) -> list[RawRecord]:
+    """Records of `topic` between the bounds, read without a consumer group and
+    without committing anything. Ordered by (timestamp, partition, offset).
+
+    The end of a partition is where reading finds nothing more for `idle_ms`
+    past its reported end offset, because some brokers (Tansu 0.6) under-report
+    high watermarks; on Kafka the two agree.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        partitions = sorted(consumer.partitions_for_topic(topic) or set())
+        if not partitions:
+            raise ValueError(f"topic {topic!r} does not exist or has no partitions")
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        await _seek_start(consumer, tps, start)
+        records: list[RawRecord] = []
+        done: set[int] = set()
+        while len(done) < len(tps):
+            batch = await consumer.getmany(
+                *[tp for tp in tps if tp.partition not in done], timeout_ms=idle_ms
+            )
+            if not batch:
+                break
+            for tp, messages in batch.items():
+                for m in messages:
+                    if _past(end, m.offset, m.timestamp):
+                        done.add(tp.partition)
+                        break
+                    # The seek is only a head start: Tansu 0.6 answers a
+                    # time lookup with the partition's start.
+                    if not _before(start, m.offset, m.timestamp):
+                        records.append((tp.partition, m.offset, m.timestamp, m.value))
+        records.sort(key=lambda r: (r[2], r[0], r[1]))
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def _seek_start(consumer: Any, tps: list[Any], start: Bound | None) -> None:
+    if start is None:
+        await consumer.seek_to_beginning(*tps)
+    elif start.offset is not None:
+        for tp in tps:
+            consumer.seek(tp, start.offset)
+    else:
+        assert start.at is not None
+        found = await consumer.offsets_for_times(
+            {tp: int(start.at.timestamp() * 1000) for tp in tps}
+        )
+        for tp in tps:
+            if found.get(tp) is None:
+                await consumer.seek_to_end(tp)
+            else:
+                consumer.seek(tp, found[tp].offset)
+
+
+def _before(start: Bound | None, offset: int, timestamp_ms: int) -> bool:
+    if start is None:
+        return False
+    if start.offset is not None:
+        return offset < start.offset
+    assert start.at is not None
+    return timestamp_ms < int(start.at.timestamp() * 1000)
+
+
+def _past(end: Bound | None, offset: int, timestamp_ms: int) -> bool:
+    if end is None:
+        return False
+    if end.offset is not None:
+        return offset >= end.offset
+    assert end.at is not None
+    return timestamp_ms >= int(end.at.timestamp() * 1000)
+
+
+def parse_records(
+    topic: str, records: Iterable[RawRecord], parse: Callable[[dict[str, Any]], T]
+) -> tuple[list[T], list[Rejected]]:
+    good: list[T] = []
+    bad: list[Rejected] = []
+    for partition, offset, _, value in records:
+        try:
+            good.append(parse(decode_object(value)))
+        except InvalidRecord as err:
+            bad.append(Rejected(topic, f"partition {partition} offset {offset}", err))
+    return good, bad
+
+
+def topic_history(
+    bootstrap: str,
+    leads_topic: str | None,
+    patterns_topic: str | None,
+    start: Bound | None,
+    end: Bound | None,
+) -> tuple[list[ScoredLead], list[ConversionPattern], list[Rejected]]:
+    async def read_both() -> tuple[list[RawRecord], list[RawRecord]]:
+        leads = await read_topic(bootstrap, leads_topic, start, end) if leads_topic else []
+        # Patterns from before the window still held during it: read from the start.
+        patterns = await read_topic(bootstrap, patterns_topic, None, end) if patterns_topic else []
+        return leads, patterns
+
+    raw_leads, raw_patterns = asyncio.run(read_both())
+    leads, bad_leads = parse_records(leads_topic or "", raw_leads, parse_lead_data)
+    patterns, bad_patterns = parse_records(patterns_topic or "", raw_patterns, parse_pattern_data)
+    return leads, patterns, bad_leads + bad_patterns

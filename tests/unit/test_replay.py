@@ -1,0 +1,142 @@
+"""`allocator replay` over files: determinism, event time, bad lines, report."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from streams.cli import main
+from tests.replay_data import BAD_LINES, replay_args, write_history
+
+
+def run(args: list[str]) -> None:
+    assert main(args) == 0
+
+
+def records(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_same_inputs_give_byte_identical_output(tmp_path: Path) -> None:
+    paths = write_history(tmp_path)
+    run(replay_args(paths, tmp_path / "a.jsonl"))
+    run(replay_args(paths, tmp_path / "b.jsonl"))
+    a = (tmp_path / "a.jsonl").read_bytes()
+    assert a and a == (tmp_path / "b.jsonl").read_bytes()
+
+
+def test_output_is_in_input_order_and_decided_at_is_scored_at(tmp_path: Path) -> None:
+    paths = write_history(tmp_path, bad=False)
+    run(replay_args(paths, tmp_path / "out.jsonl"))
+    inputs = [json.loads(line) for line in paths["leads"].read_text().splitlines()]
+    outputs = records(tmp_path / "out.jsonl")
+    assert [o["event_id"] for o in outputs] == [i["event_id"] for i in inputs]
+    for i, o in zip(inputs, outputs, strict=True):
+        assert o["decided_at"].replace("Z", "+00:00") == i["scored_at"]
+
+
+def test_pattern_mid_stream_changes_only_later_leads(tmp_path: Path) -> None:
+    # Demo leads are scored every 2 minutes from 13:00Z; the patterns arrive at 15:00Z.
+    paths = write_history(tmp_path, bad=False, pattern_time="2026-11-26T15:00:00+00:00")
+    run(replay_args(paths, tmp_path / "out.jsonl"))
+    inputs = {json.loads(x)["event_id"]: json.loads(x) for x in
+              paths["leads"].read_text().splitlines()}
+    acme_hot_or_cool = [o for o in records(tmp_path / "out.jsonl")
+                        if o["client_id"] == "acme" and o["als_tier"] != "unqualified"]
+    before = [o for o in acme_hot_or_cool
+              if inputs[str(o["event_id"])]["scored_at"] < "2026-11-26T15:00:00"]
+    after = [o for o in acme_hot_or_cool
+             if inputs[str(o["event_id"])]["scored_at"] >= "2026-11-26T15:00:00"]
+    assert before and after
+    assert all(o["sequence_source"] == "default" for o in before)
+    # acme's HOW pattern starts with linkedin, which cold leads may not use.
+    assert all(o["sequence_source"] == "pattern" for o in after if o["als_tier"] != "cold")
+    at_the_instant = [o for o in after if inputs[str(o["event_id"])]["scored_at"]
+                      == "2026-11-26T15:00:00+00:00"]
+    assert all(o["sequence_source"] == "pattern" for o in at_the_instant
+               if o["als_tier"] != "cold")
+
+
+def test_invalid_lines_are_reported_and_valid_ones_all_allocated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = write_history(tmp_path)
+    run(replay_args(paths, tmp_path / "out.jsonl", "--report", str(tmp_path / "r")))
+    errors = capsys.readouterr().err
+    # line numbers count the bad lines themselves: bad line k sits after k earlier bad ones
+    expected = [index + 1 + n for n, index in enumerate(sorted(BAD_LINES))]
+    for line in expected:
+        assert f"line {line}:" in errors
+    assert "als_score" in errors and "72.5" in errors and "scored_at" in errors
+    valid = len(paths["leads"].read_text().splitlines()) - len(BAD_LINES)
+    assert len(records(tmp_path / "out.jsonl")) == valid
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["invalid_records"] == len(BAD_LINES)
+    assert summary["invalid_by_code"] == {"invalid_field": 1, "invalid_json": 1,
+                                          "missing_field": 1}
+
+
+def test_summary_matches_output_and_report_renders(tmp_path: Path) -> None:
+    paths = write_history(tmp_path)
+    run(replay_args(paths, tmp_path / "out.jsonl", "--report", str(tmp_path / "r")))
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    out = records(tmp_path / "out.jsonl")
+    assert summary["leads"] == len(out)
+    statuses: Counter[str] = Counter()
+    tiers: Counter[str] = Counter()
+    for allocation in out:
+        tiers[str(allocation["als_tier"])] += 1
+        for entry in allocation["channels"]:  # type: ignore[attr-defined]
+            statuses[entry["status"]] += 1
+    s = summary["statuses"]
+    assert s["allocated"] + s["deferred"] == statuses["allocated"]
+    assert s["exhausted"] == statuses["exhausted"] and s["no_resource"] == statuses["no_resource"]
+    assert {t: v["leads"] for t, v in summary["by_tier"].items()} == dict(tiers)
+    used = sum(r["sends"] for r in summary["resources"])
+    assert used == statuses["allocated"]
+    for r in summary["resources"]:
+        if r["daily_limit"] is not None:
+            assert r["peak_per_day"] <= r["daily_limit"]
+
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert len(re.findall(r'class="plotly-graph-div"', page)) == 4
+    assert "Plotly.newPlot" in page and "plotly.js" in page  # the library is embedded
+    for title in ("per day", "utilisation", "deferred and exhausted", "weekday"):
+        assert title in page
+
+
+def test_compare_reports_differences(tmp_path: Path) -> None:
+    paths = write_history(tmp_path, bad=False)
+    rules = tmp_path / "variant.json"
+    rules.write_text(json.dumps({
+        "name": "double limits", "type_limits": {"email_domain": 100, "linkedin_seat": 34},
+        "max_defer_days": 0,
+        "extra_resources": [{"client_id": "initech", "channel": "linkedin",
+                             "resource_id": "initech-seat"}],
+    }))
+    run(replay_args(paths, tmp_path / "out.jsonl", "--report", str(tmp_path / "r"),
+                    "--compare", str(rules)))
+    comparison = json.loads((tmp_path / "r" / "compare.json").read_text())
+    base, variant = comparison["statuses"]["baseline"], comparison["statuses"]["variant"]
+    assert variant["deferred"] == 0 < base["deferred"]
+    assert variant["no_resource"] < base["no_resource"]  # initech gained a seat
+    assert comparison["sends_moved_in_time"] > 0
+    assert comparison["sends_newly_served"] > 0
+    needed = {(r["client_id"], r["channel"]): r for r in comparison["capacity_needed"]["variant"]}
+    assert needed[("acme", "email")]["daily_capacity"] == 200
+    assert "Baseline vs double limits" in (tmp_path / "r" / "index.html").read_text()
+    # the written output is the baseline's
+    assert (tmp_path / "out.jsonl").read_text().count("\n") == 800
+
+
+def test_bad_rules_file_is_a_clear_error(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    paths = write_history(tmp_path, leads=10, bad=False)
+    rules = tmp_path / "bad.json"
+    rules.write_text('{"type_limits": {"pigeon": 3}}')
+    assert main(replay_args(paths, tmp_path / "o.jsonl", "--compare", str(rules))) == 2
+    assert "pigeon" in capsys.readouterr().err
