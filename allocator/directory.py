@@ -8,6 +8,7 @@ database is seen within `ttl` and no lead waits on a query of its own.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -15,6 +16,9 @@ from dataclasses import dataclass, field
 from allocator.channels import DEFAULT_DAILY_LIMIT, Channel, ResourceType
 from allocator.models import Client, Resource
 from allocator.quota.base import ResourceQuota
+
+log = logging.getLogger(__name__)
+_RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -91,10 +95,23 @@ class ClientDirectory:
             return self._snapshot
         async with self._lock:  # one reload at a time; the others wait for it
             if not self._fresh():
-                self._snapshot = await self._load()
-                self._loaded_at = self._clock()
+                await self._reload()
         assert self._snapshot is not None
         return self._snapshot
+
+    async def _reload(self) -> None:
+        try:
+            self._snapshot = await self._load()
+        except Exception as exc:
+            if self._snapshot is None:
+                raise  # nothing to fall back on: the caller retries
+            # A database outage must not stop allocation: serve the last good
+            # snapshot and try again within a few seconds.
+            log.warning("reloading clients and resources failed (%s); keeping the last ones", exc)
+            retry_in = min(self._ttl or 0.0, _RETRY_SECONDS)
+            self._loaded_at = self._clock() - (self._ttl or 0.0) + retry_in
+            return
+        self._loaded_at = self._clock()
 
     def _fresh(self) -> bool:
         if self._snapshot is None:

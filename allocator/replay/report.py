@@ -124,11 +124,16 @@ def send_time_figure(summary: dict[str, Any]) -> go.Figure:
     return fig
 
 
+def _cell(value: Any, column: str) -> str:
+    if value is None:  # a capacity or limit of None means no daily cap
+        return "unlimited" if "capacity" in column or "limit" in column else ""
+    return html.escape(str(value))
+
+
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in columns) + "</tr>"
-        for r in rows
+        "<tr>" + "".join(f"<td>{_cell(r.get(c), c)}</td>" for c in columns) + "</tr>" for r in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
