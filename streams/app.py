@@ -152,8 +152,11 @@ def create_app(settings: Settings, lead_partitions: int) -> Service:
 def run_worker(argv: list[str]) -> int:
     """`allocator worker [faust worker options]`: make sure topics exist, then run faust."""
     settings = Settings()
-    counts = asyncio.run(ensure_topics(settings))
-    partitions = counts[settings.topic_scored_leads]
+    if {"-h", "--help"} & set(argv):
+        partitions = settings.topic_partitions  # faust prints its help; no broker needed
+    else:
+        counts = asyncio.run(ensure_topics(settings))
+        partitions = counts[settings.topic_scored_leads]
     service = create_app(settings, partitions)
     sys.argv = ["allocator", "worker", *argv]
     service.app.main()

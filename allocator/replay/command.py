@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         clients, resources = _setup(args, settings)
         variant = Rules.from_file(args.compare) if args.compare else None
     except (OSError, ValueError) as exc:
-        err.print(f"[red]replay: {exc}[/red]")
+        print(f"replay: {exc}", file=sys.stderr)
         return 2
     _report_rejects(history)
     started = time.perf_counter()
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     summary = base.summary.to_json()
     if args.report:
         page = write_report(args.report, summary, comparison)
-        err.print(f"report: {page}")
+        print(f"report: {page}", file=sys.stderr)
     if not args.quiet:
         _print_summary(summary, len(history.leads), seconds)
         if comparison:
@@ -230,9 +230,11 @@ def _run(
 
 def _report_rejects(history: History) -> None:
     for rejected in history.rejected[:SHOWN_REJECTS]:
-        err.print(f"skipped {rejected.describe()}", markup=False, highlight=False)
+        # One plain line each (no wrapping, no markup): these get grepped.
+        print(f"skipped {rejected.describe()}", file=sys.stderr)
     if len(history.rejected) > SHOWN_REJECTS:
-        err.print(f"... and {len(history.rejected) - SHOWN_REJECTS} more invalid records")
+        print(f"... and {len(history.rejected) - SHOWN_REJECTS} more invalid records",
+              file=sys.stderr)
 
 
 def _print_summary(summary: dict[str, object], leads: int, seconds: float) -> None:
