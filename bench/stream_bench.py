@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from redis import Redis
 
 from allocator.config import Settings
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import EmbeddedBroker, free_port, stop_process
 from streams.demo import TEST_BROKER_TIMINGS, _prepare, sample_leads, wait_ready
 from streams.topics import ensure_topics
 
@@ -93,13 +93,6 @@ def start(cmd: list[str], env: dict[str, str], log: Path, port: int) -> subproce
     return proc
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 async def measure(name: str, cmd: list[str], env: dict[str, str], source: str, sink: str,
@@ -126,7 +119,7 @@ async def measure(name: str, cmd: list[str], env: dict[str, str], source: str, s
         latencies = sorted(out[k] - t for k, t in sent.items() if k in out)
         assert len(latencies) == paced, f"{name}: {len(latencies)} of {paced} paced outputs"
     finally:
-        stop(proc)
+        stop_process(proc)
     p99 = latencies[int(0.99 * (len(latencies) - 1))]
     return Result(name, throughput, statistics.median(latencies), p99)
 

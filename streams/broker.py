@@ -6,7 +6,6 @@ For the demo and the tests only; production points at a real Kafka cluster.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -77,13 +76,8 @@ class EmbeddedBroker:
         raise RuntimeError(f"tansu did not listen on {self.port} within {timeout}s")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process:
+            stop_process(self.process, grace=10)
         self.process = None
 
     def __enter__(self) -> EmbeddedBroker:
@@ -97,5 +91,13 @@ class EmbeddedBroker:
         Path(self._log.name).unlink(missing_ok=True)
 
 
-def redis_server_available() -> bool:
-    return shutil.which("redis-server") is not None
+def stop_process(process: subprocess.Popen[bytes], grace: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `grace` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -35,7 +35,7 @@ from rich.table import Table
 from allocator.config import Settings
 from allocator.store import Database
 from allocator.store.loaders import load_clients, load_resources
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import EmbeddedBroker, free_port, stop_process
 from streams.topics import ensure_topics
 
 # A pipe or CI log gets a fixed width wide enough for the summary table.
@@ -334,7 +334,7 @@ def run_demo(lead_count: int = 300) -> int:
             dead = asyncio.run(read_topic(broker.bootstrap, settings.topic_dlq, bad, 30))
             deferred = scrape_deferred(port)
             summarise([json.loads(v) for v in allocations], [json.loads(v) for v in dead], deferred)
-            _stop(worker)
+            stop_process(worker)
             worker = None
             if redis_url.startswith("redis://"):
                 _forget_keys(redis_url, f"demo:{run}:")
@@ -348,7 +348,7 @@ def run_demo(lead_count: int = 300) -> int:
         return 0
     finally:
         if worker is not None:
-            _stop(worker)
+            stop_process(worker)
 
 
 async def _prepare(settings: Settings) -> None:
@@ -360,15 +360,6 @@ async def _prepare(settings: Settings) -> None:
     await db.close()
     console.print(f"loaded {clients} sample clients and {resources} resources")
     await ensure_topics(settings)
-
-
-def _stop(worker: subprocess.Popen[bytes]) -> None:
-    worker.terminate()
-    try:
-        worker.wait(30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
 
 
 def _forget_keys(url: str, prefix: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from allocator.config import Settings
-from streams.broker import free_port
+from streams.broker import free_port, stop_process
 from streams.demo import TEST_BROKER_TIMINGS
 
 
@@ -48,13 +48,7 @@ class Worker:
         self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 @dataclass
