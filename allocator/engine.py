@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +24,7 @@ from allocator.decision import (
     plan_lead,
 )
 from allocator.directory import ClientDirectory, ClientSetup, daily_limit, unknown_client
+from allocator.errors import InvalidRecord
 from allocator.models import Allocation, Resource, ScoredLead, zone
 from allocator.patterns import PatternSet
 from allocator.quota.base import QuotaStore, Reservation, choose_resource
@@ -37,6 +40,27 @@ PatternLookup = Callable[[ScoredLead], PatternSet]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Undecidable:
+    """A valid lead the rules could not decide (e.g. a scored_at so far in the
+    future that no send day exists); it goes to the DLQ, the rest go on."""
+
+    lead: ScoredLead
+    error: InvalidRecord
+
+
+T = TypeVar("T")
+
+
+def _guarded(lead: ScoredLead, step: Callable[..., T], *args: Any) -> T | Undecidable:
+    # Only pure steps run here: any exception is about this lead's data, not I/O.
+    try:
+        return step(*args)
+    except Exception as exc:
+        message = f"lead {lead.lead_id!r} cannot be decided: {type(exc).__name__}: {exc}"
+        return Undecidable(lead, InvalidRecord("undecidable", None, None, message))
 
 
 class AllocatorEngine:
@@ -62,42 +86,58 @@ class AllocatorEngine:
         patterns: PatternLookup,
         replay: bool = False,
     ) -> list[Allocation]:
-        return [d.allocation for d in await self.decide_detailed(leads, patterns, replay)]
+        """Allocations in input order; InvalidRecord if a lead cannot be decided."""
+        allocations = []
+        for outcome in await self.decide_detailed(leads, patterns, replay):
+            if isinstance(outcome, Undecidable):
+                raise outcome.error
+            allocations.append(outcome.allocation)
+        return allocations
 
     async def decide_detailed(
         self,
         leads: Sequence[ScoredLead],
         patterns: PatternLookup,
         replay: bool = False,
-    ) -> list[Decision]:
+    ) -> list[Decision | Undecidable]:
         """Allocate a batch of leads with one quota round trip, in input order.
 
         Live, decided_at is the wall clock; in a replay it is the lead's scored_at.
+        A lead the rules cannot decide comes back as Undecidable and costs the
+        others nothing; a failure of the quota store or the database raises.
         """
         snapshot = await self.directory.snapshot()
-        plans = [
-            plan_lead(
-                lead, self._setup(snapshot.get(lead.client_id), lead), patterns(lead), self.schedule
-            )
-            for lead in leads
-        ]
-        requests = [request for plan in plans for request in plan.requests()]
+        plans = [self._plan(lead, snapshot.get(lead.client_id), patterns) for lead in leads]
+        requests = [r for p in plans if isinstance(p, LeadPlan) for r in p.requests()]
         outcomes = await self.quota.reserve(requests) if requests else []
         return self.finish(plans, outcomes, replay)
 
     def finish(
-        self, plans: Sequence[LeadPlan], outcomes: Sequence[Reservation | None], replay: bool
-    ) -> list[Decision]:
+        self,
+        plans: Sequence[LeadPlan | Undecidable],
+        outcomes: Sequence[Reservation | None],
+        replay: bool,
+    ) -> list[Decision | Undecidable]:
         now = self.clock()
-        allocations = []
+        decided: list[Decision | Undecidable] = []
         position = 0
         for plan in plans:
+            if isinstance(plan, Undecidable):
+                decided.append(plan)
+                continue
             asked = sum(1 for c in plan.channels if c.quotas)
             mine = outcomes[position : position + asked]
             position += asked
             decided_at = plan.lead.scored_at if replay else now
-            allocations.append(complete(plan, mine, decided_at))
-        return allocations
+            decided.append(_guarded(plan.lead, complete, plan, mine, decided_at))
+        return decided
+
+    def _plan(
+        self, lead: ScoredLead, setup: ClientSetup | None, patterns: PatternLookup
+    ) -> LeadPlan | Undecidable:
+        return _guarded(
+            lead, plan_lead, lead, self._setup(setup, lead), patterns(lead), self.schedule
+        )
 
     def _setup(self, setup: ClientSetup | None, lead: ScoredLead) -> ClientSetup:
         if setup is not None:

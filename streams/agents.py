@@ -20,7 +20,7 @@ import redis.exceptions
 import sqlalchemy.exc
 
 from allocator.decision import Decision
-from allocator.engine import AllocatorEngine
+from allocator.engine import AllocatorEngine, Undecidable
 from allocator.errors import InvalidRecord
 from allocator.models import DeadLetter, ScoredLead, parse_lead, parse_pattern, raw_text
 from allocator.patterns import PatternSet
@@ -186,6 +186,7 @@ class LeadAllocator:
         deliveries: list[Awaitable[Any]] = []
         leads: list[ScoredLead] = []
         patterns: dict[int, PatternSet] = {}
+        events_of: dict[int, Any] = {}
         for event in events:
             try:
                 lead = parse_lead(event.message.value)
@@ -194,13 +195,21 @@ class LeadAllocator:
                 continue
             leads.append(lead)
             patterns[id(lead)] = self._patterns.get(event.message.partition, lead.client_id)
+            events_of[id(lead)] = event
         if leads:
-            decisions = await with_retry(
+            outcomes = await with_retry(
                 "allocate",
                 lambda: self._engine.decide_detailed(leads, lambda lead: patterns[id(lead)]),
                 self._metrics,
             )
-            deliveries.extend([await self._emit(d) for d in decisions])
+            decisions = []
+            for outcome in outcomes:
+                if isinstance(outcome, Undecidable):
+                    event = events_of[id(outcome.lead)]
+                    deliveries.append(await self._dead.send(event, outcome.error))
+                else:
+                    decisions.append(outcome)
+                    deliveries.append(await self._emit(outcome))
             self._metrics.record_batch(decisions)
             self._count_unknown_clients()
         await self.in_flight.add(pinned.release_after(deliveries))

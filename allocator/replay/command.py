@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     base = _run(history, clients, resources, Rules(), args, settings, variant is not None)
     seconds = time.perf_counter() - started
+    for message in base.undecidable:
+        print(f"skipped {message}", file=sys.stderr)
     Path(args.out).write_text("".join(line + "\n" for line in base.lines), encoding="utf-8")
     comparison = None
     if variant is not None:
@@ -233,8 +235,9 @@ def _report_rejects(history: History) -> None:
         # One plain line each (no wrapping, no markup): these get grepped.
         print(f"skipped {rejected.describe()}", file=sys.stderr)
     if len(history.rejected) > SHOWN_REJECTS:
-        print(f"... and {len(history.rejected) - SHOWN_REJECTS} more invalid records",
-              file=sys.stderr)
+        print(
+            f"... and {len(history.rejected) - SHOWN_REJECTS} more invalid records", file=sys.stderr
+        )
 
 
 def _print_summary(summary: dict[str, object], leads: int, seconds: float) -> None:

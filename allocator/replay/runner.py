@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from allocator.directory import ClientDirectory, build_snapshot, unknown_client
-from allocator.engine import AllocatorEngine
+from allocator.engine import AllocatorEngine, Undecidable
 from allocator.models import Client, Resource, ScoredLead
 from allocator.patterns import NO_PATTERNS, PatternSet
 from allocator.quota import QuotaStore
@@ -32,6 +32,7 @@ class ReplayRun:
     lines: list[str]  # allocation records as JSON, in input order
     summary: Summary
     outcomes: list[Outcome] = field(default_factory=list)  # kept when comparing
+    undecidable: list[str] = field(default_factory=list)  # leads the rules could not decide
 
 
 async def replay(
@@ -60,6 +61,7 @@ async def replay(
     )
     held: dict[str, PatternSet] = {}
     lines: list[str] = [""] * len(leads)
+    undecidable: list[str] = []
     outcomes: list[Outcome] = [{} for _ in leads] if keep_outcomes else []
     pending: list[int] = []
 
@@ -70,6 +72,10 @@ async def replay(
         batch = [leads[i] for i in pending]
         decisions = await engine.decide_detailed(batch, patterns_of, replay=True)
         for index, lead, decision in zip(pending, batch, decisions, strict=True):
+            if isinstance(decision, Undecidable):
+                summary.invalid[decision.error.code] += 1
+                undecidable.append(decision.error.message)
+                continue
             allocation = decision.allocation
             lines[index] = allocation.model_dump_json()
             setup = snapshot.get(lead.client_id) or unknown_client(lead.client_id)
@@ -100,7 +106,7 @@ async def replay(
                 await decide_pending()
     if pending:
         await decide_pending()
-    return ReplayRun(rules, lines, summary, outcomes)
+    return ReplayRun(rules, [line for line in lines if line], summary, outcomes, undecidable)
 
 
 def differences(base: ReplayRun, variant: ReplayRun) -> dict[str, Any]:

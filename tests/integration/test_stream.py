@@ -150,6 +150,8 @@ BAD_LEADS: list[tuple[bytes | None, str]] = [
     (b'{"lead_id": "b7", "client_id": "acme", "als_score": 50, '
      b'"scored_at": "2026-11-26T10:00:00Z", "timezone": "Atlantis/Capital"}', "unknown_timezone"),
     (None, "empty_value"),
+    (b'{"lead_id": "b8", "client_id": "acme", "als_score": 50, '
+     b'"scored_at": "9999-12-31T23:00:00Z"}', "undecidable"),
 ]
 BAD_PATTERNS: list[tuple[bytes, str]] = [
     (b'{"client_id": "acme", "pattern_type": "when", "channel": "fax", "optimal_day": 1, '

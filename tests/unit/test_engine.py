@@ -136,3 +136,20 @@ async def test_lead_in_other_zone_uses_client_day() -> None:
     [a] = await decide(eng, [lead(25, "2026-11-26T23:00:00Z", timezone="Asia/Tokyo")])
     assert a.channels[0].send_at.isoformat() == "2026-11-27T09:00:00+09:00"  # type: ignore[union-attr]
     assert a.channels[0].usage_day == date(2026, 11, 26).isoformat()
+
+
+async def test_undecidable_lead_costs_the_others_nothing() -> None:
+    import pytest
+
+    from allocator.engine import Undecidable
+    from allocator.errors import InvalidRecord
+
+    eng = engine([client()], [resource("email", "d1")])
+    far = lead(25, "9999-12-31T23:00:00Z", lead_id="far")  # no weekday after it exists
+    out = await eng.decide_detailed([lead(25, lead_id="a"), far, lead(25, lead_id="b")],
+                                    lambda _: NO_PATTERNS, replay=True)
+    assert isinstance(out[1], Undecidable) and out[1].error.code == "undecidable"
+    assert "far" in out[1].error.message and "OverflowError" in out[1].error.message
+    assert [o.allocation.lead_id for o in (out[0], out[2])] == ["a", "b"]  # type: ignore[union-attr]
+    with pytest.raises(InvalidRecord):
+        await decide(eng, [far])

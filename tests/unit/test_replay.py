@@ -80,6 +80,20 @@ def test_invalid_lines_are_reported_and_valid_ones_all_allocated(
                                           "missing_field": 1}
 
 
+def test_undecidable_lead_is_reported_not_fatal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = write_history(tmp_path, leads=20, bad=False)
+    with paths["leads"].open("a") as f:
+        f.write('{"lead_id": "far", "client_id": "acme", "als_score": 50, '
+                '"scored_at": "9999-12-31T23:00:00Z"}\n')
+    run(replay_args(paths, tmp_path / "out.jsonl", "--report", str(tmp_path / "r")))
+    assert "lead 'far' cannot be decided" in capsys.readouterr().err
+    assert len(records(tmp_path / "out.jsonl")) == 20
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["invalid_by_code"] == {"undecidable": 1}
+
+
 def test_summary_matches_output_and_report_renders(tmp_path: Path) -> None:
     paths = write_history(tmp_path)
     run(replay_args(paths, tmp_path / "out.jsonl", "--report", str(tmp_path / "r")))
