@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # Partitions used when the allocator creates a topic (`allocator topics create`,
     # the demo); existing topics keep theirs.
     topic_partitions: int = Field(default=4, ge=1)
+    # Replicas of every topic the allocator (or faust, for internal topics) creates.
+    topic_replication_factor: int = Field(default=1, ge=1)
 
     # Quotas and the resource cache.
     quota_key_prefix: str = ""

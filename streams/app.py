@@ -19,6 +19,7 @@ import faust
 from allocator.config import Settings
 from allocator.directory import ClientDirectory
 from allocator.engine import AllocatorEngine
+from allocator.errors import InvalidRecord
 from allocator.quota import QuotaStore, open_quota_store
 from allocator.store import Database
 from streams.agents import DeadLetters, LeadAllocator, PatternFanOut, hold_pattern
@@ -69,6 +70,7 @@ def create_app(settings: Settings, lead_partitions: int) -> Service:
         key_serializer="json",
         value_serializer="json",
         topic_partitions=lead_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
         broker_rebalance_timeout=settings.broker_rebalance_timeout,
         broker_session_timeout=settings.broker_session_timeout,
         broker_heartbeat_interval=settings.broker_heartbeat_interval,
@@ -80,6 +82,12 @@ def create_app(settings: Settings, lead_partitions: int) -> Service:
         consumer_auto_offset_reset="earliest",
         processing_guarantee=settings.processing_guarantee,
     )
+    if settings.redis_url.startswith("memory://"):
+        log.warning(
+            "quota counters are in this process's memory (ALLOCATOR_REDIS_URL=%s): "
+            "run one worker only",
+            settings.redis_url,
+        )
     metrics = Metrics()
     database = Database(settings.database_url)
     quota = TimedQuota(
@@ -130,8 +138,18 @@ def create_app(settings: Settings, lead_partitions: int) -> Service:
     async def hold_patterns(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
-            key = table_key(message.partition, message.key.decode())
-            hold_pattern(table, key, message.value)
+            try:
+                key = table_key(message.partition, message.key.decode())
+                hold_pattern(table, key, message.value)
+            except (InvalidRecord, AttributeError, UnicodeDecodeError) as exc:
+                # Only fan_out_patterns writes here, after validating; anything
+                # else is someone else's record on our internal topic: skip it.
+                log.error(
+                    "ignoring a foreign record on %s at offset %s: %s",
+                    message.topic,
+                    message.offset,
+                    exc,
+                )
 
     @app.agent(leads_topic, name="allocate_leads")
     async def allocate_leads(stream: Any) -> None:

@@ -94,7 +94,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     async with running_pipeline(broker_bootstrap, db_url, redis_url, tmp_path) as pipeline:
         settings = pipeline.settings
         worker = pipeline.start_worker()
-        rows = sample_leads(3000, seed=9)
+        rows = sample_leads(5000, seed=9)
         pipeline.produce_json(settings.topic_scored_leads, rows, "lead_id")
         pipeline.read(settings.topic_allocations, 200, 60)  # mid-stream...
         worker.kill()  # ...SIGKILL: no shutdown, no final commit
