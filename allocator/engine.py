@@ -1,7 +1,7 @@
 """AllocatorEngine: the design's API, composed from the decision core and the ports.
 
 The stream worker, the replay and library callers all decide through
-`AllocatorEngine.decide`, so no rule is written twice.
+`AllocatorEngine.decide_detailed`, so no rule is written twice.
 """
 
 from __future__ import annotations

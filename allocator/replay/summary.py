@@ -121,20 +121,19 @@ class Summary:
     def balance(self) -> float:
         """Mean over (client, channel, day) of the spread max-min of sends across
         resources with equal limits: 0 is perfectly even."""
-        groups: dict[tuple[str, str, str, int | None], dict[str, int]] = {}
+        peers: dict[tuple[str, str, int | None], list[str]] = {}
+        for (client, channel, resource), limit in self.limits.items():
+            peers.setdefault((client, channel, limit), []).append(resource)
+        used: dict[tuple[str, str, int | None, str], dict[str, int]] = {}
         for (client, channel, resource, day), n in self.usage.items():
             limit = self.limits.get((client, channel, resource))
-            groups.setdefault((client, channel, day, limit), {})[resource] = n
+            used.setdefault((client, channel, limit, day), {})[resource] = n
         spreads = []
-        for (client, channel, _, limit), used in groups.items():
-            peers = [
-                r
-                for (c, ch, r), lim in self.limits.items()
-                if c == client and ch == channel and lim == limit
-            ]
-            if len(peers) > 1:
-                counts = [used.get(r, 0) for r in peers]
-                spreads.append(max(counts) - min(counts))
+        for (client, channel, limit, _), counts in used.items():
+            group = peers.get((client, channel, limit), [])
+            if len(group) > 1:
+                per_resource = [counts.get(r, 0) for r in group]
+                spreads.append(max(per_resource) - min(per_resource))
         return round(statistics.fmean(spreads), 4) if spreads else 0.0
 
     def to_json(self) -> dict[str, Any]:
