@@ -77,10 +77,15 @@ async def consume(bootstrap: str, topic: str, want: int, seconds: float) -> dict
         await consumer.seek_to_beginning(*tps)
         deadline = time.monotonic() + seconds
         while len(seen) < want and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+            batch = await consumer.getmany(timeout_ms=500, max_records=50000)
+            for records in batch.values():
                 for record in records:
                     if record.key is not None:
                         seen.setdefault(record.key, record.timestamp)
+            if len(seen) < want:
+                # Poll once a second: the figures come from record timestamps, and
+                # a busy reader would take CPU from the worker on a 2-core machine.
+                await asyncio.sleep(1.0)
     finally:
         await consumer.stop()
     return seen
