@@ -17,6 +17,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
+# What this run talked to; tests/conftest.py prints it in the terminal summary
+# (pytest captures fixture output, so a print alone would not show).
+USED: list[str] = []
+
+
+def say(line: str) -> None:
+    USED.append(line)
+    print(line)
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -42,21 +52,21 @@ def docker_engine() -> bool:
 def redis_url() -> Iterator[str]:
     url = os.environ.get("ALLOCATOR_TEST_REDIS_URL")
     if url:
-        print(f"[services] Redis from ALLOCATOR_TEST_REDIS_URL: {url}")
+        say(f"[services] Redis from ALLOCATOR_TEST_REDIS_URL: {url}")
         yield url
     elif port_open("127.0.0.1", 6379):
-        print("[services] Redis: the local server at 127.0.0.1:6379")
+        say("[services] Redis: the local server at 127.0.0.1:6379")
         yield "redis://127.0.0.1:6379/0"
     elif shutil.which("redis-server"):
         with own_redis_server() as url:
-            print(f"[services] Redis: own redis-server at {url}")
+            say(f"[services] Redis: own redis-server at {url}")
             yield url
     elif docker_engine():
         from testcontainers.redis import RedisContainer
 
         with RedisContainer() as container:
             url = f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
-            print(f"[services] Redis: testcontainers {url}")
+            say(f"[services] Redis: testcontainers {url}")
             yield url
     else:
         raise RuntimeError("no Redis: set ALLOCATOR_TEST_REDIS_URL or start redis-server")
@@ -89,17 +99,17 @@ def postgres_server_url() -> Iterator[str]:
     """An asyncpg URL of a server where the tests may create databases."""
     url = os.environ.get("ALLOCATOR_TEST_POSTGRES_URL")
     if url:
-        print(f"[services] PostgreSQL from ALLOCATOR_TEST_POSTGRES_URL: {url}")
+        say(f"[services] PostgreSQL from ALLOCATOR_TEST_POSTGRES_URL: {url}")
         yield url
     elif port_open("127.0.0.1", 5432):
-        print("[services] PostgreSQL: the local server at 127.0.0.1:5432")
+        say("[services] PostgreSQL: the local server at 127.0.0.1:5432")
         yield "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
     elif docker_engine():
         from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer("postgres:16", driver="asyncpg") as container:
             url = container.get_connection_url()
-            print(f"[services] PostgreSQL: testcontainers {url}")
+            say(f"[services] PostgreSQL: testcontainers {url}")
             yield url
     else:
         raise RuntimeError("no PostgreSQL: set ALLOCATOR_TEST_POSTGRES_URL")

@@ -94,11 +94,11 @@ def broker_bootstrap() -> Iterator[str]:
     """One broker for the whole run: ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS, else embedded Tansu."""
     given = os.environ.get("ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS")
     if given:
-        print(f"[services] Kafka from ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS: {given}")
+        services.say(f"[services] Kafka from ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS: {given}")
         yield given
         return
     with EmbeddedBroker() as broker:
-        print(f"[services] Kafka: embedded Tansu at {broker.bootstrap}")
+        services.say(f"[services] Kafka: embedded Tansu at {broker.bootstrap}")
         yield broker.bootstrap
 
 
