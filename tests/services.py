@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-
 # What this run talked to; tests/conftest.py prints it in the terminal summary
 # (pytest captures fixture output, so a print alone would not show).
 USED: list[str] = []

@@ -120,3 +120,13 @@ async def running_pipeline(
         async for key in client.scan_iter(match=f"{pipeline.prefix}*", count=1000):
             await client.delete(key)
         await client.aclose()
+
+
+@pytest.fixture
+async def sqlite_pipeline(
+    broker_bootstrap: str, redis_url: str, tmp_path: Path
+) -> AsyncIterator[Pipeline]:
+    """A running_pipeline on a SQLite database of the test's own."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/allocator.db"
+    async with running_pipeline(broker_bootstrap, url, redis_url, tmp_path) as pipeline:
+        yield pipeline

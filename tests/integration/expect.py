@@ -94,3 +94,17 @@ def check_exhausted_means_full(
                     key = (channel.value, quota.resource_id, slot.usage_day.isoformat())
                     assert quota.limit is not None and used[key] == quota.limit, key
     return exhausted
+
+
+async def assert_counters_match(redis_url: str, prefix: str,
+                                allocations: list[dict[str, Any]]) -> None:
+    """Every Redis counter equals the allocated sends of the distinct allocations."""
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        for (channel, resource, day), count in usage_of(allocations).items():
+            key = f"{prefix}ratelimit:{channel}:{resource}:daily:{day}"
+            assert await redis.get(key) == str(count), key
+    finally:
+        await redis.aclose()

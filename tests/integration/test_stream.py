@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
-
 from allocator.directory import ClientSetup, build_snapshot
 from allocator.files import load_all
 from allocator.models import Client, Resource, ScoredLead, parse_pattern_data, validate
@@ -19,6 +17,7 @@ from allocator.store.database import patterns_for
 from streams.demo import sample_leads, sample_patterns
 from tests.integration.conftest import SAMPLES, fresh_postgres, running_pipeline
 from tests.integration.expect import (
+    assert_counters_match,
     check_allocation,
     check_exhausted_means_full,
     check_limits,
@@ -105,11 +104,7 @@ async def test_allocations_follow_every_rule(
         allocations = list(by_event.values())
         used = usage_of(allocations)
         check_limits(used, setups)
-        redis = Redis.from_url(redis_url, decode_responses=True)
-        for (channel, resource, day), count in used.items():
-            key = f"{pipeline.prefix}ratelimit:{channel}:{resource}:daily:{day}"
-            assert await redis.get(key) == str(count), key
-        await redis.aclose()
+        await assert_counters_match(redis_url, pipeline.prefix, allocations)
         real = [by_event[e] for e in leads]
         exhausted = check_exhausted_means_full(
             real, leads, setups,
@@ -166,39 +161,36 @@ BAD_PATTERNS: list[tuple[bytes, str]] = [
 ]
 
 
-async def test_bad_records_go_to_the_dlq_and_good_ones_flow(
-    broker_bootstrap: str, redis_url: str, tmp_path: Path
-) -> None:
-    db_url = f"sqlite+aiosqlite:///{tmp_path}/allocator.db"
-    async with running_pipeline(broker_bootstrap, db_url, redis_url, tmp_path) as pipeline:
-        settings = pipeline.settings
-        pipeline.start_worker()
-        good = sample_leads(60, seed=5)
-        records: list[tuple[bytes | None, bytes | None]] = []
-        for i, row in enumerate(good):
-            records.append((row["lead_id"].encode(), json.dumps(row).encode()))
-            if i < len(BAD_LEADS):
-                records.append((f"bad-{i}".encode(), BAD_LEADS[i][0]))
-        pipeline.produce(settings.topic_scored_leads, records)
-        pipeline.produce(settings.topic_conversion_patterns,
-                         [(b"acme", raw) for raw, _ in BAD_PATTERNS])
+async def test_bad_records_go_to_the_dlq_and_good_ones_flow(sqlite_pipeline: Pipeline) -> None:
+    pipeline = sqlite_pipeline
+    settings = pipeline.settings
+    pipeline.start_worker()
+    good = sample_leads(60, seed=5)
+    records: list[tuple[bytes | None, bytes | None]] = []
+    for i, row in enumerate(good):
+        records.append((row["lead_id"].encode(), json.dumps(row).encode()))
+        if i < len(BAD_LEADS):
+            records.append((f"bad-{i}".encode(), BAD_LEADS[i][0]))
+    pipeline.produce(settings.topic_scored_leads, records)
+    pipeline.produce(settings.topic_conversion_patterns,
+                     [(b"acme", raw) for raw, _ in BAD_PATTERNS])
 
-        expected = len(BAD_LEADS) + len(BAD_PATTERNS)
-        letters = pipeline.read_json(settings.topic_dlq, expected, 60)
-        allocations = pipeline.read_json(settings.topic_allocations, len(good), 60)
-        assert {a["event_id"] for a in allocations} == {r["event_id"] for r in good}
-        assert len(letters) == expected
-        codes = sorted(letter["error_code"] for letter in letters)
-        assert codes == sorted([c for _, c in BAD_LEADS] + [c for _, c in BAD_PATTERNS])
-        assert len(set(codes)) >= 10
-        for letter in letters:
-            assert letter["source_topic"] in (settings.topic_scored_leads,
-                                              settings.topic_conversion_patterns)
-            assert isinstance(letter["partition"], int) and isinstance(letter["offset"], int)
-            assert letter["error"] and letter["failed_at"]
-        binary = next(x for x in letters if x["error_code"] == "invalid_encoding")
-        assert base64.b64decode(binary["raw_value"]) == b"\xff\xfe\x00garbage"
-        score = next(x for x in letters if '"als_score": "72"' in x["raw_value"])
-        assert "als_score" in score["error"] and "'72'" in score["error"]
-        assert 'allocator_dead_letters_total{error_code="invalid_json"' in (
-            pipeline.workers[0].metrics())
+    expected = len(BAD_LEADS) + len(BAD_PATTERNS)
+    letters = pipeline.read_json(settings.topic_dlq, expected, 60)
+    allocations = pipeline.read_json(settings.topic_allocations, len(good), 60)
+    assert {a["event_id"] for a in allocations} == {r["event_id"] for r in good}
+    assert len(letters) == expected
+    codes = sorted(letter["error_code"] for letter in letters)
+    assert codes == sorted([c for _, c in BAD_LEADS] + [c for _, c in BAD_PATTERNS])
+    assert len(set(codes)) >= 10
+    for letter in letters:
+        assert letter["source_topic"] in (settings.topic_scored_leads,
+                                          settings.topic_conversion_patterns)
+        assert isinstance(letter["partition"], int) and isinstance(letter["offset"], int)
+        assert letter["error"] and letter["failed_at"]
+    binary = next(x for x in letters if x["error_code"] == "invalid_encoding")
+    assert base64.b64decode(binary["raw_value"]) == b"\xff\xfe\x00garbage"
+    score = next(x for x in letters if '"als_score": "72"' in x["raw_value"])
+    assert "als_score" in score["error"] and "'72'" in score["error"]
+    assert 'allocator_dead_letters_total{error_code="invalid_json"' in (
+        pipeline.workers[0].metrics())

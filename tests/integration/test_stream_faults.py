@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from streams.demo import sample_leads
 from tests.integration.conftest import running_pipeline
-from tests.integration.expect import usage_of
+from tests.integration.expect import assert_counters_match
 from tests.integration.pipeline import Pipeline
 from tests.integration.test_stream import await_patterns
 from tests.services import own_redis_server
@@ -31,89 +31,76 @@ def by_event(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return grouped
 
 
-async def assert_counters_match(pipeline: Pipeline, redis_url: str,
-                                allocations: list[dict[str, Any]]) -> None:
-    redis = Redis.from_url(redis_url, decode_responses=True)
-    try:
-        for (channel, resource, day), count in usage_of(allocations).items():
-            key = f"{pipeline.prefix}ratelimit:{channel}:{resource}:daily:{day}"
-            assert await redis.get(key) == str(count), key
-    finally:
-        await redis.aclose()
-
-
 async def test_two_workers_share_partitions_and_see_every_pattern(
-    broker_bootstrap: str, redis_url: str, tmp_path: Path
+    sqlite_pipeline: Pipeline,
 ) -> None:
-    db_url = f"sqlite+aiosqlite:///{tmp_path}/allocator.db"
-    async with running_pipeline(broker_bootstrap, db_url, redis_url, tmp_path) as pipeline:
-        settings = pipeline.settings
-        first, second = pipeline.start_worker(wait=False), pipeline.start_worker(wait=False)
-        pipeline.wait_ready(first)
-        pipeline.wait_ready(second)
-        leads_topic = settings.topic_scored_leads
+    pipeline = sqlite_pipeline
+    settings = pipeline.settings
+    first, second = pipeline.start_worker(wait=False), pipeline.start_worker(wait=False)
+    pipeline.wait_ready(first)
+    pipeline.wait_ready(second)
+    leads_topic = settings.topic_scored_leads
 
-        def lead_partitions(worker: Any) -> set[str]:
-            return {a for a in worker.health()["assigned"] if a.startswith(leads_topic + ":")}
+    def lead_partitions(worker: Any) -> set[str]:
+        return {a for a in worker.health()["assigned"] if a.startswith(leads_topic + ":")}
 
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # wait out the rebalance that the second join causes
-            mine, theirs = lead_partitions(first), lead_partitions(second)
-            if mine and theirs and len(mine | theirs) == pipeline.partitions:
-                break
-            await asyncio.sleep(0.5)
-        assert mine and theirs and not mine & theirs
-        assert len(mine | theirs) == pipeline.partitions
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait out the rebalance that the second join causes
+        mine, theirs = lead_partitions(first), lead_partitions(second)
+        if mine and theirs and len(mine | theirs) == pipeline.partitions:
+            break
+        await asyncio.sleep(0.5)
+    assert mine and theirs and not mine & theirs
+    assert len(mine | theirs) == pipeline.partitions
 
-        stamp = "2026-11-01T00:00:00Z"
-        patterns = [
-            {"client_id": c, "pattern_type": "how", "winning_sequence": seq, "confidence": 0.9,
-             "updated_at": stamp}
-            for c, seq in [("acme", ["email", "linkedin"]), ("globex", ["linkedin", "email"]),
-                           ("initech", ["email"])]
-        ]
-        pipeline.produce_json(settings.topic_conversion_patterns, patterns, "client_id")
-        await_patterns(pipeline, ["acme", "globex", "initech"])
+    stamp = "2026-11-01T00:00:00Z"
+    patterns = [
+        {"client_id": c, "pattern_type": "how", "winning_sequence": seq, "confidence": 0.9,
+         "updated_at": stamp}
+        for c, seq in [("acme", ["email", "linkedin"]), ("globex", ["linkedin", "email"]),
+                       ("initech", ["email"])]
+    ]
+    pipeline.produce_json(settings.topic_conversion_patterns, patterns, "client_id")
+    await_patterns(pipeline, ["acme", "globex", "initech"])
 
-        rows = [r for r in sample_leads(300, seed=3) if r["client_id"] != "umbrella"
-                and r["als_score"] >= 20]
-        pipeline.produce_json(leads_topic, rows, "lead_id")
-        wanted = {r["event_id"] for r in rows}
-        emitted = [a for a in pipeline.read_json(settings.topic_allocations, 10**6, 30)
-                   if a["event_id"] in wanted]
-        assert {a["event_id"] for a in emitted} == wanted
-        assert all(a["sequence_source"] == "pattern" for a in emitted)
-        for worker in (first, second):
-            assert "allocator_leads_total" in worker.metrics()
+    rows = [r for r in sample_leads(300, seed=3) if r["client_id"] != "umbrella"
+            and r["als_score"] >= 20]
+    pipeline.produce_json(leads_topic, rows, "lead_id")
+    wanted = {r["event_id"] for r in rows}
+    emitted = [a for a in pipeline.read_json(settings.topic_allocations, 10**6, 30)
+               if a["event_id"] in wanted]
+    assert {a["event_id"] for a in emitted} == wanted
+    assert all(a["sequence_source"] == "pattern" for a in emitted)
+    for worker in (first, second):
+        assert "allocator_leads_total" in worker.metrics()
 
 
 async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
-    broker_bootstrap: str, redis_url: str, tmp_path: Path
+    sqlite_pipeline: Pipeline, redis_url: str
 ) -> None:
-    db_url = f"sqlite+aiosqlite:///{tmp_path}/allocator.db"
-    async with running_pipeline(broker_bootstrap, db_url, redis_url, tmp_path) as pipeline:
-        settings = pipeline.settings
-        worker = pipeline.start_worker()
-        rows = sample_leads(5000, seed=9)
-        pipeline.produce_json(settings.topic_scored_leads, rows, "lead_id")
-        pipeline.read(settings.topic_allocations, 200, 60)  # mid-stream...
-        worker.kill()  # ...SIGKILL: no shutdown, no final commit
-        done_before = len(pipeline.read(settings.topic_allocations, 10**6, 2))
-        assert done_before < len(rows), "the worker finished before it was killed"
+    pipeline = sqlite_pipeline
+    settings = pipeline.settings
+    worker = pipeline.start_worker()
+    rows = sample_leads(5000, seed=9)
+    pipeline.produce_json(settings.topic_scored_leads, rows, "lead_id")
+    pipeline.read(settings.topic_allocations, 200, 60)  # mid-stream...
+    worker.kill()  # ...SIGKILL: no shutdown, no final commit
+    done_before = len(pipeline.read(settings.topic_allocations, 10**6, 2))
+    assert done_before < len(rows), "the worker finished before it was killed"
 
-        pipeline.start_worker()
-        records = pipeline.read_json(settings.topic_allocations, len(rows), 120)
-        copies = by_event(records)
-        deadline = time.monotonic() + 60
-        while len(copies) < len(rows) and time.monotonic() < deadline:
-            copies = by_event(pipeline.read_json(settings.topic_allocations, 10**6, 3))
-        assert set(copies) == {r["event_id"] for r in rows}
-        for event, versions in copies.items():
-            assert identical_apart_from_decided_at(versions), event
-        distinct = [versions[0] for versions in copies.values()]
-        await assert_counters_match(pipeline, redis_url, distinct)
-        print(f"killed after {done_before} of {len(rows)}; "
-              f"{len(records) - len(copies)} redelivered duplicates, all identical")
+    pipeline.start_worker()
+    records = pipeline.read_json(settings.topic_allocations, len(rows), 120)
+    copies = by_event(records)
+    deadline = time.monotonic() + 60
+    while len(copies) < len(rows) and time.monotonic() < deadline:
+        copies = by_event(pipeline.read_json(settings.topic_allocations, 10**6, 3))
+    assert set(copies) == {r["event_id"] for r in rows}
+    for event, versions in copies.items():
+        assert identical_apart_from_decided_at(versions), event
+    distinct = [versions[0] for versions in copies.values()]
+    await assert_counters_match(redis_url, pipeline.prefix, distinct)
+    print(f"killed after {done_before} of {len(rows)}; "
+          f"{len(records) - len(copies)} redelivered duplicates, all identical")
 
 
 async def test_redis_outage_is_retried_not_dead_lettered(
