@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Failures of Redis, the database or the network: retried, never dead-lettered.
-TRANSIENT: tuple[type[BaseException], ...] = (
+_TRANSIENT: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
@@ -46,6 +46,24 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     TimeoutError,
     OSError,
 )
+# PostgreSQL SQLSTATE classes that mean "try again": connection exception,
+# insufficient resources, operator intervention (shutdown, cannot connect now),
+# system error, transaction rollback (serialization, deadlock), and 55000, which
+# is what a database that does not accept connections answers.
+_TRANSIENT_SQLSTATES = ("08", "53", "57P", "58", "40", "55000")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure of a service the worker depends on, as opposed to a bug or bad data."""
+    if isinstance(exc, _TRANSIENT):
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        # asyncpg's errors reach SQLAlchemy as plain DBAPIError; the code tells.
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        return exc.connection_invalidated or (
+            isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATES)
+        )
+    return False
 
 
 class Send(Protocol):
@@ -73,7 +91,9 @@ async def with_retry(
     while True:
         try:
             return await attempt()
-        except TRANSIENT as exc:
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
             metrics.retries.labels(operation).inc()
             log.warning(
                 "%s failed (%s: %s); retrying in %.1fs", operation, type(exc).__name__, exc, delay

@@ -125,10 +125,6 @@ def create_app(settings: Settings, lead_partitions: int) -> Service:
         database, send, fanout_topic.get_topic_name(), lead_partitions, dead_letters, metrics
     )
 
-    @app.task
-    async def prepare_database() -> None:
-        await database.create_schema()
-
     @app.agent(patterns_topic, name="fan_out_patterns")
     async def fan_out_patterns(stream: Any) -> None:
         async for events in stream.take_events(100, within=0.05):
@@ -167,13 +163,24 @@ def create_app(settings: Settings, lead_partitions: int) -> Service:
     return Service(app, settings, metrics, database, engine)
 
 
+async def prepare(settings: Settings) -> dict[str, int]:
+    """Before faust starts: the tables exist and the topics exist. (A missing table
+    is not a transient failure, so no batch may run before the schema.)"""
+    database = Database(settings.database_url)  # its own engine: engines bind to a loop
+    try:
+        await database.create_schema()
+    finally:
+        await database.close()
+    return await ensure_topics(settings)
+
+
 def run_worker(argv: list[str]) -> int:
     """`allocator worker [faust worker options]`: make sure topics exist, then run faust."""
     settings = Settings()
     if {"-h", "--help"} & set(argv):
         partitions = settings.topic_partitions  # faust prints its help; no broker needed
     else:
-        counts = asyncio.run(ensure_topics(settings))
+        counts = asyncio.run(prepare(settings))
         partitions = counts[settings.topic_scored_leads]
     service = create_app(settings, partitions)
     sys.argv = ["allocator", "worker", *argv]

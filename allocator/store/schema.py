@@ -38,20 +38,23 @@ class UtcTimestamp(TypeDecorator[datetime]):
 
 metadata = MetaData()
 
+# Text columns are unbounded: the contract bounds no id's length, and a longer
+# id than a VARCHAR(n) allows would fail on PostgreSQL only, forever.
+
 clients = Table(
     "clients",
     metadata,
-    Column("client_id", String(200), primary_key=True),
-    Column("timezone", String(64), nullable=False, server_default="UTC"),
+    Column("client_id", String(), primary_key=True),
+    Column("timezone", String(), nullable=False, server_default="UTC"),
     Column("max_defer_days", Integer, nullable=False, server_default="3"),
 )
 
 resources = Table(
     "resources",
     metadata,
-    Column("client_id", String(200), primary_key=True),
-    Column("channel", String(16), primary_key=True),
-    Column("resource_id", String(200), primary_key=True),
+    Column("client_id", String(), primary_key=True),
+    Column("channel", String(), primary_key=True),
+    Column("resource_id", String(), primary_key=True),
     Column("daily_limit", Integer, nullable=True),
     Column("active", Boolean, nullable=False, server_default="1"),
 )
@@ -60,10 +63,10 @@ resources = Table(
 conversion_patterns = Table(
     "conversion_patterns",
     metadata,
-    Column("client_id", String(200), primary_key=True),
-    Column("pattern_type", String(8), nullable=False),
-    Column("pattern_slot", String(32), primary_key=True),
-    Column("channel", String(16), nullable=True),
+    Column("client_id", String(), primary_key=True),
+    Column("pattern_type", String(), nullable=False),
+    Column("pattern_slot", String(), primary_key=True),
+    Column("channel", String(), nullable=True),
     Column("optimal_day", Integer, nullable=True),
     Column("optimal_hour", Integer, nullable=True),
     Column("winning_sequence", JSON, nullable=True),
@@ -75,9 +78,9 @@ conversion_patterns = Table(
 leads = Table(
     "leads",
     metadata,
-    Column("lead_id", String(200), primary_key=True),
-    Column("client_id", String(200), nullable=False),
+    Column("lead_id", String(), primary_key=True),
+    Column("client_id", String(), nullable=False),
     Column("als_score", Integer, nullable=False),
     Column("scored_at", UtcTimestamp, nullable=False),
-    Column("timezone", String(64), nullable=True),
+    Column("timezone", String(), nullable=True),
 )
