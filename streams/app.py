@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import faust
 
+from allocator.channels import Channel
 from allocator.config import Settings
 from allocator.directory import ClientDirectory
 from allocator.engine import AllocatorEngine
 from allocator.errors import InvalidRecord
-from allocator.quota import QuotaStore, open_quota_store
+from allocator.quota import QuotaStore, Reservation, ReservationRequest, open_quota_store
 from allocator.store import Database
 from streams.agents import DeadLetters, LeadAllocator, PatternFanOut, hold_pattern
 from streams.metrics import Metrics
@@ -42,12 +45,18 @@ class TimedQuota:
         self.inner = inner
         self._metrics = metrics
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def reserve(self, requests: Any) -> Any:
+    async def reserve(self, requests: Sequence[ReservationRequest]) -> list[Reservation | None]:
         with self._metrics.reservation_seconds.time():
             return await self.inner.reserve(requests)
+
+    async def usage(self, channel: Channel, resource_ids: Sequence[str], day: date) -> list[int]:
+        return await self.inner.usage(channel, resource_ids, day)
+
+    async def increment(self, channel: Channel, resource_id: str, day: date) -> int:
+        return await self.inner.increment(channel, resource_id, day)
+
+    async def close(self) -> None:
+        await self.inner.close()
 
 
 @dataclass
