@@ -130,3 +130,14 @@ async def sqlite_pipeline(
     url = f"sqlite+aiosqlite:///{tmp_path}/allocator.db"
     async with running_pipeline(broker_bootstrap, url, redis_url, tmp_path) as pipeline:
         yield pipeline
+
+
+@pytest.fixture
+async def postgres_pipeline(
+    broker_bootstrap: str, postgres_server: str, redis_url: str, tmp_path: Path
+) -> AsyncIterator[Pipeline]:
+    """A running_pipeline on a fresh PostgreSQL database, dropped after the test."""
+    async with fresh_postgres(postgres_server) as url, running_pipeline(
+        broker_bootstrap, url, redis_url, tmp_path
+    ) as pipeline:
+        yield pipeline

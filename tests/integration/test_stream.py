@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 from allocator.directory import ClientSetup, build_snapshot
@@ -15,7 +14,7 @@ from allocator.patterns import PatternSet
 from allocator.store import Database
 from allocator.store.database import patterns_for
 from streams.demo import sample_leads, sample_patterns
-from tests.integration.conftest import SAMPLES, fresh_postgres, running_pipeline
+from tests.integration.conftest import SAMPLES
 from tests.integration.expect import (
     assert_counters_match,
     check_allocation,
@@ -75,55 +74,54 @@ def await_patterns(pipeline: Pipeline, clients: list[str], check: str = "pattern
 
 
 async def test_allocations_follow_every_rule(
-    broker_bootstrap: str, postgres_server: str, redis_url: str, tmp_path: Path
+    postgres_pipeline: Pipeline, redis_url: str
 ) -> None:
-    async with fresh_postgres(postgres_server) as db_url, running_pipeline(
-        broker_bootstrap, db_url, redis_url, tmp_path
-    ) as pipeline:
-        settings = pipeline.settings
-        pipeline.start_worker()
-        patterns = sample_patterns()
-        pipeline.produce_json(settings.topic_conversion_patterns, patterns, "client_id")
-        probes = await_patterns(pipeline, ["acme"])
+    pipeline = postgres_pipeline
+    db_url = pipeline.database_url
+    settings = pipeline.settings
+    pipeline.start_worker()
+    patterns = sample_patterns()
+    pipeline.produce_json(settings.topic_conversion_patterns, patterns, "client_id")
+    probes = await_patterns(pipeline, ["acme"])
 
-        rows = sample_leads(400, seed=11)
-        pipeline.produce_json(settings.topic_scored_leads, rows, "lead_id")
-        emitted = pipeline.read_json(settings.topic_allocations, 400 + probes, 90)
-        by_event = {a["event_id"]: a for a in emitted}
-        leads = {r["event_id"]: ScoredLead.model_validate(r) for r in rows}
-        assert set(leads) <= set(by_event)
+    rows = sample_leads(400, seed=11)
+    pipeline.produce_json(settings.topic_scored_leads, rows, "lead_id")
+    emitted = pipeline.read_json(settings.topic_allocations, 400 + probes, 90)
+    by_event = {a["event_id"]: a for a in emitted}
+    leads = {r["event_id"]: ScoredLead.model_validate(r) for r in rows}
+    assert set(leads) <= set(by_event)
 
-        setups = sample_setups()
-        held = held_patterns(patterns)
-        for event, lead in leads.items():
-            check_allocation(by_event[event], lead, setups.get(lead.client_id),
-                             held.get(lead.client_id, PatternSet()))
+    setups = sample_setups()
+    held = held_patterns(patterns)
+    for event, lead in leads.items():
+        check_allocation(by_event[event], lead, setups.get(lead.client_id),
+                         held.get(lead.client_id, PatternSet()))
 
-        # Quotas: never over a limit, the Redis counters match what was emitted,
-        # and an exhausted channel really had no room on any candidate day.
-        allocations = list(by_event.values())
-        used = usage_of(allocations)
-        check_limits(used, setups)
-        await assert_counters_match(redis_url, pipeline.prefix, allocations)
-        real = [by_event[e] for e in leads]
-        exhausted = check_exhausted_means_full(
-            real, leads, setups,
-            {c: held.get(c, PatternSet()) for c in setups}, used,
-        )
-        assert exhausted > 0  # the sample data is sized to run out
+    # Quotas: never over a limit, the Redis counters match what was emitted,
+    # and an exhausted channel really had no room on any candidate day.
+    allocations = list(by_event.values())
+    used = usage_of(allocations)
+    check_limits(used, setups)
+    await assert_counters_match(redis_url, pipeline.prefix, allocations)
+    real = [by_event[e] for e in leads]
+    exhausted = check_exhausted_means_full(
+        real, leads, setups,
+        {c: held.get(c, PatternSet()) for c in setups}, used,
+    )
+    assert exhausted > 0  # the sample data is sized to run out
 
-        # Patterns were persisted for the library API.
-        db = Database(db_url)
-        async with db.session() as session:
-            acme = await patterns_for(session, "acme")
-        await db.close()
-        assert acme.how is not None and acme.when
+    # Patterns were persisted for the library API.
+    db = Database(db_url)
+    async with db.session() as session:
+        acme = await patterns_for(session, "acme")
+    await db.close()
+    assert acme.how is not None and acme.when
 
-        metrics = pipeline.workers[0].metrics()
-        assert "allocator_unknown_client_leads_total" in metrics
-        unknown = [a for a in real if a["client_id"] == "umbrella"]
-        assert unknown and all(c["status"] == "no_resource" for a in unknown
-                               for c in a["channels"])
+    metrics = pipeline.workers[0].metrics()
+    assert "allocator_unknown_client_leads_total" in metrics
+    unknown = [a for a in real if a["client_id"] == "umbrella"]
+    assert unknown and all(c["status"] == "no_resource" for a in unknown
+                           for c in a["channels"])
 
 
 BAD_LEADS: list[tuple[bytes | None, str]] = [

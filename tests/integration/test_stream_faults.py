@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from allocator.store import Database
 from allocator.store.database import patterns_for
 from streams.demo import sample_leads
-from tests.integration.conftest import _admin, fresh_postgres, running_pipeline
+from tests.integration.conftest import _admin, running_pipeline
 from tests.integration.expect import assert_counters_match
 from tests.integration.pipeline import Pipeline
 from tests.integration.test_stream import await_patterns
@@ -141,50 +141,49 @@ async def test_redis_outage_is_retried_not_dead_lettered(
 
 
 async def test_database_outage_is_retried_not_dead_lettered(
-    broker_bootstrap: str, postgres_server: str, redis_url: str, tmp_path: Path
+    postgres_pipeline: Pipeline, postgres_server: str
 ) -> None:
-    async with fresh_postgres(postgres_server) as db_url, running_pipeline(
-        broker_bootstrap, db_url, redis_url, tmp_path
-    ) as pipeline:
-        settings = pipeline.settings
-        worker = pipeline.start_worker()
-        rows = sample_leads(100, seed=23)
-        pipeline.produce_json(settings.topic_scored_leads, rows[:50], "lead_id")
-        assert len(pipeline.read(settings.topic_allocations, 50, 60)) == 50
+    pipeline = postgres_pipeline
+    db_url = pipeline.database_url
+    settings = pipeline.settings
+    worker = pipeline.start_worker()
+    rows = sample_leads(100, seed=23)
+    pipeline.produce_json(settings.topic_scored_leads, rows[:50], "lead_id")
+    assert len(pipeline.read(settings.topic_allocations, 50, 60)) == 50
 
-        name = make_url(db_url).database
-        admin = await _admin(postgres_server)
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
-        try:
-            pattern = {"client_id": "acme", "pattern_type": "how", "confidence": 0.9,
-                       "winning_sequence": ["email", "linkedin"],
-                       "updated_at": "2026-11-01T00:00:00Z"}
-            pipeline.produce_json(settings.topic_conversion_patterns, [pattern], "client_id")
-            pipeline.produce_json(settings.topic_scored_leads, rows[50:], "lead_id")
-            # Leads go on from the last good snapshot of clients and resources.
-            records = pipeline.read_json(settings.topic_allocations, 100, 60)
-            assert {r["event_id"] for r in records} == {r["event_id"] for r in rows}
-            deadline = time.monotonic() + 30
-            retried = 0.0
-            while retried == 0 and time.monotonic() < deadline:
-                for line in worker.metrics().splitlines():
-                    if line.startswith(SAVE_PATTERN_RETRIES):
-                        retried = float(line.rsplit(" ", 1)[1])
-                await asyncio.sleep(0.5)
-            assert retried > 0
-            assert pipeline.read(settings.topic_dlq, 1, 1) == []
-            assert worker.health()["live"] is True
-        finally:
-            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-            await admin.close()
-
-        # Back: the pattern is saved, then fanned out, and reaches later leads.
-        await_patterns(pipeline, ["acme"])
-        db = Database(db_url)
-        async with db.session() as session:
-            held = await patterns_for(session, "acme")
-        await db.close()
-        assert held.how is not None
+    name = make_url(db_url).database
+    admin = await _admin(postgres_server)
+    await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    await admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+    try:
+        pattern = {"client_id": "acme", "pattern_type": "how", "confidence": 0.9,
+                   "winning_sequence": ["email", "linkedin"],
+                   "updated_at": "2026-11-01T00:00:00Z"}
+        pipeline.produce_json(settings.topic_conversion_patterns, [pattern], "client_id")
+        pipeline.produce_json(settings.topic_scored_leads, rows[50:], "lead_id")
+        # Leads go on from the last good snapshot of clients and resources.
+        records = pipeline.read_json(settings.topic_allocations, 100, 60)
+        assert {r["event_id"] for r in records} == {r["event_id"] for r in rows}
+        deadline = time.monotonic() + 30
+        retried = 0.0
+        while retried == 0 and time.monotonic() < deadline:
+            for line in worker.metrics().splitlines():
+                if line.startswith(SAVE_PATTERN_RETRIES):
+                    retried = float(line.rsplit(" ", 1)[1])
+            await asyncio.sleep(0.5)
+        assert retried > 0
         assert pipeline.read(settings.topic_dlq, 1, 1) == []
+        assert worker.health()["live"] is True
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+
+    # Back: the pattern is saved, then fanned out, and reaches later leads.
+    await_patterns(pipeline, ["acme"])
+    db = Database(db_url)
+    async with db.session() as session:
+        held = await patterns_for(session, "acme")
+    await db.close()
+    assert held.how is not None
+    assert pipeline.read(settings.topic_dlq, 1, 1) == []
