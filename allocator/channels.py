@@ -30,8 +30,6 @@ RESOURCE_TYPE: dict[Channel, ResourceType] = {
     Channel.DIRECT_MAIL: ResourceType.MAIL_VENDOR,
 }
 
-CHANNEL_OF: dict[ResourceType, Channel] = {rt: ch for ch, rt in RESOURCE_TYPE.items()}
-
 # None means unlimited (mail vendors have no daily cap in the design).
 DEFAULT_DAILY_LIMIT: dict[ResourceType, int | None] = {
     ResourceType.LINKEDIN_SEAT: 17,

@@ -118,9 +118,6 @@ class ClientDirectory:
             return False
         return self._ttl is None or self._clock() - self._loaded_at < self._ttl
 
-    def invalidate(self) -> None:
-        self._snapshot = None
-
     async def setup_for(self, client_id: str) -> ClientSetup:
         snapshot = await self.snapshot()
         return snapshot.get(client_id) or unknown_client(client_id)

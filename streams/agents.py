@@ -205,8 +205,8 @@ class LeadAllocator:
         pinned = Pinned(events, stream)
         deliveries: list[Awaitable[Any]] = []
         leads: list[ScoredLead] = []
-        patterns: dict[int, PatternSet] = {}
-        events_of: dict[int, Any] = {}
+        # per lead (by identity): its event and its client's patterns on this partition
+        source: dict[int, tuple[Any, PatternSet]] = {}
         for event in events:
             try:
                 lead = parse_lead(event.message.value)
@@ -214,18 +214,18 @@ class LeadAllocator:
                 deliveries.append(await self._dead.send(event, err))
                 continue
             leads.append(lead)
-            patterns[id(lead)] = self._patterns.get(event.message.partition, lead.client_id)
-            events_of[id(lead)] = event
+            patterns = self._patterns.get(event.message.partition, lead.client_id)
+            source[id(lead)] = (event, patterns)
         if leads:
             outcomes = await with_retry(
                 "allocate",
-                lambda: self._engine.decide_detailed(leads, lambda lead: patterns[id(lead)]),
+                lambda: self._engine.decide_detailed(leads, lambda lead: source[id(lead)][1]),
                 self._metrics,
             )
             decisions = []
             for outcome in outcomes:
                 if isinstance(outcome, Undecidable):
-                    event = events_of[id(outcome.lead)]
+                    event, _ = source[id(outcome.lead)]
                     deliveries.append(await self._dead.send(event, outcome.error))
                 else:
                     decisions.append(outcome)

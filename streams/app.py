@@ -12,7 +12,6 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -59,16 +58,7 @@ class TimedQuota:
         await self.inner.close()
 
 
-@dataclass
-class Service:
-    app: faust.App
-    settings: Settings
-    metrics: Metrics
-    database: Database
-    engine: AllocatorEngine
-
-
-def create_app(settings: Settings, lead_partitions: int) -> Service:
+def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     """Build the App; `lead_partitions` is the scored-leads topic's partition count."""
     app = faust.App(
         settings.app_id,
@@ -169,7 +159,7 @@ def create_app(settings: Settings, lead_partitions: int) -> Service:
             await allocator.in_flight.drain()
 
     register_pages(app, metrics)
-    return Service(app, settings, metrics, database, engine)
+    return app
 
 
 async def prepare(settings: Settings) -> dict[str, int]:
@@ -191,7 +181,7 @@ def run_worker(argv: list[str]) -> int:
     else:
         counts = asyncio.run(prepare(settings))
         partitions = counts[settings.topic_scored_leads]
-    service = create_app(settings, partitions)
+    app = create_app(settings, partitions)
     sys.argv = ["allocator", "worker", *argv]
-    service.app.main()
+    app.main()
     return 0

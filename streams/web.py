@@ -36,15 +36,19 @@ def update_lag(app: Any, metrics: Metrics) -> None:
             )
 
 
+def is_ready(app: Any, crashed: list[str]) -> bool:
+    """Consuming: partitions assigned, no rebalance under way, no agent crashed."""
+    return not crashed and not app.rebalancing and bool(app.consumer.assignment())
+
+
 def register_pages(app: Any, metrics: Metrics) -> None:
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
         crashed = crashed_agents(app)
-        ready = app.rebalancing is False and bool(app.consumer.assignment())
         assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
         body = {
             "live": not crashed,
-            "ready": ready and not crashed,
+            "ready": is_ready(app, crashed),
             "crashed_agents": crashed,
             "assigned": assigned,
         }
@@ -52,9 +56,8 @@ def register_pages(app: Any, metrics: Metrics) -> None:
 
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
-        crashed = crashed_agents(app)
-        is_ready = not crashed and not app.rebalancing and bool(app.consumer.assignment())
-        return web.json({"ready": is_ready}, status=200 if is_ready else 503)
+        ready = is_ready(app, crashed_agents(app))
+        return web.json({"ready": ready}, status=200 if ready else 503)
 
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:

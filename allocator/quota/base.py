@@ -61,10 +61,6 @@ def counter_key(prefix: str, channel: Channel, resource_id: str, day: date) -> s
     return f"{prefix}ratelimit:{channel.value}:{resource_id}:daily:{day.isoformat()}"
 
 
-def reservation_key(prefix: str, event_id: str, channel: Channel) -> str:
-    return f"{prefix}allocator:reservation:{event_id}:{channel.value}"
-
-
 class QuotaStore(Protocol):
     async def reserve(self, requests: Sequence[ReservationRequest]) -> list[Reservation | None]:
         """Reserve each request in order; None where every day was full (exhausted).

@@ -22,7 +22,7 @@ class MemoryQuotaStore:
         return [self.reserve_now(request) for request in requests]
 
     def reserve_now(self, request: ReservationRequest) -> Reservation | None:
-        """Synchronous form of `reserve`, for the replay's tight loop."""
+        """One request, synchronously (nothing here awaits)."""
         held_key = (request.event_id, request.channel)
         if held_key in self._reservations:
             return self._reservations[held_key]

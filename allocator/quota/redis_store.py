@@ -95,9 +95,6 @@ class RedisQuotaStore:
             count, _ = await pipe.execute()
         return int(count)
 
-    async def ping(self) -> bool:
-        return bool(await self._redis.ping())
-
     async def close(self) -> None:
         await self._redis.aclose()
 

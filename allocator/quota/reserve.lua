@@ -4,7 +4,8 @@
 -- request: the outcome is stored under the request's reservation key and
 -- returned unchanged when the same (event, channel) asks again.
 -- The same rule in Python: allocator/quota/base.py choose_resource; the same
--- key formats: base.py counter_key and reservation_key.
+-- counter key format: base.py counter_key. The reservation key
+-- (<prefix>allocator:reservation:<event_id>:<channel>) is only built here.
 --
 -- ARGV[1] = key prefix; ARGV[2] = the batch as JSON, a list of requests, each
 --   [event_id, [channel, [day, ...], [counter expiry, ...], reservation expiry,
