@@ -2,12 +2,14 @@
 
 Pure functions of data. Deciding is two steps around the one piece of shared
 state, the quota counters: `plan_lead` says what to ask the quota store for,
-`complete` turns the store's answers into the allocation record.
+`complete` turns the store's answers (and the plan held with them) into the
+allocation record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
@@ -16,7 +18,7 @@ from allocator.channels import DEFAULT_SEND_HOUR, RESOURCE_TYPE, Channel
 from allocator.directory import ClientSetup
 from allocator.models import Allocation, ChannelAllocation, HowPattern, ScoredLead, derived_id, zone
 from allocator.patterns import PatternSet
-from allocator.quota.base import Reservation, ReservationRequest, ResourceQuota
+from allocator.quota.base import ChannelAsk, LeadRequest, Reservation, ResourceQuota
 from allocator.tiers import Tier, allowed_channels, default_sequence, tier_for_score
 from allocator.timing import SendSlot, send_slots
 
@@ -44,27 +46,84 @@ def channel_sequence(tier: Tier, how: HowPattern | None) -> tuple[list[Channel],
 class ChannelPlan:
     channel: Channel
     timing_source: Source
-    slots: tuple[SendSlot, ...]
-    quotas: tuple[ResourceQuota, ...]
+    slots: tuple[SendSlot, ...]  # empty: the client has no active resource for the channel
 
 
 @dataclass(frozen=True)
-class LeadPlan:
-    lead: ScoredLead
+class Plan:
+    """All a lead's allocation depends on besides the quota's answers.
+
+    It is held with the answers (quota.base.LeadRequest), so that a redelivered
+    event is completed from the plan it was first decided with: a change of
+    zone, deferral horizon, resources or patterns in between changes nothing.
+    """
+
     tier: Tier
     sequence_source: Source
     channels: tuple[ChannelPlan, ...]
 
-    def requests(self) -> Iterator[ReservationRequest]:
-        """What to reserve: one request per channel that has resources, in sequence order."""
-        for plan in self.channels:
-            if plan.quotas:
-                yield ReservationRequest(
-                    self.lead.key,
-                    plan.channel,
-                    tuple(slot.usage_day for slot in plan.slots),
-                    plan.quotas,
+    def encode(self) -> str:
+        return json.dumps(
+            [
+                self.tier.value,
+                self.sequence_source,
+                [
+                    [
+                        c.channel.value,
+                        c.timing_source,
+                        [[s.send_at.isoformat(), s.usage_day.isoformat()] for s in c.slots],
+                    ]
+                    for c in self.channels
+                ],
+            ],
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, text: str) -> Plan:
+        tier, source, channels = json.loads(text)
+        return cls(
+            Tier(tier),
+            source,
+            tuple(
+                ChannelPlan(
+                    Channel(channel),
+                    timing,
+                    tuple(
+                        SendSlot(datetime.fromisoformat(at), date.fromisoformat(day))
+                        for at, day in slots
+                    ),
                 )
+                for channel, timing, slots in channels
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class LeadPlan:
+    """A lead, its plan, and per channel of the plan the resources it may use."""
+
+    lead: ScoredLead
+    plan: Plan
+    quotas: tuple[tuple[ResourceQuota, ...], ...]
+
+    def request(self) -> LeadRequest | None:
+        """What to reserve and hold; None for a lead without channels (nothing to hold)."""
+        if not self.plan.channels:
+            return None
+        asks = tuple(
+            ChannelAsk(c.channel, tuple(slot.usage_day for slot in c.slots), quotas)
+            for c, quotas in zip(self.plan.channels, self.quotas, strict=True)
+            if c.slots
+        )
+        days = [slot.usage_day for c in self.plan.channels for slot in c.slots]
+        lead = self.lead
+        return LeadRequest(
+            hold_key=derived_id("held", lead.client_id, lead.key),
+            plan=self.plan.encode(),
+            asks=asks,
+            hold_day=max(days, default=lead.scored_at.date()),
+        )
 
 
 def plan_lead(
@@ -75,9 +134,10 @@ def plan_lead(
     quota_zone = zone(setup.client.timezone)
     send_zone = zone(lead.timezone) if lead.timezone else quota_zone
     plans = []
+    quotas = []
     for channel in sequence:
         when = patterns.usable_when(channel)
-        quotas = setup.quotas_for(channel)
+        channel_quotas = setup.quotas_for(channel)
         slots = (
             send_slots(
                 lead.scored_at,
@@ -87,11 +147,12 @@ def plan_lead(
                 when,
                 setup.client.max_defer_days,
             )
-            if quotas
+            if channel_quotas
             else []
         )
-        plans.append(ChannelPlan(channel, "pattern" if when else "default", tuple(slots), quotas))
-    return LeadPlan(lead, tier, source, tuple(plans))
+        plans.append(ChannelPlan(channel, "pattern" if when else "default", tuple(slots)))
+        quotas.append(channel_quotas)
+    return LeadPlan(lead, Plan(tier, source, tuple(plans)), tuple(quotas))
 
 
 @dataclass(frozen=True)
@@ -105,36 +166,35 @@ class Decision:
 
 
 def complete(
-    plan: LeadPlan, outcomes: Sequence[Reservation | None], decided_at: datetime
+    lead: ScoredLead, plan: Plan, picks: Sequence[Reservation | None], decided_at: datetime
 ) -> Decision:
-    """The allocation record; `outcomes` answer `plan.requests()` one for one."""
-    answers = iter(outcomes)
+    """The allocation record; `picks` answer the plan's channels that have slots, in order."""
+    answers = iter(picks)
     entries = []
     deferrals: list[int | None] = []
     for channel_plan in plan.channels:
-        if not channel_plan.quotas:
+        if not channel_plan.slots:
             entries.append(_unallocated(channel_plan, "no_resource"))
             deferrals.append(None)
             continue
-        outcome = next(answers)
-        if outcome is None:
+        pick = next(answers)
+        if pick is None:
             entries.append(_unallocated(channel_plan, "exhausted"))
             deferrals.append(None)
             continue
-        deferrals.append(outcome.step)
-        slot = channel_plan.slots[outcome.step]
+        deferrals.append(pick.step)
+        slot = channel_plan.slots[pick.step]
         entries.append(
             ChannelAllocation(
                 channel=channel_plan.channel,
                 status="allocated",
                 resource_type=RESOURCE_TYPE[channel_plan.channel],
-                resource_id=outcome.resource_id,
+                resource_id=pick.resource_id,
                 send_at=slot.send_at,
                 timing_source=channel_plan.timing_source,
                 usage_day=slot.usage_day.isoformat(),
             )
         )
-    lead = plan.lead
     allocation = Allocation(
         allocation_id=derived_id("allocation", lead.key),
         event_id=lead.key,
@@ -146,7 +206,7 @@ def complete(
         channels=entries,
         decided_at=decided_at,
     )
-    wanted = tuple(p.slots[0].usage_day if p.slots else None for p in plan.channels)
+    wanted = tuple(c.slots[0].usage_day if c.slots else None for c in plan.channels)
     return Decision(allocation, tuple(deferrals), wanted)
 
 

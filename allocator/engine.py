@@ -18,6 +18,7 @@ from allocator.channels import Channel, ResourceType
 from allocator.decision import (
     Decision,
     LeadPlan,
+    Plan,
     Schedule,
     channel_sequence,
     complete,
@@ -27,7 +28,7 @@ from allocator.directory import ClientDirectory, ClientSetup, daily_limit, unkno
 from allocator.errors import InvalidRecord
 from allocator.models import Allocation, Resource, ScoredLead, zone
 from allocator.patterns import PatternSet
-from allocator.quota.base import QuotaStore, Reservation, choose_resource
+from allocator.quota.base import LeadRequest, QuotaStore, choose_resource
 from allocator.store import database as queries
 from allocator.tiers import Tier
 from allocator.timing import send_slots
@@ -61,6 +62,13 @@ def _guarded(lead: ScoredLead, step: Callable[..., T], *args: Any) -> T | Undeci
     except Exception as exc:
         message = f"lead {lead.lead_id!r} cannot be decided: {type(exc).__name__}: {exc}"
         return Undecidable(lead, InvalidRecord("undecidable", None, None, message))
+
+
+def _planned(
+    lead: ScoredLead, setup: ClientSetup, patterns: PatternSet, schedule: Schedule
+) -> tuple[LeadPlan, LeadRequest | None]:
+    plan = plan_lead(lead, setup, patterns, schedule)
+    return plan, plan.request()
 
 
 class AllocatorEngine:
@@ -108,35 +116,32 @@ class AllocatorEngine:
         """
         snapshot = await self.directory.snapshot()
         plans = [self._plan(lead, snapshot.get(lead.client_id), patterns) for lead in leads]
-        requests = [r for p in plans if isinstance(p, LeadPlan) for r in p.requests()]
-        outcomes = await self.quota.reserve(requests) if requests else []
-        return self.finish(plans, outcomes, replay)
-
-    def finish(
-        self,
-        plans: Sequence[LeadPlan | Undecidable],
-        outcomes: Sequence[Reservation | None],
-        replay: bool,
-    ) -> list[Decision | Undecidable]:
+        asked = [p[1] for p in plans if not isinstance(p, Undecidable) and p[1] is not None]
+        held = iter(await self.quota.reserve(asked) if asked else [])
         now = self.clock()
         decided: list[Decision | Undecidable] = []
-        position = 0
-        for plan in plans:
-            if isinstance(plan, Undecidable):
-                decided.append(plan)
+        for planned in plans:
+            if isinstance(planned, Undecidable):
+                decided.append(planned)
                 continue
-            asked = sum(1 for c in plan.channels if c.quotas)
-            mine = outcomes[position : position + asked]
-            position += asked
+            plan, request = planned
             decided_at = plan.lead.scored_at if replay else now
-            decided.append(_guarded(plan.lead, complete, plan, mine, decided_at))
+            if request is None:
+                decided.append(_guarded(plan.lead, complete, plan.lead, plan.plan, (), decided_at))
+                continue
+            answer = next(held)
+            # A redelivery: complete from the plan held with the first answer.
+            first = plan.plan if answer.plan == request.plan else Plan.decode(answer.plan)
+            decided.append(
+                _guarded(plan.lead, complete, plan.lead, first, answer.picks, decided_at)
+            )
         return decided
 
     def _plan(
         self, lead: ScoredLead, setup: ClientSetup | None, patterns: PatternLookup
-    ) -> LeadPlan | Undecidable:
+    ) -> tuple[LeadPlan, LeadRequest | None] | Undecidable:
         return _guarded(
-            lead, plan_lead, lead, self._setup(setup, lead), patterns(lead), self.schedule
+            lead, _planned, lead, self._setup(setup, lead), patterns(lead), self.schedule
         )
 
     def _setup(self, setup: ClientSetup | None, lead: ScoredLead) -> ClientSetup:

@@ -20,7 +20,7 @@ from datetime import date
 from redis.asyncio import Redis
 
 from allocator.channels import Channel
-from allocator.quota import ReservationRequest, ResourceQuota, choose_resource
+from allocator.quota import ChannelAsk, LeadRequest, ResourceQuota, choose_resource
 from allocator.quota.base import counter_key
 from allocator.quota.redis_store import RedisQuotaStore
 
@@ -30,8 +30,8 @@ DAY = date(2026, 11, 27)
 async def batched(url: str, prefix: str, leads: int, batch: int,
                   resources: tuple[ResourceQuota, ...]) -> float:
     store = RedisQuotaStore.from_url(url, prefix=prefix)
-    requests = [ReservationRequest(f"ev-{i}", Channel.EMAIL, (DAY,), resources)
-                for i in range(leads)]
+    asks = (ChannelAsk(Channel.EMAIL, (DAY,), resources),)
+    requests = [LeadRequest(f"ev-{i}", "plan", asks, DAY) for i in range(leads)]
     start = time.perf_counter()
     for i in range(0, leads, batch):
         await store.reserve(requests[i : i + batch])

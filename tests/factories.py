@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
+from allocator.channels import Channel
 from allocator.models import Client, HowPattern, Resource, ScoredLead, WhenPattern
+from allocator.quota import ChannelAsk, LeadRequest, ResourceQuota
 
 
 def lead(score: int = 90, scored_at: str = "2026-11-26T12:00:00+00:00", **extra: Any) -> ScoredLead:
@@ -46,3 +49,11 @@ def how(sequence: list[str], confidence: float = 0.9,
         {"client_id": client_id, "pattern_type": "how", "winning_sequence": sequence,
          "confidence": confidence, "updated_at": updated_at}
     )
+
+
+def ask(
+    hold_key: str, channel: Channel, days: tuple[date, ...], resources: tuple[ResourceQuota, ...],
+    plan: str = "plan",
+) -> LeadRequest:
+    """A lead that asks for one send of one channel."""
+    return LeadRequest(hold_key, plan, (ChannelAsk(channel, days, resources),), max(days))

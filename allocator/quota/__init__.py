@@ -1,19 +1,23 @@
 """Atomic, idempotent daily quotas: the port and its adapters (Redis, in-memory)."""
 
 from allocator.quota.base import (
+    ChannelAsk,
+    Held,
+    LeadRequest,
     QuotaStore,
     Reservation,
-    ReservationRequest,
     ResourceQuota,
     choose_resource,
 )
 from allocator.quota.memory import MemoryQuotaStore
 
 __all__ = [
+    "ChannelAsk",
+    "Held",
+    "LeadRequest",
     "MemoryQuotaStore",
     "QuotaStore",
     "Reservation",
-    "ReservationRequest",
     "ResourceQuota",
     "choose_resource",
 ]

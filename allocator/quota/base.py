@@ -1,4 +1,5 @@
-"""The quota port: reserve a send on the least-used resource with room, atomically."""
+"""The quota port: reserve a lead's sends on the least-used resources with room,
+atomically, and hold the answer so that a redelivered event gets it again."""
 
 from __future__ import annotations
 
@@ -19,26 +20,52 @@ class ResourceQuota:
 
 
 @dataclass(frozen=True)
-class ReservationRequest:
-    """Reserve one send of `channel` for event `event_id`.
+class ChannelAsk:
+    """Reserve one send of `channel`.
 
     `days` are the candidate quota days in order (the send day, then each
     deferral); `resources` are the client's active resources for the channel,
     sorted by resource_id so that ties go to the smallest id.
     """
 
-    event_id: str
     channel: Channel
     days: tuple[date, ...]
     resources: tuple[ResourceQuota, ...]
 
 
 @dataclass(frozen=True)
+class LeadRequest:
+    """Everything one lead asks of the quota, held under `hold_key`.
+
+    `hold_key` names the event within its client (two clients may reuse an
+    event id); `plan` is the lead's encoded plan, stored beside the answers and
+    handed back unchanged on a redelivery, so that the allocation is rebuilt
+    from what was decided then, not from today's setup and patterns.
+    `hold_day` is the latest quota day of the plan: the held answer lives as
+    long as that day's counters.
+    """
+
+    hold_key: str
+    plan: str
+    asks: tuple[ChannelAsk, ...]
+    hold_day: date
+
+
+@dataclass(frozen=True)
 class Reservation:
-    """The outcome: the deferral step taken (0 = the first day) and the resource."""
+    """One ask's outcome: the deferral step taken (0 = the first day) and the resource."""
 
     step: int
     resource_id: str
+
+
+@dataclass(frozen=True)
+class Held:
+    """The answer to a LeadRequest: the plan it was decided with, and per ask
+    its reservation or None (exhausted: every day was full)."""
+
+    plan: str
+    picks: tuple[Reservation | None, ...]
 
 
 def choose_resource(counts: Sequence[int], resources: Sequence[ResourceQuota]) -> int | None:
@@ -62,11 +89,11 @@ def counter_key(prefix: str, channel: Channel, resource_id: str, day: date) -> s
 
 
 class QuotaStore(Protocol):
-    async def reserve(self, requests: Sequence[ReservationRequest]) -> list[Reservation | None]:
-        """Reserve each request in order; None where every day was full (exhausted).
+    async def reserve(self, requests: Sequence[LeadRequest]) -> list[Held]:
+        """Reserve each lead's asks in order, in one atomic step per call.
 
-        Idempotent per (event_id, channel): asking again returns the first answer
-        and changes no counter.
+        Idempotent per hold_key: asking again returns the first answer, with
+        the plan it was decided with, and changes no counter.
         """
         ...
 

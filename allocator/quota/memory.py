@@ -10,37 +10,36 @@ from collections.abc import Sequence
 from datetime import date
 
 from allocator.channels import Channel
-from allocator.quota.base import Reservation, ReservationRequest, choose_resource
+from allocator.quota.base import ChannelAsk, Held, LeadRequest, Reservation, choose_resource
 
 
 class MemoryQuotaStore:
     def __init__(self) -> None:
         self.counters: dict[tuple[Channel, str, date], int] = {}
-        self._reservations: dict[tuple[str, Channel], Reservation | None] = {}
+        self._held: dict[str, Held] = {}
 
-    async def reserve(self, requests: Sequence[ReservationRequest]) -> list[Reservation | None]:
+    async def reserve(self, requests: Sequence[LeadRequest]) -> list[Held]:
         return [self.reserve_now(request) for request in requests]
 
-    def reserve_now(self, request: ReservationRequest) -> Reservation | None:
-        """One request, synchronously (nothing here awaits)."""
-        held_key = (request.event_id, request.channel)
-        if held_key in self._reservations:
-            return self._reservations[held_key]
-        outcome: Reservation | None = None
-        for step, day in enumerate(request.days):
+    def reserve_now(self, request: LeadRequest) -> Held:
+        """One lead, synchronously (nothing here awaits)."""
+        held = self._held.get(request.hold_key)
+        if held is None:
+            held = Held(request.plan, tuple(self._take(ask) for ask in request.asks))
+            self._held[request.hold_key] = held
+        return held
+
+    def _take(self, ask: ChannelAsk) -> Reservation | None:
+        for step, day in enumerate(ask.days):
             counts = [
-                self.counters.get((request.channel, r.resource_id, day), 0)
-                for r in request.resources
+                self.counters.get((ask.channel, r.resource_id, day), 0) for r in ask.resources
             ]
-            chosen = choose_resource(counts, request.resources)
+            chosen = choose_resource(counts, ask.resources)
             if chosen is not None:
-                resource_id = request.resources[chosen].resource_id
-                key = (request.channel, resource_id, day)
-                self.counters[key] = counts[chosen] + 1
-                outcome = Reservation(step, resource_id)
-                break
-        self._reservations[held_key] = outcome
-        return outcome
+                resource_id = ask.resources[chosen].resource_id
+                self.counters[(ask.channel, resource_id, day)] = counts[chosen] + 1
+                return Reservation(step, resource_id)
+        return None
 
     async def usage(self, channel: Channel, resource_ids: Sequence[str], day: date) -> list[int]:
         return [self.counters.get((channel, rid, day), 0) for rid in resource_ids]

@@ -1,4 +1,4 @@
-"""Redis quota store: one Lua call reserves a whole batch atomically.
+"""Redis quota store: one Lua call reserves a whole batch atomically and holds the answers.
 
 Redis runs a script without interleaving any other command, so no number of
 concurrent workers can push a counter past its limit, and the hot path makes
@@ -24,7 +24,7 @@ from importlib.resources import files
 from redis.asyncio import Redis
 
 from allocator.channels import Channel
-from allocator.quota.base import Reservation, ReservationRequest, ResourceQuota, counter_key
+from allocator.quota.base import Held, LeadRequest, Reservation, ResourceQuota, counter_key
 
 _SCRIPT = files("allocator.quota").joinpath("reserve.lua").read_text()
 
@@ -58,27 +58,31 @@ class RedisQuotaStore:
         day_end = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + _LATEST_DAY_END
         return int(max(day_end.timestamp(), time.time()) + self._retention.total_seconds())
 
-    async def reserve(self, requests: Sequence[ReservationRequest]) -> list[Reservation | None]:
-        outcomes: list[Reservation | None] = []
+    async def reserve(self, requests: Sequence[LeadRequest]) -> list[Held]:
+        held: list[Held] = []
         for start in range(0, len(requests), self._per_call):
-            outcomes.extend(await self._reserve_chunk(requests[start : start + self._per_call]))
-        return outcomes
+            held.extend(await self._reserve_chunk(requests[start : start + self._per_call]))
+        return held
 
-    async def _reserve_chunk(
-        self, requests: Sequence[ReservationRequest]
-    ) -> list[Reservation | None]:
+    async def _reserve_chunk(self, requests: Sequence[LeadRequest]) -> list[Held]:
         expiry_of: dict[date, int] = {}  # a batch names the same few days again and again
         items = []
         for request in requests:
-            expiries = tuple(
-                expiry_of.get(day) or expiry_of.setdefault(day, self.expires_at(day))
-                for day in request.days
+            asks = []
+            for ask in request.asks:
+                expiries = tuple(
+                    expiry_of.get(day) or expiry_of.setdefault(day, self.expires_at(day))
+                    for day in ask.days
+                )
+                asks.append(_ask_json(ask.channel, ask.days, expiries, ask.resources))
+            hold_until = expiry_of.get(request.hold_day) or self.expires_at(request.hold_day)
+            items.append(
+                f"[{json.dumps(request.hold_key)},{json.dumps(request.plan)},"
+                f'"{hold_until}",[{",".join(asks)}]]'
             )
-            spec = _spec_json(request.channel, request.days, expiries, request.resources)
-            items.append(f"[{json.dumps(request.event_id)},{spec}]")
         batch = "[" + ",".join(items) + "]"
         raw = await self._reserve(keys=[], args=[self._prefix, batch])
-        return [_outcome(value) for value in raw]
+        return [_held(value) for value in raw]
 
     async def usage(self, channel: Channel, resource_ids: Sequence[str], day: date) -> list[int]:
         if not resource_ids:
@@ -100,27 +104,31 @@ class RedisQuotaStore:
 
 
 @lru_cache(maxsize=8192)
-def _spec_json(
+def _ask_json(
     channel: Channel,
     days: tuple[date, ...],
     expiries: tuple[int, ...],
     resources: tuple[ResourceQuota, ...],
 ) -> str:
-    """The part of a request that every lead of a client, channel and day shares."""
+    """An ask as the script reads it: the same for every lead of a client, channel and day."""
     return json.dumps(
         [
             channel.value,
             [day.isoformat() for day in days],
-            [str(at) for at in expiries],
-            str(max(expiries)),
+            [str(at) for at in expiries],  # strings: Lua numbers are doubles
             [r.resource_id for r in resources],
             [-1 if r.limit is None else r.limit for r in resources],
         ]
     )
 
 
-def _outcome(value: str | bytes) -> Reservation | None:
-    text = value.decode() if isinstance(value, bytes) else value
+def _held(value: str | bytes) -> Held:
+    plan, picks = json.loads(value)
+    # cjson encodes an empty list as {} (a lead with nothing to reserve)
+    return Held(plan, tuple(_pick(p) for p in picks or ()))
+
+
+def _pick(text: str) -> Reservation | None:
     if text == "-":
         return None
     step, resource_id = text.split(":", 1)

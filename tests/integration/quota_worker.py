@@ -6,8 +6,9 @@ import asyncio
 from datetime import date
 
 from allocator.channels import Channel
-from allocator.quota import ReservationRequest, ResourceQuota
+from allocator.quota import ResourceQuota
 from allocator.quota.redis_store import RedisQuotaStore
+from tests.factories import ask
 
 SEATS = tuple(ResourceQuota(f"seat-{i}", 17) for i in range(3))
 DAY = date(2026, 11, 27)
@@ -19,9 +20,10 @@ async def _client(url: str, prefix: str, event_ids: list[str]) -> dict[str, str 
     try:
         for start in range(0, len(event_ids), 20):  # batches, as the stream worker does
             chunk = event_ids[start : start + 20]
-            requests = [ReservationRequest(e, Channel.LINKEDIN, (DAY,), SEATS) for e in chunk]
-            for event_id, outcome in zip(chunk, await store.reserve(requests), strict=True):
-                results[event_id] = outcome.resource_id if outcome else None
+            requests = [ask(e, Channel.LINKEDIN, (DAY,), SEATS) for e in chunk]
+            for event_id, held in zip(chunk, await store.reserve(requests), strict=True):
+                [pick] = held.picks
+                results[event_id] = pick.resource_id if pick else None
             await asyncio.sleep(0)
     finally:
         await store.close()

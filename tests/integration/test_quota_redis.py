@@ -9,7 +9,7 @@ from multiprocessing import get_context
 from redis.asyncio import Redis
 
 from allocator.channels import Channel
-from allocator.quota import MemoryQuotaStore, ReservationRequest, ResourceQuota
+from allocator.quota import ChannelAsk, LeadRequest, MemoryQuotaStore, ResourceQuota
 from allocator.quota.redis_store import RedisQuotaStore
 from tests.integration import quota_worker
 
@@ -55,13 +55,16 @@ async def test_redis_and_memory_stores_agree(redis_url: str, redis_prefix: str) 
     days = (DAY, date(2026, 11, 30), date(2026, 12, 1))
     requests = []
     for _ in range(600):
-        n = rng.randint(1, 4)
-        resources = tuple(sorted(
-            ResourceQuota(f"r{j}", rng.choice([None, 0, 1, 3, 5])) for j in range(n)
-        ))
-        channel = rng.choice(list(Channel))
+        asks = []
+        for channel in rng.sample(list(Channel), rng.randint(0, 3)):
+            n = rng.randint(1, 4)
+            resources = tuple(sorted(
+                ResourceQuota(f"r{j}", rng.choice([None, 0, 1, 3, 5])) for j in range(n)
+            ))
+            asks.append(ChannelAsk(channel, days[: rng.randint(1, 3)], resources))
         event = f"e{rng.randint(0, 450)}"  # some events repeat: idempotency
-        requests.append(ReservationRequest(event, channel, days[: rng.randint(1, 3)], resources))
+        plan = f"plan-{rng.randint(0, 1)}-ü/é"  # a repeat may come with another plan
+        requests.append(LeadRequest(event, plan, tuple(asks), DAY))
     memory = MemoryQuotaStore()
     redis_store = RedisQuotaStore.from_url(redis_url, prefix=redis_prefix, requests_per_call=37)
     try:
@@ -70,6 +73,25 @@ async def test_redis_and_memory_stores_agree(redis_url: str, redis_prefix: str) 
             assert await redis_store.usage(channel, [rid], day) == [count]
     finally:
         await redis_store.close()
+
+
+async def test_a_repeat_gets_the_first_plan_and_picks(redis_url: str, redis_prefix: str) -> None:
+    seats = (ResourceQuota("seat-a", 1), ResourceQuota("seat-b", 1))
+    first = LeadRequest("ev", "first plan", (ChannelAsk(Channel.LINKEDIN, (DAY,), seats),), DAY)
+    # The same event again after its setup changed: another plan, other days, no asks at all.
+    later = LeadRequest("ev", "later plan", (), date(2026, 12, 24))
+    store = RedisQuotaStore.from_url(redis_url, prefix=redis_prefix)
+    try:
+        [held] = await store.reserve([first])
+        assert held.plan == "first plan" and held.picks[0] is not None
+        assert await store.reserve([later]) == [held]
+        assert await store.usage(Channel.LINKEDIN, ["seat-a", "seat-b"], DAY) == [1, 0]
+        redis = Redis.from_url(redis_url)
+        ttl = await redis.ttl(f"{redis_prefix}allocator:held:ev")
+        await redis.aclose()
+        assert ttl > 3 * 86400  # held as long as the counters it names
+    finally:
+        await store.close()
 
 
 async def test_increment_and_usage(redis_url: str, redis_prefix: str) -> None:

@@ -13,8 +13,8 @@ from allocator.channels import Channel
 from allocator.directory import ClientDirectory, build_snapshot
 from allocator.engine import AllocatorEngine
 from allocator.patterns import NO_PATTERNS
-from allocator.quota import MemoryQuotaStore, ReservationRequest, ResourceQuota, choose_resource
-from tests.factories import client, lead, resource
+from allocator.quota import MemoryQuotaStore, ResourceQuota, choose_resource
+from tests.factories import ask, client, lead, resource
 
 DAY = date(2026, 11, 27)
 limits = st.lists(st.one_of(st.none(), st.integers(0, 20)), min_size=1, max_size=5)
@@ -28,7 +28,7 @@ def quotas(lims: list[int | None]) -> tuple[ResourceQuota, ...]:
 def test_never_more_than_the_limit(lims: list[int | None], n: int) -> None:
     store = MemoryQuotaStore()
     res = quotas(lims)
-    got = [store.reserve_now(ReservationRequest(f"e{i}", Channel.SMS, (DAY,), res))
+    got = [store.reserve_now(ask(f"e{i}", Channel.SMS, (DAY,), res)).picks[0]
            for i in range(n)]
     used = Counter(r.resource_id for r in got if r)
     for q in res:
@@ -45,7 +45,7 @@ def test_equal_limits_spread_at_most_one(k: int, limit: int, n: int) -> None:
     store = MemoryQuotaStore()
     res = quotas([limit] * k)
     for i in range(n):
-        store.reserve_now(ReservationRequest(f"e{i}", Channel.SMS, (DAY,), res))
+        store.reserve_now(ask(f"e{i}", Channel.SMS, (DAY,), res))
     counts = [store.counters.get((Channel.SMS, q.resource_id, DAY), 0) for q in res]
     assert max(counts) - min(counts) <= 1
 
