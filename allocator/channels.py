@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Final
 
 
 class Channel(StrEnum):
@@ -47,3 +48,20 @@ DEFAULT_SEND_HOUR: dict[Channel, int] = {
     Channel.SMS: 12,
     Channel.DIRECT_MAIL: 9,
 }
+
+# Status of a channel entry. A record says allocated, exhausted or no_resource
+# (contract section 2, lead-allocations); what reports count (metrics, the
+# replay's summary and report, the demo) splits allocated into on the day asked
+# for and deferred to a later day. These are the labels and their display
+# order, written once; Final, so that each also type-checks where a record's
+# Literal status is due.
+ALLOCATED: Final = "allocated"
+DEFERRED: Final = "deferred"
+EXHAUSTED: Final = "exhausted"
+NO_RESOURCE: Final = "no_resource"
+REPORTED_STATUSES: tuple[str, ...] = (ALLOCATED, DEFERRED, EXHAUSTED, NO_RESOURCE)
+
+
+def reported_status(status: str, deferral: int | None) -> str:
+    """An entry's status as reports count it: deferred if allocated `deferral` > 0 days late."""
+    return DEFERRED if deferral else status

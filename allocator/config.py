@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from allocator.channels import Channel
+from allocator.channels import DEFAULT_SEND_HOUR, Channel
 from allocator.decision import Schedule
 
 
@@ -37,12 +37,13 @@ class Settings(BaseSettings):
     quota_retention_days: int = Field(default=3, ge=1)
     resource_cache_seconds: float = Field(default=30.0, gt=0)
 
-    # Default local send hour per channel.
-    send_hour_email: int = Field(default=9, ge=0, le=23)
-    send_hour_linkedin: int = Field(default=10, ge=0, le=23)
-    send_hour_voice: int = Field(default=11, ge=0, le=23)
-    send_hour_sms: int = Field(default=12, ge=0, le=23)
-    send_hour_direct_mail: int = Field(default=9, ge=0, le=23)
+    # Default local send hour per channel; the defaults are written once, in
+    # channels.py. Everything that decides reads them through schedule().
+    send_hour_email: int = Field(default=DEFAULT_SEND_HOUR[Channel.EMAIL], ge=0, le=23)
+    send_hour_linkedin: int = Field(default=DEFAULT_SEND_HOUR[Channel.LINKEDIN], ge=0, le=23)
+    send_hour_voice: int = Field(default=DEFAULT_SEND_HOUR[Channel.VOICE], ge=0, le=23)
+    send_hour_sms: int = Field(default=DEFAULT_SEND_HOUR[Channel.SMS], ge=0, le=23)
+    send_hour_direct_mail: int = Field(default=DEFAULT_SEND_HOUR[Channel.DIRECT_MAIL], ge=0, le=23)
 
     # Stream batching: up to batch_size leads or batch_seconds, whichever first.
     batch_size: int = Field(default=500, ge=1)
@@ -72,6 +73,7 @@ class Settings(BaseSettings):
         return cls.model_validate(values)
 
     def schedule(self) -> Schedule:
+        """The configured default send hours: the worker's, and a replay's baseline."""
         return Schedule(
             {
                 Channel.EMAIL: self.send_hour_email,

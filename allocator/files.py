@@ -1,4 +1,11 @@
-"""JSON Lines files of the contract's records, validated line by line."""
+"""JSON Lines files of the contract's records, validated line by line.
+
+A file is read as bytes, so that whatever a line holds (text that is not
+UTF-8, JSON nested deeper than the parser goes, a value whose check fails) is
+that line's problem, reported with its number, and the other lines go on. Only
+the file itself (missing, a directory, unreadable) stops the reading, as the
+OSError that names it.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +18,31 @@ from allocator.models import decode_object
 
 T = TypeVar("T")
 
+# What one line's content can raise while it is decoded and checked, besides
+# InvalidRecord (itself a ValueError): a ValueError no check translated, an
+# OSError from a lookup the value names (the time zone "America" is a
+# directory of the zone database), a RecursionError from JSON nested too deep.
+# Anything else is a fault of the code, not of the line, and must surface.
+LINE_ERRORS = (ValueError, OSError, RecursionError)
 
-def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of every non-blank line."""
-    with open(path, encoding="utf-8") as handle:
+
+def read_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of every non-blank line; a line ends at b"\\n" (JSON Lines)."""
+    with open(path, "rb") as handle:
         for number, line in enumerate(handle, start=1):
             if line.strip():
                 yield number, line
+
+
+def parse_line(line: bytes, parse: Callable[[dict[str, Any]], T]) -> T:
+    """The line's record, or InvalidRecord whatever is wrong with the line."""
+    try:
+        return parse(decode_object(line))
+    except InvalidRecord:
+        raise
+    except LINE_ERRORS as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        raise InvalidRecord("invalid_record", None, None, message) from exc
 
 
 def parse_lines(
@@ -26,7 +51,7 @@ def parse_lines(
     """Each line parsed, or the InvalidRecord that says why not; never stops early."""
     for number, line in read_lines(path):
         try:
-            yield number, parse(decode_object(line))
+            yield number, parse_line(line, parse)
         except InvalidRecord as err:
             yield number, err
 

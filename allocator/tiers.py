@@ -23,6 +23,9 @@ _TIER_FLOORS: tuple[tuple[int, Tier], ...] = (
     (20, Tier.COLD),
 )
 
+# How reports list tiers: best leads first.
+DISPLAY_ORDER: tuple[Tier, ...] = (*(tier for _, tier in _TIER_FLOORS), Tier.UNQUALIFIED)
+
 _ACCESS: dict[Tier, frozenset[Channel]] = {
     Tier.UNQUALIFIED: frozenset(),
     Tier.COLD: frozenset({Channel.EMAIL}),

@@ -60,17 +60,42 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _load(table: str, path: str) -> int:
+def _load(table: str, path: str) -> int:
+    """`clients load` / `resources load`: 0, or 1 with a message naming the file."""
     from allocator.store import Database
-    from allocator.store.loaders import load_clients, load_resources
+    from allocator.store.loaders import (
+        read_clients,
+        read_resources,
+        write_clients,
+        write_resources,
+    )
 
-    db = Database(Settings().database_url)
+    # The whole file is read and checked before any database is opened, so an
+    # OSError here is the file's (missing, a directory), never the database's.
     try:
-        await db.create_schema()
-        loader = load_clients if table == "clients" else load_resources
-        return await loader(db, path)
-    finally:
-        await db.close()
+        clients = read_clients(path) if table == "clients" else []
+        resources = read_resources(path) if table == "resources" else []
+    except LoadError as err:
+        print(err, file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"{path}: {err.strerror or err}", file=sys.stderr)
+        return 1
+
+    async def write() -> None:
+        db = Database(Settings().database_url)
+        try:
+            await db.create_schema()
+            if table == "clients":
+                await write_clients(db, clients)
+            else:
+                await write_resources(db, resources)
+        finally:
+            await db.close()
+
+    asyncio.run(write())
+    print(f"loaded {len(clients) + len(resources)} {table} from {path}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,16 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_worker(args_list[1:])
     args = _parser().parse_args(args_list)
     if args.command in ("clients", "resources"):
-        try:
-            count = asyncio.run(_load(args.command, args.file))
-        except LoadError as err:
-            print(err, file=sys.stderr)
-            return 1
-        except OSError as err:
-            print(f"{args.file}: {err.strerror}", file=sys.stderr)
-            return 1
-        print(f"loaded {count} {args.command} from {args.file}")
-        return 0
+        return _load(args.command, args.file)
     if args.command == "replay":
         from allocator.replay.command import run
 

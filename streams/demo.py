@@ -32,9 +32,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
+from allocator.channels import ALLOCATED, DEFERRED, EXHAUSTED, NO_RESOURCE
 from allocator.config import Settings
 from allocator.store import Database
 from allocator.store.loaders import load_clients, load_resources
+from allocator.tiers import DISPLAY_ORDER
 from streams.broker import EmbeddedBroker, free_port, stop_process
 from streams.topics import ensure_topics
 
@@ -237,7 +239,7 @@ def scrape_deferred(port: int) -> Counter[tuple[str, str]]:
         for sample in family.samples:
             labels = sample.labels
             if sample.name == "allocator_channel_allocations_total" and (
-                labels.get("status") == "deferred"
+                labels.get("status") == DEFERRED
             ):
                 deferred[(labels["tier"], labels["channel"])] += int(sample.value)
     return deferred
@@ -255,17 +257,19 @@ def summarise(
         for entry in allocation["channels"]:
             counts[(allocation["als_tier"], entry["channel"], entry["status"])] += 1
     table = Table(title=f"{len(allocations)} leads allocated")
+    # The records' statuses (allocated includes deferred), with the deferred
+    # count from the worker's metrics.
     for column in (
         "tier",
         "leads",
         "channel",
-        "allocated",
-        "of which deferred",
-        "exhausted",
-        "no resource",
+        ALLOCATED,
+        f"of which {DEFERRED}",
+        EXHAUSTED,
+        NO_RESOURCE.replace("_", " "),
     ):
         table.add_column(column, justify="left" if column in ("tier", "channel") else "right")
-    for tier in ("hot", "warm", "cool", "cold", "unqualified"):
+    for tier in (t.value for t in DISPLAY_ORDER):
         channels = sorted({c for (t, c, _) in counts if t == tier})
         if not channels:
             table.add_row(tier, str(tiers[tier]), "-", "", "", "", "")
@@ -274,10 +278,10 @@ def summarise(
                 tier if i == 0 else "",
                 str(tiers[tier]) if i == 0 else "",
                 channel,
-                str(counts[(tier, channel, "allocated")]),
+                str(counts[(tier, channel, ALLOCATED)]),
                 str(deferred[(tier, channel)]),
-                str(counts[(tier, channel, "exhausted")]),
-                str(counts[(tier, channel, "no_resource")]),
+                str(counts[(tier, channel, EXHAUSTED)]),
+                str(counts[(tier, channel, NO_RESOURCE)]),
             )
     console.print(table)
     codes = Counter(d["error_code"] for d in dead)

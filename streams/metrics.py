@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from allocator.channels import reported_status
 from allocator.decision import Decision
 
 
@@ -68,8 +69,7 @@ class Metrics:
             tier = allocation.als_tier.value
             leads[tier] += 1
             for entry, steps in zip(allocation.channels, decision.deferrals, strict=True):
-                status = "deferred" if steps else entry.status
-                entries[(tier, entry.channel.value, status)] += 1
+                entries[(tier, entry.channel.value, reported_status(entry.status, steps))] += 1
         for tier, count in leads.items():
             self.leads.labels(tier).inc(count)
         for labels, count in entries.items():

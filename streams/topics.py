@@ -25,8 +25,13 @@ def external_topics(settings: Settings) -> list[str]:
     ]
 
 
+def new_topic(settings: Settings, name: str) -> NewTopic:
+    """A topic as the allocator creates it: the configured partitions and replicas."""
+    return NewTopic(name, settings.topic_partitions, settings.topic_replication_factor)
+
+
 async def ensure_topics(settings: Settings, names: list[str] | None = None) -> dict[str, int]:
-    """Create the missing topics with `topic_partitions`; partition count of every topic."""
+    """Create the missing topics (`new_topic`); partition count of every topic."""
     names = names or external_topics(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
@@ -34,8 +39,13 @@ async def ensure_topics(settings: Settings, names: list[str] | None = None) -> d
         existing = set(await admin.list_topics())
         missing = [n for n in names if n not in existing]
         if missing:
-            log.info("creating topics %s with %d partitions", missing, settings.topic_partitions)
-            await admin.create_topics([NewTopic(n, settings.topic_partitions, 1) for n in missing])
+            log.info(
+                "creating topics %s with %d partitions, %d replicas",
+                missing,
+                settings.topic_partitions,
+                settings.topic_replication_factor,
+            )
+            await admin.create_topics([new_topic(settings, n) for n in missing])
         described = await admin.describe_topics(names)
         return {t["topic"]: len(t["partitions"]) for t in described}
     finally:

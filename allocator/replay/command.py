@@ -23,6 +23,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from allocator.channels import REPORTED_STATUSES
 from allocator.config import Settings
 from allocator.files import load_all
 from allocator.models import Client, Resource, parse_pattern_data, validate
@@ -37,7 +38,7 @@ from allocator.replay.sources import (
     parse_lead_data,
     topic_history,
 )
-from allocator.replay.summary import STATUSES
+from allocator.tiers import DISPLAY_ORDER
 
 err = Console(stderr=True)
 
@@ -220,6 +221,7 @@ def _run(
                     clients,
                     resources,
                     rules,
+                    settings.schedule(),
                     quota,
                     lambda n: bar.advance(task, n),
                     keep_outcomes,
@@ -247,17 +249,17 @@ def _print_summary(summary: dict[str, object], leads: int, seconds: float) -> No
     )
     table.add_column("tier")
     table.add_column("leads", justify="right")
-    for status in STATUSES:
+    for status in REPORTED_STATUSES:
         table.add_column(status, justify="right")
     table.caption = (
         "channel entries; allocated: on the day asked for, deferred: allocated on a later day"
     )
     by_tier = summary["by_tier"]
     assert isinstance(by_tier, dict)
-    for tier in ("hot", "warm", "cool", "cold", "unqualified"):
+    for tier in (t.value for t in DISPLAY_ORDER):
         if tier in by_tier:
             row = by_tier[tier]
-            table.add_row(tier, str(row["leads"]), *(str(row[s]) for s in STATUSES))
+            table.add_row(tier, str(row["leads"]), *(str(row[s]) for s in REPORTED_STATUSES))
     out.print(table)
     out.print(f"invalid records: {summary['invalid_records']}")
 
@@ -271,7 +273,7 @@ def _print_comparison(comparison: dict[str, object]) -> None:
     table = Table(title=f"baseline vs {variant['name']}")
     for column in ("status", "baseline", "variant", "change"):
         table.add_column(column, justify="right")
-    for status in STATUSES:
+    for status in REPORTED_STATUSES:
         a, b = statuses["baseline"][status], statuses["variant"][status]
         table.add_row(status, str(a), str(b), f"{b - a:+d}")
     out.print(table)

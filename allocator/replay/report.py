@@ -13,15 +13,22 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from allocator.channels import Channel
-from allocator.replay.summary import STATUSES
+from allocator.channels import (
+    ALLOCATED,
+    DEFERRED,
+    EXHAUSTED,
+    NO_RESOURCE,
+    REPORTED_STATUSES,
+    Channel,
+)
+from allocator.tiers import DISPLAY_ORDER
 
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 COLOURS = {
-    "allocated": "#2b8a3e",
-    "deferred": "#f08c00",
-    "exhausted": "#c92a2a",
-    "no_resource": "#868e96",
+    ALLOCATED: "#2b8a3e",
+    DEFERRED: "#f08c00",
+    EXHAUSTED: "#c92a2a",
+    NO_RESOURCE: "#868e96",
 }
 
 
@@ -37,7 +44,7 @@ def per_day_figure(summary: dict[str, Any]) -> go.Figure:
         vertical_spacing=0.05,
     )
     for row, channel in enumerate(channels, start=1):
-        for status in STATUSES:
+        for status in REPORTED_STATUSES:
             points = [
                 r for r in summary["per_day"] if r["channel"] == channel and r["status"] == status
             ]
@@ -81,20 +88,20 @@ def utilisation_figure(summary: dict[str, Any]) -> go.Figure:
 
 
 def tier_figure(summary: dict[str, Any]) -> go.Figure:
-    order = [t for t in ("hot", "warm", "cool", "cold", "unqualified") if t in summary["by_tier"]]
+    order = [t.value for t in DISPLAY_ORDER if t.value in summary["by_tier"]]
     tiers = summary["by_tier"]
     fig = go.Figure(
         [
             go.Bar(
-                name="deferred",
+                name=DEFERRED,
                 x=order,
-                marker_color=COLOURS["deferred"],
+                marker_color=COLOURS[DEFERRED],
                 y=[100 * tiers[t]["deferred_share"] for t in order],
             ),
             go.Bar(
-                name="exhausted",
+                name=EXHAUSTED,
                 x=order,
-                marker_color=COLOURS["exhausted"],
+                marker_color=COLOURS[EXHAUSTED],
                 y=[100 * tiers[t]["exhausted_share"] for t in order],
             ),
         ]
@@ -147,7 +154,7 @@ def _comparison_html(comparison: dict[str, Any]) -> str:
             "variant": statuses["variant"][s],
             "change": statuses["variant"][s] - statuses["baseline"][s],
         }
-        for s in STATUSES
+        for s in REPORTED_STATUSES
     ]
     capacity: dict[tuple[str, str], dict[str, Any]] = {}
     for side in ("baseline", "variant"):
@@ -215,7 +222,7 @@ def write_report(
     statuses = summary["statuses"]
     overview = _table(
         [{"leads": summary["leads"], "invalid records": summary["invalid_records"], **statuses}],
-        ["leads", "invalid records", *STATUSES],
+        ["leads", "invalid records", *REPORTED_STATUSES],
     )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Allocator replay report</title>

@@ -7,7 +7,7 @@ A rules file is JSON:
      "max_defer_days": 0,                   # for every client (default: each client's own)
      "type_limits": {"linkedin_seat": 25},  # daily limit of every resource of a type
      "resource_limits": {"acme-seat-3": 17},# daily limit of named resources
-     "send_hours": {"email": 8},            # default local send hour per channel
+     "send_hours": {"email": 8},            # over the configured ALLOCATOR_SEND_HOUR_*
      "extra_resources": [{"client_id": "acme", "channel": "linkedin",
                           "resource_id": "acme-seat-9"}]}
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from allocator.channels import DEFAULT_SEND_HOUR, Channel, ResourceType
+from allocator.channels import Channel, ResourceType
 from allocator.decision import Schedule
 from allocator.errors import InvalidRecord
 from allocator.models import Client, Resource, validate
@@ -67,8 +67,9 @@ class Rules:
             extra,
         )
 
-    def schedule(self) -> Schedule:
-        return Schedule({**DEFAULT_SEND_HOUR, **self.send_hours})
+    def schedule(self, configured: Schedule) -> Schedule:
+        """The configured send hours (Settings.schedule()), with this rule set's changes."""
+        return Schedule({**configured.hours, **self.send_hours})
 
     def apply(
         self, clients: list[Client], resources: list[Resource]

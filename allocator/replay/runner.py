@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from allocator.channels import ALLOCATED
+from allocator.decision import Schedule
 from allocator.directory import ClientDirectory, build_snapshot, unknown_client
 from allocator.engine import AllocatorEngine, Undecidable
 from allocator.models import Client, Resource, ScoredLead
@@ -40,6 +42,7 @@ async def replay(
     clients: list[Client],
     resources: list[Resource],
     rules: Rules,
+    schedule: Schedule,
     quota: QuotaStore,
     progress: Callable[[int], None] = lambda n: None,
     keep_outcomes: bool = False,
@@ -47,7 +50,7 @@ async def replay(
 ) -> ReplayRun:
     clients, resources = rules.apply(clients, resources)
     snapshot = build_snapshot(clients, resources)
-    engine = AllocatorEngine(ClientDirectory.fixed(snapshot), quota, rules.schedule())
+    engine = AllocatorEngine(ClientDirectory.fixed(snapshot), quota, rules.schedule(schedule))
     summary = Summary(rules.describe())
     for rejected in history.rejected:
         summary.invalid[rejected.error.code] += 1
@@ -116,7 +119,7 @@ def differences(base: ReplayRun, variant: ReplayRun) -> dict[str, Any]:
         for channel in mine.keys() | theirs.keys():
             a = mine.get(channel, ("absent", None, None))
             b = theirs.get(channel, ("absent", None, None))
-            served_a, served_b = a[0] == "allocated", b[0] == "allocated"
+            served_a, served_b = a[0] == ALLOCATED, b[0] == ALLOCATED
             if served_a and served_b:
                 if a[2] != b[2]:
                     moved += 1

@@ -8,11 +8,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from allocator.channels import ALLOCATED, DEFERRED, EXHAUSTED, REPORTED_STATUSES, reported_status
 from allocator.decision import Decision
 from allocator.directory import ClientSetup
 from allocator.models import ScoredLead
-
-STATUSES = ("allocated", "deferred", "exhausted", "no_resource")
 
 
 @dataclass
@@ -21,7 +20,7 @@ class Summary:
     leads: int = 0
     invalid: Counter[str] = field(default_factory=Counter)  # error_code -> count
     tiers: Counter[str] = field(default_factory=Counter)
-    # (tier, channel, status) with status in STATUSES; "deferred" = allocated on a later day
+    # (tier, channel, status) with status in REPORTED_STATUSES
     entries: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     # (day, channel, status): the send's quota day, else the day it asked for
     per_day: Counter[tuple[str, str, str]] = field(default_factory=Counter)
@@ -43,13 +42,13 @@ class Summary:
             allocation.channels, decision.deferrals, decision.wanted_days, strict=True
         ):
             channel = entry.channel.value
-            status = "deferred" if steps else entry.status
+            status = reported_status(entry.status, steps)
             self.entries[(tier, channel, status)] += 1
             day = entry.usage_day or (wanted or lead.scored_at.date()).isoformat()
             self.per_day[(day, channel, status)] += 1
             if wanted is not None:
                 self.demand[(lead.client_id, channel, wanted.isoformat())] += 1
-            if entry.status == "allocated" and entry.send_at is not None:
+            if entry.status == ALLOCATED and entry.send_at is not None:
                 assert entry.resource_id is not None and entry.usage_day is not None
                 self.usage[(lead.client_id, channel, entry.resource_id, entry.usage_day)] += 1
                 self.send_times[(entry.send_at.weekday(), entry.send_at.hour)] += 1
@@ -149,9 +148,9 @@ class Summary:
             by_tier[tier] = {
                 "leads": leads,
                 "channel_entries": channel_entries,
-                **{s: tier_entries[s] for s in STATUSES},
-                "deferred_share": _share(tier_entries["deferred"], channel_entries),
-                "exhausted_share": _share(tier_entries["exhausted"], channel_entries),
+                **{s: tier_entries[s] for s in REPORTED_STATUSES},
+                "deferred_share": _share(tier_entries[DEFERRED], channel_entries),
+                "exhausted_share": _share(tier_entries[EXHAUSTED], channel_entries),
             }
         return {
             "rules": self.rules,
@@ -159,7 +158,7 @@ class Summary:
             "invalid_records": sum(self.invalid.values()),
             "invalid_by_code": dict(sorted(self.invalid.items())),
             "channel_entries": entries,
-            "statuses": {s: totals[s] for s in STATUSES},
+            "statuses": {s: totals[s] for s in REPORTED_STATUSES},
             "by_tier": by_tier,
             "by_tier_channel_status": [
                 {"tier": t, "channel": c, "status": s, "count": n}

@@ -50,10 +50,20 @@ class Database:
         async with self.session() as db:
             return await load_snapshot(db)
 
+    async def load_patterns(self) -> dict[str, PatternSet]:
+        async with self.session() as db:
+            return await all_patterns(db)
+
 
 def _dialect(db: AsyncSession) -> Dialect:
     assert db.bind is not None, "sessions come from Database.session(), always bound"
     return db.bind.dialect
+
+
+# PostgreSQL (asyncpg) binds at most 32,767 parameters in one statement and
+# SQLite (since 3.32) 32,766: a long file is written in statements of at most
+# this many, all in the caller's transaction.
+_MAX_PARAMETERS = 32_766
 
 
 def _upsert(db: AsyncSession, table: Table, rows: list[dict[str, Any]], where: Any = None) -> Any:
@@ -66,9 +76,23 @@ def _upsert(db: AsyncSession, table: Table, rows: list[dict[str, Any]], where: A
     return statement.on_conflict_do_update(index_elements=keys, set_=updates, where=where)
 
 
+async def _upsert_all(db: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Upsert any number of rows; of rows with the same key, the last wins.
+
+    That is what one statement per row would do, and what SQLite does with one
+    statement for all; PostgreSQL refuses a statement that updates a row twice,
+    so rows of a repeated key are folded into the last before writing.
+    """
+    keys = [c.name for c in table.primary_key.columns]
+    # A dict keeps a key where it first came and the value it was last given.
+    latest = list({tuple(row[k] for k in keys): row for row in rows}.values())
+    per_statement = max(1, _MAX_PARAMETERS // len(table.columns))
+    for start in range(0, len(latest), per_statement):
+        await db.execute(_upsert(db, table, latest[start : start + per_statement]))
+
+
 async def upsert_clients(db: AsyncSession, clients: Sequence[Client]) -> None:
-    if clients:
-        await db.execute(_upsert(db, schema.clients, [c.model_dump() for c in clients]))
+    await _upsert_all(db, schema.clients, [c.model_dump() for c in clients])
 
 
 async def upsert_resources(db: AsyncSession, resources: Sequence[Resource]) -> None:
@@ -82,8 +106,7 @@ async def upsert_resources(db: AsyncSession, resources: Sequence[Resource]) -> N
         }
         for r in resources
     ]
-    if rows:
-        await db.execute(_upsert(db, schema.resources, rows))
+    await _upsert_all(db, schema.resources, rows)
 
 
 async def upsert_leads(db: AsyncSession, leads: Sequence[ScoredLead]) -> None:
@@ -97,8 +120,7 @@ async def upsert_leads(db: AsyncSession, leads: Sequence[ScoredLead]) -> None:
         }
         for lead in leads
     ]
-    if rows:
-        await db.execute(_upsert(db, schema.leads, rows))
+    await _upsert_all(db, schema.leads, rows)
 
 
 async def load_snapshot(db: AsyncSession) -> Snapshot:
@@ -142,12 +164,23 @@ async def save_pattern(db: AsyncSession, pattern: ConversionPattern) -> None:
 
 async def patterns_for(db: AsyncSession, client_id: str) -> PatternSet:
     table = schema.conversion_patterns
-    result = PatternSet()
-    for row in await db.execute(select(table).where(table.c.client_id == client_id)):
+    found = await _patterns(db, select(table).where(table.c.client_id == client_id))
+    return found.get(client_id, PatternSet())
+
+
+async def all_patterns(db: AsyncSession) -> dict[str, PatternSet]:
+    """Every client's latest patterns (a worker's pattern book is seeded from these)."""
+    return await _patterns(db, select(schema.conversion_patterns))
+
+
+async def _patterns(db: AsyncSession, query: Any) -> dict[str, PatternSet]:
+    found: dict[str, PatternSet] = {}
+    for row in await db.execute(query):
         data = {k: v for k, v in row._mapping.items() if v is not None}
         data["updated_at"] = row.updated_at.isoformat()
-        result = result.with_pattern(parse_pattern_data(data))
-    return result
+        pattern = parse_pattern_data(data)
+        found[pattern.client_id] = found.get(pattern.client_id, PatternSet()).with_pattern(pattern)
+    return found
 
 
 async def find_lead(db: AsyncSession, lead_id: str, client_id: str) -> ScoredLead | None:

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from allocator.directory import ClientDirectory
 from allocator.engine import AllocatorEngine
 from allocator.errors import LoadError
+from allocator.models import Resource
 from allocator.quota import MemoryQuotaStore
-from allocator.store import Database
-from allocator.store.database import patterns_for, save_pattern, upsert_leads
+from allocator.store import Database, schema
+from allocator.store.database import (
+    patterns_for,
+    save_pattern,
+    upsert_leads,
+    upsert_resources,
+)
 from allocator.store.loaders import load_clients, load_resources
+from streams.cli import main
 from tests.factories import how, lead, when
 
 
@@ -56,6 +65,87 @@ async def test_bad_line_writes_nothing_and_names_line(database: Database, tmp_pa
     assert [n for n, _ in caught.value.problems] == [3, 4]
     assert "line 3" in str(caught.value) and "fax" in str(caught.value)
     assert await database.load_snapshot() == {}
+
+
+def many_resources(count: int) -> list[dict[str, object]]:
+    # More lines than one PostgreSQL statement can bind (32,767 parameters, 5 per row).
+    return [{"client_id": "acme", "channel": "email", "resource_id": f"d{i}.io",
+             "daily_limit": i % 50} for i in range(count)]
+
+
+async def resource_count(database: Database) -> int:
+    async with database.session() as db:
+        return int((await db.execute(select(func.count()).select_from(schema.resources)))
+                   .scalar_one())
+
+
+async def test_any_number_of_lines_and_the_last_line_of_a_key_wins(
+    database: Database, tmp_path: Path
+) -> None:
+    clients = [*CLIENTS, {"client_id": "acme", "timezone": "Europe/Paris"}]
+    assert await load_clients(database, jsonl(tmp_path / "c.jsonl", clients)) == 3
+    rows = many_resources(20_000)
+    rows.insert(3, {"client_id": "acme", "channel": "email", "resource_id": "d7.io",
+                    "daily_limit": 1})
+    rows.append({"client_id": "acme", "channel": "email", "resource_id": "d7.io",
+                 "daily_limit": 99, "active": False})
+    assert await load_resources(database, jsonl(tmp_path / "r.jsonl", rows)) == 20_002
+    assert await resource_count(database) == 20_000
+    acme = (await database.load_snapshot())["acme"]
+    assert acme.client.timezone == "Europe/Paris" and acme.client.max_defer_days == 3
+    by_id = {r.resource_id: r for r in acme.resources}
+    assert (by_id["d7.io"].daily_limit, by_id["d7.io"].active) == (99, False)
+    assert by_id["d19999.io"].daily_limit == 19_999 % 50
+
+
+async def test_a_long_upsert_is_one_transaction(database: Database) -> None:
+    resources = [Resource.model_validate(r) for r in many_resources(20_000)]
+    with pytest.raises(RuntimeError):
+        async with database.session() as db, db.begin():
+            await upsert_resources(db, resources)
+            raise RuntimeError("the load fails after its last statement")
+    assert await resource_count(database) == 0
+
+
+def cli_load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, table: str, path: Path) -> int:
+    monkeypatch.setenv("ALLOCATOR_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/cli.db")
+    return main([table, "load", str(path)])
+
+
+def written(tmp_path: Path, table: str) -> int:
+    if not (tmp_path / "cli.db").exists():
+        return 0
+    with sqlite3.connect(tmp_path / "cli.db") as conn:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b'{"client_id": "x", "timezone": "America"}',  # a directory of the zone database
+     b'{"client_id": "caf\xe9"}',  # Latin-1, not UTF-8
+     b"[" * 100_000],  # deeper than the JSON parser goes
+    ids=["zone-directory", "not-utf8", "too-deep"],
+)
+def test_cli_load_names_any_bad_line_and_writes_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    bad: bytes,
+) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b'{"client_id": "a"}\n' + bad + b'\n{"client_id": "b"}\n')
+    assert cli_load(monkeypatch, tmp_path, "clients", path) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"{path}: 1 bad line(s), nothing written"
+    assert err[1].startswith("  line 2: ") and len(err) == 2
+    assert written(tmp_path, "clients") == 0
+
+
+def test_cli_load_of_a_missing_file_or_a_directory_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_load(monkeypatch, tmp_path, "resources", tmp_path / "absent.jsonl") == 1
+    assert capsys.readouterr().err == f"{tmp_path / 'absent.jsonl'}: No such file or directory\n"
+    assert cli_load(monkeypatch, tmp_path, "resources", tmp_path) == 1
+    assert capsys.readouterr().err == f"{tmp_path}: Is a directory\n"
 
 
 async def test_pattern_persistence_keeps_latest(database: Database) -> None:

@@ -6,9 +6,11 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import allocator.engine
 from streams.cli import main
 from tests.replay_data import BAD_LINES, replay_args, write_history
 
@@ -81,12 +83,23 @@ def test_invalid_lines_are_reported_and_valid_ones_all_allocated(
 
 
 def test_undecidable_lead_is_reported_not_fatal(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Input bounds keep every valid lead decidable today (a scored_at past the
+    # last weekday Python can represent is out of range), so a rule that fails
+    # is simulated: the replay must report such a lead and decide the others.
+    planned = allocator.engine._planned
+
+    def failing(lead: Any, *args: Any) -> Any:
+        if lead.lead_id == "far":
+            raise OverflowError("date value out of range")
+        return planned(lead, *args)
+
+    monkeypatch.setattr(allocator.engine, "_planned", failing)
     paths = write_history(tmp_path, leads=20, bad=False)
     with paths["leads"].open("a") as f:
         f.write('{"lead_id": "far", "client_id": "acme", "als_score": 50, '
-                '"scored_at": "9999-12-31T23:00:00Z"}\n')
+                '"scored_at": "2026-11-26T23:00:00Z"}\n')
     run(replay_args(paths, tmp_path / "out.jsonl", "--report", str(tmp_path / "r")))
     assert "lead 'far' cannot be decided" in capsys.readouterr().err
     assert len(records(tmp_path / "out.jsonl")) == 20
@@ -154,3 +167,35 @@ def test_bad_rules_file_is_a_clear_error(tmp_path: Path,
     rules.write_text('{"type_limits": {"pigeon": 3}}')
     assert main(replay_args(paths, tmp_path / "o.jsonl", "--compare", str(rules))) == 2
     assert "pigeon" in capsys.readouterr().err
+
+
+def test_a_line_that_is_not_utf8_is_skipped_and_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = write_history(tmp_path, leads=30, bad=False)
+    lines = paths["leads"].read_bytes().splitlines(keepends=True)
+    lines.insert(4, b'{"lead_id": "caf\xe9", "client_id": "acme"}\n')  # Latin-1, not UTF-8
+    paths["leads"].write_bytes(b"".join(lines))
+    run(replay_args(paths, tmp_path / "out.jsonl", "--report", str(tmp_path / "r")))
+    errors = capsys.readouterr().err
+    assert f"{paths['leads']} line 5: [invalid_encoding]" in errors
+    assert len(records(tmp_path / "out.jsonl")) == 30
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["invalid_by_code"] == {"invalid_encoding": 1}
+
+
+def test_baseline_uses_the_configured_send_hours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALLOCATOR_SEND_HOUR_EMAIL", "7")
+    monkeypatch.setenv("ALLOCATOR_SEND_HOUR_LINKEDIN", "16")
+    paths = write_history(tmp_path, leads=60, bad=False)
+    run(replay_args(paths, tmp_path / "out.jsonl"))
+    hours: dict[str, set[str]] = {"email": set(), "linkedin": set()}
+    for allocation in records(tmp_path / "out.jsonl"):
+        for entry in allocation["channels"]:  # type: ignore[attr-defined]
+            if entry["channel"] in hours and entry["timing_source"] == "default" and (
+                entry["send_at"]
+            ):
+                hours[entry["channel"]].add(entry["send_at"][11:19])  # local wall time
+    assert hours == {"email": {"07:00:00"}, "linkedin": {"16:00:00"}}
