@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load(table: str, path: str) -> int:
     """`clients load` / `resources load`: 0, or 1 with a message naming the file."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
     from allocator.store import Database
     from allocator.store.loaders import (
         read_clients,
@@ -82,8 +85,10 @@ def _load(table: str, path: str) -> int:
         print(f"{path}: {err.strerror or err}", file=sys.stderr)
         return 1
 
+    url = Settings().database_url
+
     async def write() -> None:
-        db = Database(Settings().database_url)
+        db = Database(url)
         try:
             await db.create_schema()
             if table == "clients":
@@ -93,7 +98,15 @@ def _load(table: str, path: str) -> int:
         finally:
             await db.close()
 
-    asyncio.run(write())
+    try:
+        asyncio.run(write())
+    except (OSError, SQLAlchemyError) as err:
+        # The server refused or the file could not be opened: say which database.
+        reason = str(getattr(err, "orig", None) or getattr(err, "strerror", None) or err)
+        shown = make_url(url).render_as_string(hide_password=True)
+        first = reason.splitlines()[0] if reason.strip() else type(err).__name__
+        print(f"database {shown}: {first}", file=sys.stderr)
+        return 1
     print(f"loaded {len(clients) + len(resources)} {table} from {path}")
     return 0
 

@@ -25,6 +25,7 @@ from allocator.store.database import (
 from allocator.store.loaders import load_clients, load_resources
 from streams.cli import main
 from tests.factories import how, lead, when
+from tests.services import free_port
 
 
 def jsonl(path: Path, rows: list[object]) -> Path:
@@ -146,6 +147,19 @@ def test_cli_load_of_a_missing_file_or_a_directory_is_one_line(
     assert capsys.readouterr().err == f"{tmp_path / 'absent.jsonl'}: No such file or directory\n"
     assert cli_load(monkeypatch, tmp_path, "resources", tmp_path) == 1
     assert capsys.readouterr().err == f"{tmp_path}: Is a directory\n"
+
+
+def test_cli_load_into_an_unreachable_database_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # (A SQLite file that cannot be opened says so the same way; it is not run
+    # here because aiosqlite's worker thread then outlives the loop and pytest
+    # reports that thread's error against a later test.)
+    url = f"postgresql+asyncpg://postgres:secret@127.0.0.1:{free_port()}/x"  # nobody listens
+    monkeypatch.setenv("ALLOCATOR_DATABASE_URL", url)
+    assert main(["clients", "load", str(jsonl(tmp_path / "c.jsonl", CLIENTS))]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("database ") and err.count("\n") == 1 and "secret" not in err
 
 
 async def test_pattern_persistence_keeps_latest(database: Database) -> None:
