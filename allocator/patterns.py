@@ -7,12 +7,10 @@ confidence is strictly above the floor.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from allocator.channels import Channel
-from allocator.models import ConversionPattern, HowPattern, WhenPattern, parse_pattern_data
+from allocator.models import ConversionPattern, HowPattern, WhenPattern
 
 CONFIDENCE_FLOOR = 0.6
 
@@ -56,17 +54,38 @@ class PatternSet:
         pattern = self.when.get(channel)
         return pattern if usable(pattern) else None
 
-    # Serialised form for faust tables and files: a plain JSON object.
-    def to_json(self) -> dict[str, Any]:
-        items = ([self.how] if self.how else []) + [self.when[c] for c in sorted(self.when)]
-        return {slot_of(p): json.loads(p.model_dump_json()) for p in items}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> PatternSet:
-        result = cls()
-        for value in (data or {}).values():
-            result = result.with_pattern(parse_pattern_data(value))
-        return result
+    def all(self) -> list[ConversionPattern]:
+        """Every pattern held: the HOW pattern, then the WHEN patterns by channel."""
+        return ([self.how] if self.how else []) + [self.when[c] for c in sorted(self.when)]
 
 
 NO_PATTERNS = PatternSet()
+
+
+class PatternBook:
+    """The latest patterns of every client, as one worker holds them.
+
+    Fed from two sides in any order: the database (every pattern ever
+    persisted) and the pattern copies the worker consumes. Applying is
+    idempotent and the newer `updated_at` wins, so the order does not matter.
+    """
+
+    def __init__(self) -> None:
+        self._sets: dict[str, PatternSet] = {}
+
+    def get(self, client_id: str) -> PatternSet:
+        return self._sets.get(client_id, NO_PATTERNS)
+
+    def apply(self, pattern: ConversionPattern) -> None:
+        held = self.get(pattern.client_id)
+        updated = held.with_pattern(pattern)
+        if updated is not held:
+            self._sets[pattern.client_id] = updated
+
+    def merge(self, sets: dict[str, PatternSet]) -> None:
+        for patterns in sets.values():
+            for pattern in patterns.all():
+                self.apply(pattern)
+
+    def __len__(self) -> int:
+        return sum(len(patterns.all()) for patterns in self._sets.values())

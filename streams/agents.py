@@ -1,11 +1,10 @@
 """What the agents do with a batch of events; app.py wires these to faust.
 
-Commit discipline: every event of a batch is pinned (one extra reference on
-its message) until everything the batch produced has been acknowledged by the
-broker, and only then released. faust's `take_events` acks a batch in a
-`finally` even when the body fails or the worker stops; the pin keeps such an
-event uncommitted, so it comes again and the idempotent quota gives it the same
-allocation without counting it twice.
+Each batch is pinned in the agent's `Commits` (streams/commits.py, the one
+owner of the commit protocol) before anything is decided, and released once
+everything it produced has been acknowledged by the broker. A batch that fails
+stops the agent: its records stay uncommitted and come again, and the held
+quota answers give them the same allocations without counting them twice.
 """
 
 from __future__ import annotations
@@ -23,11 +22,11 @@ from allocator.decision import Decision
 from allocator.engine import AllocatorEngine, Undecidable
 from allocator.errors import InvalidRecord
 from allocator.models import DeadLetter, ScoredLead, parse_lead, parse_pattern, raw_text
-from allocator.patterns import PatternSet
 from allocator.store import Database
 from allocator.store.database import save_pattern
+from streams.commits import Commits
 from streams.metrics import Metrics
-from streams.tables import PatternView
+from streams.patterns import PatternFeed
 
 log = logging.getLogger(__name__)
 
@@ -102,56 +101,6 @@ async def with_retry(
             delay = min(delay * 2, max_delay)
 
 
-class Pinned:
-    """Hold a batch's messages uncommitted until the broker has acknowledged
-    everything the batch produced.
-
-    One extra reference per message means take_events' own ack is not the
-    final one; `release_after` awaits the deliveries and then acks each message
-    through the stream, which makes its offset committable. If the worker dies
-    first, the messages are never committed and come again.
-    """
-
-    def __init__(self, events: Sequence[Any], stream: Any) -> None:
-        self._events = events
-        self._stream = stream
-        for event in events:
-            event.message.incref()
-
-    async def release_after(self, deliveries: Sequence[Awaitable[Any]]) -> None:
-        await asyncio.gather(*deliveries)
-        for event in self._events:
-            await self._stream.ack(event)
-
-
-class InFlight:
-    """Batches whose deliveries are still being acknowledged, at most `limit`.
-
-    The agent goes on deciding the next batch while the broker acknowledges the
-    last one; a failed delivery is raised into the agent (which then crashes
-    and shows in /health) instead of being lost in a background task.
-    """
-
-    def __init__(self, limit: int = 4) -> None:
-        self._limit = limit
-        self._tasks: list[asyncio.Task[None]] = []
-
-    async def add(self, release: Awaitable[None]) -> None:
-        self._tasks.append(asyncio.ensure_future(release))
-        while len(self._tasks) > self._limit:
-            await self._tasks.pop(0)
-        self._reap()
-
-    def _reap(self) -> None:
-        for task in [t for t in self._tasks if t.done()]:
-            self._tasks.remove(task)
-            task.result()  # raises a delivery failure here, in the agent
-
-    async def drain(self) -> None:
-        while self._tasks:
-            await self._tasks.pop(0)
-
-
 class DeadLetters:
     def __init__(self, send: Send, topic: str, metrics: Metrics) -> None:
         self._send = send
@@ -186,7 +135,7 @@ class LeadAllocator:
     def __init__(
         self,
         engine: AllocatorEngine,
-        patterns: PatternView,
+        patterns: PatternFeed,
         send: Send,
         allocations_topic: str,
         dead_letters: DeadLetters,
@@ -199,40 +148,44 @@ class LeadAllocator:
         self._dead = dead_letters
         self._metrics = metrics
         self._unknown_seen = 0
-        self.in_flight = InFlight()
 
-    async def process(self, events: Sequence[Any], stream: Any) -> None:
-        pinned = Pinned(events, stream)
+    async def process(self, events: Sequence[Any], commits: Commits) -> None:
+        ticket = commits.pin(events)
+        try:
+            deliveries = await self._decide(events)
+        except Exception as exc:
+            commits.fail(exc)
+            raise
+        await commits.release_after(ticket, deliveries)
+
+    async def _decide(self, events: Sequence[Any]) -> list[Awaitable[Any]]:
         deliveries: list[Awaitable[Any]] = []
-        leads: list[ScoredLead] = []
-        # per lead (by identity): its event and its client's patterns on this partition
-        source: dict[int, tuple[Any, PatternSet]] = {}
+        parsed: list[tuple[Any, ScoredLead]] = []
         for event in events:
             try:
-                lead = parse_lead(event.message.value)
+                parsed.append((event, parse_lead(event.message.value)))
             except InvalidRecord as err:
                 deliveries.append(await self._dead.send(event, err))
-                continue
-            leads.append(lead)
-            patterns = self._patterns.get(event.message.partition, lead.client_id)
-            source[id(lead)] = (event, patterns)
-        if leads:
-            outcomes = await with_retry(
-                "allocate",
-                lambda: self._engine.decide_detailed(leads, lambda lead: source[id(lead)][1]),
-                self._metrics,
-            )
-            decisions = []
-            for outcome in outcomes:
-                if isinstance(outcome, Undecidable):
-                    event, _ = source[id(outcome.lead)]
-                    deliveries.append(await self._dead.send(event, outcome.error))
-                else:
-                    decisions.append(outcome)
-                    deliveries.append(await self._emit(outcome))
-            self._metrics.record_batch(decisions)
-            self._count_unknown_clients()
-        await self.in_flight.add(pinned.release_after(deliveries))
+        if not parsed:
+            return deliveries
+        await with_retry("load_patterns", self._patterns.ensure_seeded, self._metrics)
+        leads = [lead for _, lead in parsed]
+        patterns = self._patterns.get
+        outcomes = await with_retry(
+            "allocate",
+            lambda: self._engine.decide_detailed(leads, lambda lead: patterns(lead.client_id)),
+            self._metrics,
+        )
+        decisions = []
+        for (event, _), outcome in zip(parsed, outcomes, strict=True):
+            if isinstance(outcome, Undecidable):
+                deliveries.append(await self._dead.send(event, outcome.error))
+            else:
+                decisions.append(outcome)
+                deliveries.append(await self._emit(outcome))
+        self._metrics.record_batch(decisions)
+        self._count_unknown_clients()
+        return deliveries
 
     async def _emit(self, decision: Decision) -> Awaitable[Any]:
         allocation = decision.allocation
@@ -271,8 +224,16 @@ class PatternFanOut:
         self._dead = dead_letters
         self._metrics = metrics
 
-    async def process(self, events: Sequence[Any], stream: Any) -> None:
-        pinned = Pinned(events, stream)
+    async def process(self, events: Sequence[Any], commits: Commits) -> None:
+        ticket = commits.pin(events)
+        try:
+            deliveries = await self._persist_and_copy(events)
+        except Exception as exc:
+            commits.fail(exc)
+            raise
+        await commits.release_after(ticket, deliveries)
+
+    async def _persist_and_copy(self, events: Sequence[Any]) -> list[Awaitable[Any]]:
         deliveries: list[Awaitable[Any]] = []
         for event in events:
             try:
@@ -285,15 +246,11 @@ class PatternFanOut:
                 async with self._database.session() as db, db.begin():
                     await save_pattern(db, pattern)  # noqa: B023  awaited before the loop moves on
 
+            # Persisted before it is copied: a worker seeding its pattern book
+            # from the database never misses a pattern that was copied.
             await with_retry("save_pattern", persist, self._metrics)
             value = pattern.model_dump_json().encode()
             key = pattern.client_id.encode()
             for partition in range(self._partitions):
                 deliveries.append(await self._send(self._topic, key, value, partition, None, None))
-        await pinned.release_after(deliveries)
-
-
-def hold_pattern(table: Any, key: str, raw: bytes) -> None:
-    """Apply one fanned-out pattern to its table entry (an older one changes nothing)."""
-    pattern = parse_pattern(raw)
-    table[key] = PatternSet.from_json(table.get(key)).with_pattern(pattern).to_json()
+        return deliveries

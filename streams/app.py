@@ -1,8 +1,8 @@
-"""The faust App: topics, the pattern table and three agents, wired to the core.
+"""The faust App: topics and three agents, wired to the core.
 
-conversion-patterns --fan_out_patterns--> <app>-pattern-fanout (one copy per partition)
-<app>-pattern-fanout --hold_patterns--> table <app>-patterns  ("<partition>/<client>")
-scored-leads --allocate_leads (reads the table)--> lead-allocations
+conversion-patterns --fan_out_patterns--> database, and <app>-pattern-fanout (a copy per partition)
+<app>-pattern-fanout --hold_patterns--> the worker's pattern book (streams/patterns.py)
+scored-leads --allocate_leads (reads the book)--> lead-allocations
 bad records of either input --> lead-allocations-dlq
 """
 
@@ -22,11 +22,12 @@ from allocator.config import Settings
 from allocator.directory import ClientDirectory
 from allocator.engine import AllocatorEngine
 from allocator.errors import InvalidRecord
-from allocator.quota import QuotaStore, Reservation, ReservationRequest, open_quota_store
+from allocator.quota import Held, LeadRequest, QuotaStore, open_quota_store
 from allocator.store import Database
-from streams.agents import DeadLetters, LeadAllocator, PatternFanOut, hold_pattern
+from streams.agents import DeadLetters, LeadAllocator, PatternFanOut
+from streams.commits import Commits
 from streams.metrics import Metrics
-from streams.tables import PatternView, table_key
+from streams.patterns import PatternFeed
 from streams.topics import ensure_topics
 from streams.web import register_pages
 
@@ -44,7 +45,7 @@ class TimedQuota:
         self.inner = inner
         self._metrics = metrics
 
-    async def reserve(self, requests: Sequence[ReservationRequest]) -> list[Reservation | None]:
+    async def reserve(self, requests: Sequence[LeadRequest]) -> list[Held]:
         with self._metrics.reservation_seconds.time():
             return await self.inner.reserve(requests)
 
@@ -58,14 +59,21 @@ class TimedQuota:
         await self.inner.close()
 
 
+async def _stay_stopped(commits: Commits) -> None:
+    """A restarted agent whose batch could not finish consumes nothing more:
+    going on would commit past the records that batch holds."""
+    log.error("agent %s stays stopped (see /health); restart the worker", commits.name)
+    await asyncio.Event().wait()
+
+
 def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     """Build the App; `lead_partitions` is the scored-leads topic's partition count."""
     app = faust.App(
         settings.app_id,
         broker=_brokers(settings.kafka_bootstrap_servers),
         store="memory://",
-        # Tables keep faust's JSON; the topics carry our own bytes (raw) so that
-        # a record that is not JSON reaches the agent and then the DLQ.
+        # Our topics carry our own bytes (raw, set per topic below) so that a
+        # record that is not JSON reaches the agent and then the DLQ.
         key_serializer="json",
         value_serializer="json",
         topic_partitions=lead_partitions,
@@ -104,7 +112,11 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     fanout_topic = app.topic(
         f"{settings.app_id}-pattern-fanout", partitions=lead_partitions, internal=True, **raw
     )
-    table = app.Table("patterns", partitions=lead_partitions)
+    feed = PatternFeed(database.load_patterns)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        feed.reassigned()  # the next lead batch first merges the database's patterns
 
     def send(
         topic: str,
@@ -117,26 +129,33 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
         return app.producer.send(topic, key, value, partition, timestamp, headers)
 
     dead_letters = DeadLetters(send, settings.topic_dlq, metrics)
-    allocator = LeadAllocator(
-        engine, PatternView(table), send, settings.topic_allocations, dead_letters, metrics
-    )
+    allocator = LeadAllocator(engine, feed, send, settings.topic_allocations, dead_letters, metrics)
     fan_out = PatternFanOut(
         database, send, fanout_topic.get_topic_name(), lead_partitions, dead_letters, metrics
     )
+    # Outlive faust's restarts of a crashed agent, so that the restart cannot
+    # go on past the batch that failed.
+    lead_commits = Commits("allocate_leads", None)
+    pattern_commits = Commits("fan_out_patterns", None)
 
     @app.agent(patterns_topic, name="fan_out_patterns")
     async def fan_out_patterns(stream: Any) -> None:
-        async for events in stream.take_events(100, within=0.05):
-            await fan_out.process(events, stream)
+        if pattern_commits.failure is not None:
+            await _stay_stopped(pattern_commits)
+        pattern_commits.bind(stream)
+        try:
+            async for events in stream.take_events(100, within=0.05):
+                await fan_out.process(events, pattern_commits)
+        finally:
+            await pattern_commits.drain()
 
     @app.agent(fanout_topic, name="hold_patterns")
     async def hold_patterns(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
             try:
-                key = table_key(message.partition, message.key.decode())
-                hold_pattern(table, key, message.value)
-            except (InvalidRecord, AttributeError, UnicodeDecodeError) as exc:
+                feed.hold(message.value)
+            except InvalidRecord as exc:
                 # Only fan_out_patterns writes here, after validating; anything
                 # else is someone else's record on our internal topic: skip it.
                 log.error(
@@ -148,17 +167,20 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
 
     @app.agent(leads_topic, name="allocate_leads")
     async def allocate_leads(stream: Any) -> None:
+        if lead_commits.failure is not None:
+            await _stay_stopped(lead_commits)
+        lead_commits.bind(stream)
         try:
             async for events in stream.take_events(
                 settings.batch_size, within=settings.batch_seconds
             ):
-                await allocator.process(events, stream)
+                await allocator.process(events, lead_commits)
         finally:
             # On a clean stop, let acknowledged batches become committable; what
             # is not acknowledged stays uncommitted and comes again.
-            await allocator.in_flight.drain()
+            await lead_commits.drain()
 
-    register_pages(app, metrics)
+    register_pages(app, metrics, [lead_commits, pattern_commits])
     return app
 
 

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streams.commits import Commits
 from streams.metrics import Metrics
 
 
-def crashed_agents(app: Any) -> list[str]:
-    """Agents with a crashed actor: the process lives but consumes nothing (pitfalls #5)."""
-    crashed = []
+def crashed_agents(app: Any, commits: Sequence[Commits]) -> dict[str, str]:
+    """Agents that stopped, with why: the process lives but consumes nothing (pitfalls #5).
+
+    Our own record comes first: faust's supervisor restarts a crashed actor and
+    clears its crash flag, while a batch that could not finish stops the agent
+    for good (streams/commits.py).
+    """
+    crashed = {c.name: repr(c.failure) for c in commits if c.failure is not None}
     for name, agent in app.agents.items():
         actors = list(getattr(agent, "_actors", ()))
         if any(actor._crashed.is_set() for actor in actors) or agent._crashed.is_set():
-            crashed.append(name)
+            crashed.setdefault(name, "crashed")
     return crashed
 
 
@@ -36,27 +43,28 @@ def update_lag(app: Any, metrics: Metrics) -> None:
             )
 
 
-def is_ready(app: Any, crashed: list[str]) -> bool:
+def is_ready(app: Any, crashed: Mapping[str, str]) -> bool:
     """Consuming: partitions assigned, no rebalance under way, no agent crashed."""
     return not crashed and not app.rebalancing and bool(app.consumer.assignment())
 
 
-def register_pages(app: Any, metrics: Metrics) -> None:
+def register_pages(app: Any, metrics: Metrics, commits: Sequence[Commits]) -> None:
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
-        crashed = crashed_agents(app)
+        crashed = crashed_agents(app, commits)
         assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
         body = {
             "live": not crashed,
             "ready": is_ready(app, crashed),
-            "crashed_agents": crashed,
+            "crashed_agents": sorted(crashed),
+            "errors": crashed,
             "assigned": assigned,
         }
         return web.json(body, status=200 if not crashed else 503)
 
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
-        ready = is_ready(app, crashed_agents(app))
+        ready = is_ready(app, crashed_agents(app, commits))
         return web.json({"ready": ready}, status=200 if ready else 503)
 
     @app.page("/metrics")

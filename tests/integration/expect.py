@@ -97,14 +97,21 @@ def check_exhausted_means_full(
 
 
 async def assert_counters_match(redis_url: str, prefix: str,
-                                allocations: list[dict[str, Any]]) -> None:
-    """Every Redis counter equals the allocated sends of the distinct allocations."""
+                                allocations: list[dict[str, Any]], complete: bool = False) -> None:
+    """Every Redis counter equals the allocated sends of the distinct allocations;
+    with `complete`, these are all the allocations, and no other counter exists."""
     from redis.asyncio import Redis
 
     redis = Redis.from_url(redis_url, decode_responses=True)
     try:
-        for (channel, resource, day), count in usage_of(allocations).items():
-            key = f"{prefix}ratelimit:{channel}:{resource}:daily:{day}"
-            assert await redis.get(key) == str(count), key
+        expected = {
+            f"{prefix}ratelimit:{channel}:{resource}:daily:{day}": str(count)
+            for (channel, resource, day), count in usage_of(allocations).items()
+        }
+        for key, count in expected.items():
+            assert await redis.get(key) == count, key
+        if complete:
+            keys = [k async for k in redis.scan_iter(match=f"{prefix}ratelimit:*", count=1000)]
+            assert sorted(keys) == sorted(expected)
     finally:
         await redis.aclose()

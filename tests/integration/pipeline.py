@@ -60,12 +60,14 @@ class Pipeline:
     partitions: int = 4
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     workers: list[Worker] = field(default_factory=list)
+    # The short group timings of tests and the demo; {} keeps faust's defaults.
+    timings: dict[str, str] = field(default_factory=lambda: dict(TEST_BROKER_TIMINGS))
 
     @property
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
-            **TEST_BROKER_TIMINGS,
+            **self.timings,
             "ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "ALLOCATOR_DATABASE_URL": self.database_url,
             "ALLOCATOR_REDIS_URL": self.redis_url,

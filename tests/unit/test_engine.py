@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime
 
 from allocator.channels import Channel
 from allocator.directory import ClientDirectory, build_snapshot
@@ -145,7 +145,10 @@ async def test_undecidable_lead_costs_the_others_nothing() -> None:
     from allocator.errors import InvalidRecord
 
     eng = engine([client()], [resource("email", "d1")])
-    far = lead(25, "9999-12-31T23:00:00Z", lead_id="far")  # no weekday after it exists
+    # Past the input bounds, so built without validation: no weekday after it exists.
+    far = ScoredLead.model_construct(**{
+        **lead(25, lead_id="far").model_dump(), "scored_at": datetime(9999, 12, 31, 23, tzinfo=UTC)
+    })
     out = await eng.decide_detailed([lead(25, lead_id="a"), far, lead(25, lead_id="b")],
                                     lambda _: NO_PATTERNS, replay=True)
     assert isinstance(out[1], Undecidable) and out[1].error.code == "undecidable"
@@ -153,3 +156,50 @@ async def test_undecidable_lead_costs_the_others_nothing() -> None:
     assert [o.allocation.lead_id for o in (out[0], out[2])] == ["a", "b"]  # type: ignore[union-attr]
     with pytest.raises(InvalidRecord):
         await decide(eng, [far])
+
+
+def _same_but_decided_at(a: Allocation, b: Allocation) -> bool:
+    return a.model_dump(exclude={"decided_at"}) == b.model_dump(exclude={"decided_at"})
+
+
+async def _redelivered_after(change: str) -> tuple[Allocation, Allocation, MemoryQuotaStore]:
+    """Decide a lead, change the client's setup or patterns, decide the same event again."""
+    store = MemoryQuotaStore()
+    seats = [resource("linkedin", "s1"), resource("email", "d1")]
+    first_setup = build_snapshot([client(max_defer_days=3)], seats)
+    eng = AllocatorEngine(ClientDirectory.fixed(first_setup), store)
+    the_lead = lead(70, event_id="ev-1")
+    [first] = await eng.decide([the_lead], lambda _: NO_PATTERNS)
+    patterns = NO_PATTERNS
+    if change == "zone":
+        later = build_snapshot([client(timezone="Asia/Tokyo")], seats)
+    elif change == "max_defer_days":
+        later = build_snapshot([client(max_defer_days=0)], seats)
+    elif change == "resources":
+        later = build_snapshot([client()], [resource("linkedin", "s0"), *seats])
+    else:  # a WHEN and a HOW pattern arrived
+        later = first_setup
+        patterns = PatternSet().with_pattern(when("email", 4, 16)).with_pattern(
+            how(["voice", "linkedin"]))
+    eng.directory = ClientDirectory.fixed(later)
+    [again] = await eng.decide([the_lead], lambda _: patterns)
+    return first, again, store
+
+
+async def test_a_redelivery_gets_the_first_allocation_whatever_changed() -> None:
+    for change in ("zone", "max_defer_days", "resources", "patterns"):
+        first, again, store = await _redelivered_after(change)
+        assert _same_but_decided_at(first, again), change
+        # counted once, on the days the allocation names
+        named = Counter((c.channel, c.resource_id, date.fromisoformat(c.usage_day))
+                        for c in first.channels if c.usage_day)
+        assert store.counters == dict(named), change
+
+
+async def test_an_event_id_reused_by_another_client_is_its_own_event() -> None:
+    eng = engine([client("acme"), client("globex")],
+                 [resource("email", "acme-d"), resource("email", "globex-d", client_id="globex")])
+    a, b = await decide(eng, [lead(25, event_id="same", client_id="acme"),
+                              lead(25, event_id="same", client_id="globex")])
+    assert a.channels[0].resource_id == "acme-d"
+    assert b.channels[0].resource_id == "globex-d"

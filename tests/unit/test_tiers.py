@@ -51,8 +51,3 @@ def test_older_pattern_is_ignored_newer_replaces() -> None:
     assert PatternSet().with_pattern(older).with_pattern(newer).how == newer
     w = PatternSet().with_pattern(when("sms", 1, 9)).with_pattern(when("email", 2, 10))
     assert set(w.when) == {S, E}
-
-
-def test_pattern_set_json_round_trip() -> None:
-    ps = PatternSet().with_pattern(how(["sms", "email"])).with_pattern(when("voice", 3, 15, 0.7))
-    assert PatternSet.from_json(ps.to_json()) == ps

@@ -1,0 +1,145 @@
+"""The commit protocol: the one place that decides when a consumed record may be committed.
+
+A record may be committed once everything it produced (allocations, dead
+letters, pattern copies) has been acknowledged by the broker, and never before
+a record of the same partition that came earlier: faust commits the highest
+offset of a contiguous run of acked offsets and lets a gap of one offset
+through (`Consumer._new_offset`), so the order has to be ours.
+
+How: every event of a batch is pinned when the batch is taken (one extra
+reference on its message, so that faust's own ack in `take_events` is not the
+final one). When the batch's deliveries are acknowledged, the `OffsetLedger`
+says which events are now releasable: per partition, the longest run of
+finished events from the oldest pending one. Releasing acks them through the
+stream, which makes their offsets committable. A batch that fails is never
+finished: nothing after it on its partitions is released, the ledger is
+broken, and the agent stops (and `/health` says so) instead of going on past
+it. On a restart the pinned records come again, and the held quota answers
+give them the same allocations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E")
+
+
+@dataclass
+class OffsetLedger(Generic[E]):
+    """Which events may be released, in order per partition (pure; no faust)."""
+
+    _pending: dict[Hashable, deque[tuple[int, E]]] = field(default_factory=dict)
+    _finished: set[int] = field(default_factory=set)
+    _next_ticket: int = 0
+
+    def add(self, events: Sequence[tuple[Hashable, E]]) -> int:
+        """Register a batch of (partition, event) in consumption order; its ticket."""
+        ticket = self._next_ticket
+        self._next_ticket += 1
+        for partition, event in events:
+            self._pending.setdefault(partition, deque()).append((ticket, event))
+        return ticket
+
+    def finish(self, ticket: int) -> list[E]:
+        """Mark a batch done; the events now releasable, in order within each partition."""
+        self._finished.add(ticket)
+        released: list[E] = []
+        for partition, queue in list(self._pending.items()):
+            while queue and queue[0][0] in self._finished:
+                released.append(queue.popleft()[1])
+            if not queue:
+                del self._pending[partition]
+        live = {t for queue in self._pending.values() for t, _ in queue}
+        self._finished &= live  # a finished ticket is forgotten once none of it waits
+        return released
+
+    @property
+    def waiting(self) -> int:
+        """Events pinned and not yet released."""
+        return sum(len(queue) for queue in self._pending.values())
+
+
+class BatchFailed(RuntimeError):
+    """A batch could not finish; its records stay uncommitted until a restart."""
+
+
+class Commits:
+    """Pins batches, releases them in order once their deliveries are acknowledged.
+
+    At most `limit` batches wait for the broker at once, so the agent goes on
+    deciding while the broker acknowledges; a delivery failure is raised into
+    the agent at its next batch (never lost in a background task).
+    """
+
+    def __init__(self, name: str, stream: Any, limit: int = 4) -> None:
+        self.name = name
+        self._stream = stream
+        self._limit = limit
+        self._ledger: OffsetLedger[Any] = OffsetLedger()
+        self._tasks: deque[asyncio.Task[None]] = deque()
+        self.failure: BaseException | None = None
+
+    def bind(self, stream: Any) -> None:
+        """The stream of a restarted agent (faust makes a new one per actor start)."""
+        self._stream = stream
+
+    def pin(self, events: Sequence[Any]) -> int:
+        self._raise_if_broken()
+        for event in events:
+            event.message.incref()
+        return self._ledger.add([(event.message.tp, event) for event in events])
+
+    async def release_after(self, ticket: int, deliveries: Sequence[Awaitable[Any]]) -> None:
+        """Release the batch once `deliveries` are acknowledged (in the background)."""
+        self._raise_if_broken()
+        self._tasks.append(asyncio.ensure_future(self._release(ticket, deliveries)))
+        while len(self._tasks) > self._limit:
+            await self._tasks.popleft()
+        while self._tasks and self._tasks[0].done():
+            self._tasks.popleft().result()
+
+    async def _release(self, ticket: int, deliveries: Sequence[Awaitable[Any]]) -> None:
+        try:
+            await asyncio.gather(*deliveries)
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+        for event in self._ledger.finish(ticket):
+            await self._stream.ack(event)
+
+    def fail(self, exc: BaseException) -> None:
+        """The batch cannot finish: nothing after it is ever released by this worker."""
+        if self.failure is None:
+            self.failure = exc
+            log.error(
+                "agent %s stopped: a batch could not finish (%s: %s); its records and "
+                "everything after them stay uncommitted and come again after a restart",
+                self.name,
+                type(exc).__name__,
+                exc,
+            )
+
+    def _raise_if_broken(self) -> None:
+        if self.failure is not None:
+            raise BatchFailed(f"agent {self.name} stopped after: {self.failure!r}")
+
+    async def drain(self) -> None:
+        """On a clean stop: let acknowledged batches become committable."""
+        while self._tasks:
+            task = self._tasks.popleft()
+            try:
+                await task
+            except Exception:  # already recorded by _release
+                continue
+
+    @property
+    def waiting(self) -> int:
+        return self._ledger.waiting

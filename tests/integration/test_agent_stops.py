@@ -1,0 +1,56 @@
+"""A batch that cannot finish stops its agent visibly, and nothing after it is
+skipped: /health says 503 and why, and a restarted worker allocates the batch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from redis.asyncio import Redis
+
+from allocator.models import derived_id
+from streams.demo import sample_leads
+from tests.integration.pipeline import Pipeline
+
+
+async def test_a_failing_batch_stops_the_agent_and_is_not_skipped(
+    sqlite_pipeline: Pipeline, redis_url: str
+) -> None:
+    pipeline = sqlite_pipeline
+    settings = pipeline.settings
+    worker = pipeline.start_worker()
+    # Not bad data and not an outage: the lead's hold key has the wrong type, so
+    # the reservation script fails with WRONGTYPE, a bug-like failure.
+    redis = Redis.from_url(redis_url)
+    hold_key = f"{pipeline.prefix}allocator:held:{derived_id('held', 'acme', 'ev-stuck')}"
+    await redis.rpush(hold_key, "not a held answer")
+
+    stuck = {"event_id": "ev-stuck", "lead_id": "stuck", "client_id": "acme", "als_score": 70,
+             "scored_at": "2026-11-26T12:00:00+00:00"}
+    after = sample_leads(40, seed=43)
+    records = [(b"stuck", json.dumps(stuck).encode())]
+    records += [(r["lead_id"].encode(), json.dumps(r).encode()) for r in after]
+    pipeline.produce(settings.topic_scored_leads, records, partition=0)
+
+    deadline = time.monotonic() + 60
+    status, body = worker.get("/health")
+    while status != 503 and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        status, body = worker.get("/health")
+    health = json.loads(body)
+    assert status == 503 and health["crashed_agents"] == ["allocate_leads"]
+    assert "WRONGTYPE" in health["errors"]["allocate_leads"]
+    assert worker.get("/ready")[0] == 503
+    emitted = {a["event_id"] for a in pipeline.read_json(settings.topic_allocations, 10**6, 3)}
+    assert "ev-stuck" not in emitted
+    await asyncio.sleep(settings.broker_commit_interval + 1)  # a commit would have passed it by now
+
+    await redis.delete(hold_key)
+    await redis.aclose()
+    worker.stop()
+    pipeline.start_worker()
+    wanted = {"ev-stuck"} | {r["event_id"] for r in after}
+    emitted = {a["event_id"] for a in pipeline.read_json(settings.topic_allocations, 41, 60)}
+    assert wanted <= emitted
+    assert pipeline.read(settings.topic_dlq, 1, 1) == []

@@ -1,0 +1,98 @@
+"""Three workers with faust's default group timings, SIGKILLed at random moments
+while 5,000 leads stream in: every lead allocated, each as the rules and its
+client's patterns say, every copy identical, every Redis counter exact."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from typing import Any
+
+from allocator.models import ScoredLead, validate
+from allocator.patterns import PatternSet
+from streams.demo import sample_leads, sample_patterns
+from tests.integration.expect import (
+    assert_counters_match,
+    check_allocation,
+    check_limits,
+    usage_of,
+)
+from tests.integration.pipeline import Pipeline
+from tests.integration.test_stream import await_patterns, held_patterns, sample_setups
+from tests.integration.test_stream_faults import by_event, identical_apart_from_decided_at
+
+LEADS = 5000
+KILLS = 5
+
+
+async def test_five_sigkills_among_three_workers_lose_nothing(
+    sqlite_pipeline: Pipeline, redis_url: str
+) -> None:
+    pipeline = sqlite_pipeline
+    pipeline.timings = {}  # faust's defaults: a dead member holds its partitions ~60 s
+    settings = pipeline.settings
+    rng = random.Random(2026)
+
+    pipeline.start_worker()
+    pattern_rows = sample_patterns()
+    pipeline.produce_json(settings.topic_conversion_patterns, pattern_rows, "client_id")
+    held = held_patterns(pattern_rows)
+    await_patterns(pipeline, sorted(held))
+    for _ in range(2):
+        pipeline.start_worker(wait=False)
+
+    rows = sample_leads(LEADS, seed=31)
+    # Leads arrive over about a minute and a half, so that the kills land mid-stream.
+    producer = threading.Thread(target=_trickle, args=(pipeline, rows), daemon=True)
+    producer.start()
+    kills = []
+    started = time.monotonic()
+    while len(kills) < KILLS:
+        await asyncio.sleep(rng.uniform(4, 18))
+        live = [w for w in pipeline.workers if w.process.poll() is None]
+        victim = rng.choice(live)
+        victim.kill()
+        kills.append(round(time.monotonic() - started, 1))
+        pipeline.start_worker(wait=False)  # a replacement, as an orchestrator would
+    producer.join()
+
+    wanted = {r["event_id"] for r in rows}
+    deadline = time.monotonic() + 600
+    every: dict[str, list[dict[str, Any]]] = {}  # the probes of await_patterns too
+    copies: dict[str, list[dict[str, Any]]] = {}
+    while time.monotonic() < deadline:
+        every = by_event(pipeline.read_json(settings.topic_allocations, 10**7, 5))
+        copies = {e: v for e, v in every.items() if e in wanted}
+        if len(copies) == len(wanted):
+            break
+    lost = wanted - set(copies)
+    assert not lost, f"{len(lost)} leads never allocated (kills at {kills} s)"
+    assert pipeline.read(settings.topic_dlq, 1, 1) == []
+
+    setups = sample_setups()
+    leads = {r["event_id"]: validate(ScoredLead, r) for r in rows}
+    duplicates = 0
+    for event, versions in copies.items():
+        assert identical_apart_from_decided_at(versions), event
+        duplicates += len(versions) - 1
+        lead = leads[event]
+        check_allocation(versions[0], lead, setups.get(lead.client_id),
+                         held.get(lead.client_id, PatternSet()))
+    distinct = [versions[0] for versions in copies.values()]
+    assert len({a["allocation_id"] for a in distinct}) == len(distinct)
+    check_limits(usage_of(distinct), setups)
+    await assert_counters_match(
+        redis_url, pipeline.prefix, [v[0] for v in every.values()], complete=True
+    )
+    print(f"{KILLS} SIGKILLs at {kills} s; {len(copies)} of {LEADS} leads allocated; "
+          f"{duplicates} redelivered copies, all identical")
+
+
+def _trickle(pipeline: Pipeline, rows: list[dict[str, Any]], chunks: int = 50) -> None:
+    topic = pipeline.settings.topic_scored_leads
+    size = len(rows) // chunks
+    for start in range(0, len(rows), size):
+        pipeline.produce_json(topic, rows[start : start + size], "lead_id")
+        time.sleep(1.8)

@@ -1,0 +1,132 @@
+"""The commit protocol over fake events: offsets are released in order per
+partition, whatever order the batches finish in, and never past a batch that
+did not finish."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.commits import BatchFailed, Commits, OffsetLedger
+
+
+@given(st.data())
+@settings(max_examples=300)
+def test_ledger_releases_in_order_per_partition(data: st.DataObject) -> None:
+    ledger: OffsetLedger[tuple[int, int]] = OffsetLedger()
+    next_offset = {p: 0 for p in range(3)}
+    tickets: list[tuple[int, list[tuple[int, int]]]] = []
+    for _ in range(data.draw(st.integers(1, 12))):
+        batch = []
+        for _ in range(data.draw(st.integers(1, 6))):
+            partition = data.draw(st.integers(0, 2))
+            batch.append((partition, next_offset[partition]))
+            next_offset[partition] += 1
+        tickets.append((ledger.add([(p, (p, o)) for p, o in batch]), batch))
+    order = data.draw(st.permutations(tickets))
+    never = data.draw(st.sampled_from([None, *range(len(tickets))]))  # a batch that fails
+    finished: set[tuple[int, int]] = set()
+    released: list[tuple[int, int]] = []
+    for ticket, batch in order:
+        if ticket == never:
+            continue
+        finished.update(batch)
+        released.extend(ledger.finish(ticket))
+    for partition in range(3):
+        offsets = [o for p, o in released if p == partition]
+        # in order, from the first offset, with no gap
+        assert offsets == list(range(len(offsets)))
+        # everything finished before the first unfinished offset is released
+        blocked = min((o for p, o in _all(tickets) if p == partition and (p, o) not in finished),
+                      default=next_offset[partition])
+        assert offsets == list(range(blocked))
+    assert ledger.waiting == sum(len(b) for _, b in tickets) - len(released)
+
+
+def _all(tickets: list[tuple[int, list[tuple[int, int]]]]) -> list[tuple[int, int]]:
+    return [event for _, batch in tickets for event in batch]
+
+
+@dataclass
+class FakeMessage:
+    tp: int
+    offset: int
+    refs: int = 1
+
+    def incref(self) -> None:
+        self.refs += 1
+
+
+@dataclass
+class FakeEvent:
+    message: FakeMessage
+
+
+@dataclass
+class FakeStream:
+    acked: list[tuple[int, int]] = field(default_factory=list)
+
+    async def ack(self, event: FakeEvent) -> None:
+        self.acked.append((event.message.tp, event.message.offset))
+
+
+def batches(partitions: int, size: int, count: int) -> list[list[FakeEvent]]:
+    offsets = [0] * partitions
+    out = []
+    rng = random.Random(5)
+    for _ in range(count):
+        batch = []
+        for _ in range(size):
+            p = rng.randrange(partitions)
+            batch.append(FakeEvent(FakeMessage(p, offsets[p])))
+            offsets[p] += 1
+        out.append(batch)
+    return out
+
+
+async def test_deliveries_acknowledged_out_of_order_release_in_order() -> None:
+    stream = FakeStream()
+    commits = Commits("agent", stream, limit=8)
+    loop = asyncio.get_running_loop()
+    pending: list[asyncio.Future[Any]] = []
+    for batch in batches(2, 5, 6):
+        ticket = commits.pin(batch)
+        assert all(e.message.refs == 2 for e in batch)  # pinned: faust's ack is not the last
+        delivery: asyncio.Future[Any] = loop.create_future()
+        pending.append(delivery)
+        await commits.release_after(ticket, [delivery])
+    for delivery in reversed(pending):  # the broker acknowledges the last batch first
+        delivery.set_result(None)
+        await asyncio.sleep(0)
+    await commits.drain()
+    for partition in (0, 1):
+        offsets = [o for p, o in stream.acked if p == partition]
+        assert offsets == sorted(offsets) == list(range(len(offsets)))
+    assert len(stream.acked) == 30 and commits.waiting == 0
+
+
+async def test_a_failed_delivery_stops_the_agent_and_nothing_after_it_is_released() -> None:
+    stream = FakeStream()
+    commits = Commits("agent", stream, limit=8)
+    loop = asyncio.get_running_loop()
+    first, second, third = batches(1, 3, 3)
+    ok: asyncio.Future[Any] = loop.create_future()
+    bad: asyncio.Future[Any] = loop.create_future()
+    later: asyncio.Future[Any] = loop.create_future()
+    await commits.release_after(commits.pin(first), [ok])
+    await commits.release_after(commits.pin(second), [bad])
+    await commits.release_after(commits.pin(third), [later])
+    later.set_result(None)
+    bad.set_exception(RuntimeError("broker refused the record"))
+    ok.set_result(None)
+    await commits.drain()
+    assert stream.acked == [(0, 0), (0, 1), (0, 2)]  # the first batch only
+    assert isinstance(commits.failure, RuntimeError)
+    with pytest.raises(BatchFailed):
+        commits.pin(batches(1, 1, 1)[0])
