@@ -120,16 +120,22 @@ class Commits:
         if self.failure is None:
             self.failure = exc
             log.error(
-                "agent %s stopped: a batch could not finish (%s: %s); its records and "
+                "agent %s stopped: a batch could not finish (%s); its records and "
                 "everything after them stay uncommitted and come again after a restart",
                 self.name,
-                type(exc).__name__,
-                exc,
+                self.why,
             )
+
+    @property
+    def why(self) -> str | None:
+        """The failure that stopped the agent, as one line; None while it runs."""
+        if self.failure is None:
+            return None
+        return f"{type(self.failure).__name__}: {self.failure}"
 
     def _raise_if_broken(self) -> None:
         if self.failure is not None:
-            raise BatchFailed(f"agent {self.name} stopped after: {self.failure!r}")
+            raise BatchFailed(f"agent {self.name} stopped after {self.why}")
 
     async def drain(self) -> None:
         """On a clean stop: let acknowledged batches become committable."""

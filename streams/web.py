@@ -18,7 +18,7 @@ def crashed_agents(app: Any, commits: Sequence[Commits]) -> dict[str, str]:
     clears its crash flag, while a batch that could not finish stops the agent
     for good (streams/commits.py).
     """
-    crashed = {c.name: repr(c.failure) for c in commits if c.failure is not None}
+    crashed = {c.name: c.why for c in commits if c.why is not None}
     for name, agent in app.agents.items():
         actors = list(getattr(agent, "_actors", ()))
         if any(actor._crashed.is_set() for actor in actors) or agent._crashed.is_set():

@@ -144,7 +144,7 @@ BAD_LEADS: list[tuple[bytes | None, str]] = [
      b'"scored_at": "2026-11-26T10:00:00Z", "timezone": "Atlantis/Capital"}', "unknown_timezone"),
     (None, "empty_value"),
     (b'{"lead_id": "b8", "client_id": "acme", "als_score": 50, '
-     b'"scored_at": "9999-12-31T23:00:00Z"}', "undecidable"),
+     b'"scored_at": "9999-12-31T23:00:00Z"}', "out_of_range"),
 ]
 BAD_PATTERNS: list[tuple[bytes, str]] = [
     (b'{"client_id": "acme", "pattern_type": "when", "channel": "fax", "optimal_day": 1, '
