@@ -35,3 +35,21 @@ bench: $(BIN)/.installed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# Long fuzzing of the input boundary, beyond `unit`: the hypothesis fuzz tests
+# with FUZZ_EXAMPLES inputs, then atheris (coverage-guided, libFuzzer) for
+# FUZZ_RUNS inputs when it is installed. What atheris learns and any crashing
+# input stay in .hypothesis/atheris (ignored by git, removed by `clean`).
+FUZZ_EXAMPLES ?= 2000000
+FUZZ_RUNS ?= 2000000
+FUZZ_DIR ?= .hypothesis/atheris
+
+.PHONY: fuzz
+fuzz: $(BIN)/.installed
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/unit/test_fuzz.py
+	@if $(BIN)/python -c "import atheris" 2>/dev/null; then \
+		mkdir -p $(FUZZ_DIR)/corpus && \
+		$(BIN)/python -m tests.fuzz.fuzz_records -runs=$(FUZZ_RUNS) \
+			-dict=tests/fuzz/json.dict -artifact_prefix=$(FUZZ_DIR)/ \
+			$(FUZZ_DIR)/corpus tests/fuzz/seeds; \
+	else echo "atheris is not installed: the coverage-guided run is skipped"; fi

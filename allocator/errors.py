@@ -2,18 +2,73 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 
-class InvalidRecord(ValueError):
-    """An input record that cannot be processed; `code` is the DLQ's error_code."""
+class ErrorCode(StrEnum):
+    """Every `error_code` a dead letter can carry; topics.md says what each means.
 
-    def __init__(self, code: str, field: str | None, value: Any, message: str) -> None:
-        self.code = code
+    A StrEnum, so `error.code == "invalid_json"` and JSON output keep working.
+    """
+
+    # the value as a whole
+    EMPTY_VALUE = "empty_value"
+    INVALID_ENCODING = "invalid_encoding"
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    TOO_LARGE = "too_large"
+    TOO_DEEP = "too_deep"
+    # one field (the error names it)
+    MISSING_FIELD = "missing_field"
+    INVALID_FIELD = "invalid_field"
+    OUT_OF_RANGE = "out_of_range"
+    INVALID_TIMESTAMP = "invalid_timestamp"
+    UNKNOWN_TIMEZONE = "unknown_timezone"
+    UNKNOWN_CHANNEL = "unknown_channel"
+    UNKNOWN_PATTERN_TYPE = "unknown_pattern_type"
+    DUPLICATE_CHANNEL = "duplicate_channel"
+    # a valid record the rules could not decide (allocator/engine.py)
+    UNDECIDABLE = "undecidable"
+    # a file line whose check failed in a way no bound foresaw (allocator/files.py)
+    INVALID_RECORD = "invalid_record"
+
+
+# A message names the value; it never carries a large one whole (a dead letter
+# must stay far below the producer's size limit, and log lines readable).
+SHOWN_CHARS = 100
+MESSAGE_CHARS = 300
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """The value's repr for a message, cut to `limit` characters."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int over Python's digit limit cannot be printed
+        return f"<{type(value).__name__} too large to show>"
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[:limit]}…{size}"
+
+
+def _cut(message: str, limit: int) -> str:
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+class InvalidRecord(ValueError):
+    """An input record that cannot be processed; `code` is the DLQ's error_code.
+
+    An unknown code is a programming error and raises ValueError at once, so
+    that every code a dead letter carries is listed in ErrorCode.
+    """
+
+    def __init__(self, code: ErrorCode | str, field: str | None, value: Any, message: str) -> None:
+        self.code = ErrorCode(code)
         self.field = field
         self.value = value
-        self.message = message
-        super().__init__(message)
+        self.message = _cut(message, MESSAGE_CHARS)
+        super().__init__(self.message)
 
 
 class LoadError(ValueError):

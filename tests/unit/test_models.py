@@ -74,18 +74,46 @@ def pattern(**fields: object) -> bytes:
 
 
 def test_when_and_how_patterns_parse() -> None:
-    w = parse_pattern(pattern(client_id="c", pattern_type="when", channel="sms", optimal_day=2,
-                              optimal_hour=14, confidence=0.7, updated_at="2026-01-01T00:00:00Z"))
-    h = parse_pattern(pattern(client_id="c", pattern_type="how", winning_sequence=["sms", "email"],
-                              confidence=0.7, updated_at="2026-01-01T00:00:00Z"))
+    w = parse_pattern(
+        pattern(
+            client_id="c",
+            pattern_type="when",
+            channel="sms",
+            optimal_day=2,
+            optimal_hour=14,
+            confidence=0.7,
+            updated_at="2026-01-01T00:00:00Z",
+        )
+    )
+    h = parse_pattern(
+        pattern(
+            client_id="c",
+            pattern_type="how",
+            winning_sequence=["sms", "email"],
+            confidence=0.7,
+            updated_at="2026-01-01T00:00:00Z",
+        )
+    )
     assert isinstance(w, WhenPattern) and w.optimal_hour == 14
     assert isinstance(h, HowPattern) and [c.value for c in h.winning_sequence] == ["sms", "email"]
 
 
-BASE_WHEN = dict(client_id="c", pattern_type="when", channel="sms", optimal_day=2,
-                 optimal_hour=14, confidence=0.7, updated_at="2026-01-01T00:00:00Z")
-BASE_HOW = dict(client_id="c", pattern_type="how", winning_sequence=["email"], confidence=0.7,
-                updated_at="2026-01-01T00:00:00Z")
+BASE_WHEN = dict(
+    client_id="c",
+    pattern_type="when",
+    channel="sms",
+    optimal_day=2,
+    optimal_hour=14,
+    confidence=0.7,
+    updated_at="2026-01-01T00:00:00Z",
+)
+BASE_HOW = dict(
+    client_id="c",
+    pattern_type="how",
+    winning_sequence=["email"],
+    confidence=0.7,
+    updated_at="2026-01-01T00:00:00Z",
+)
 
 
 @pytest.mark.parametrize(
@@ -99,8 +127,11 @@ BASE_HOW = dict(client_id="c", pattern_type="how", winning_sequence=["email"], c
         ({k: v for k, v in BASE_WHEN.items() if k != "channel"}, "missing_field", "channel"),
         ({**BASE_HOW, "winning_sequence": []}, "invalid_field", "winning_sequence"),
         ({**BASE_HOW, "winning_sequence": ["sms", "sms"]}, "duplicate_channel", None),
-        ({**BASE_HOW, "winning_sequence": ["email", "pigeon"]}, "unknown_channel",
-         "winning_sequence.1"),
+        (
+            {**BASE_HOW, "winning_sequence": ["email", "pigeon"]},
+            "unknown_channel",
+            "winning_sequence.1",
+        ),
         ({**BASE_HOW, "channel": "email"}, "invalid_field", None),
         ({**BASE_HOW, "updated_at": "2026-01-01"}, "invalid_timestamp", "updated_at"),
     ],
@@ -114,7 +145,7 @@ def test_invalid_patterns(fields: dict[str, object], code: str, field: str | Non
 def test_derived_id_is_rfc4122_uuid5() -> None:
     import uuid
 
-    from allocator.models import _ID_NAMESPACE, derived_id
+    from allocator.models.records import _ID_NAMESPACE, derived_id
 
     for parts in [("a",), ("lead", "L1", "c1", "2026-11-26T10:00:00+00:00"), ("a|b", "c")]:
         name = "".join(f"{len(p)}:{p}" for p in parts)

@@ -1,0 +1,196 @@
+"""The contract's records: the inputs (leads, patterns, clients, resources) and the allocation."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from allocator.channels import RESOURCE_TYPE, Channel, ResourceType
+from allocator.errors import ErrorCode, shown
+from allocator.models.fields import (
+    ChannelField,
+    Confidence,
+    Count,
+    DeferDays,
+    Flag,
+    Hour,
+    Instant,
+    Score,
+    Text,
+    Timestamp,
+    Weekday,
+    ZoneName,
+    fail,
+    zone,
+)
+from allocator.tiers import Tier
+
+_INPUT = ConfigDict(extra="ignore", frozen=True)
+
+# Fixed namespace so event and allocation ids are stable across processes and versions.
+_ID_NAMESPACE = uuid.UUID("6f1c2a9e-41d8-4a5e-9a53-0c7f1e2b8d44")
+
+
+_NAMESPACE_BYTES = _ID_NAMESPACE.bytes
+
+
+def derived_id(*parts: str) -> str:
+    """A UUIDv5 of the parts: the same parts always give the same id.
+
+    Length-prefixing keeps ("a|b", "c") and ("a", "b|c") apart. Computed as
+    uuid.uuid5 does (RFC 4122 section 4.3), without building UUID objects: this
+    runs twice per lead.
+    """
+    name = "".join(f"{len(p)}:{p}" for p in parts).encode()
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+# --- input records ---------------------------------------------------------
+
+
+class ScoredLead(BaseModel):
+    model_config = _INPUT
+
+    event_id: Text | None = None
+    lead_id: Text
+    client_id: Text
+    als_score: Score
+    scored_at: Timestamp
+    timezone: ZoneName | None = None
+
+    @model_validator(mode="after")
+    def _derive_event_id(self) -> ScoredLead:
+        if self.event_id is None:
+            utc = self.scored_at.astimezone(zone("UTC")).isoformat()
+            object.__setattr__(
+                self, "event_id", derived_id("lead", self.lead_id, self.client_id, utc)
+            )
+        return self
+
+    @property
+    def key(self) -> str:
+        """The idempotency key: event_id, given or derived."""
+        assert self.event_id is not None
+        return self.event_id
+
+
+class WhenPattern(BaseModel):
+    model_config = _INPUT
+
+    client_id: Text
+    pattern_type: Literal["when"] = "when"
+    channel: ChannelField
+    optimal_day: Weekday
+    optimal_hour: Hour
+    confidence: Confidence
+    updated_at: Timestamp
+
+
+class HowPattern(BaseModel):
+    model_config = _INPUT
+
+    client_id: Text
+    pattern_type: Literal["how"] = "how"
+    winning_sequence: list[ChannelField] = Field(min_length=1)
+    confidence: Confidence
+    updated_at: Timestamp
+
+    @model_validator(mode="before")
+    @classmethod
+    def _channel_absent(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("channel") is not None:
+            fail(
+                ErrorCode.INVALID_FIELD,
+                f"channel must be absent for a how pattern, got {shown(data['channel'])}",
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> HowPattern:
+        seen: set[Channel] = set()
+        for channel in self.winning_sequence:
+            if channel in seen:
+                fail(ErrorCode.DUPLICATE_CHANNEL, f"winning_sequence repeats {channel.value!r}")
+            seen.add(channel)
+        return self
+
+
+ConversionPattern = WhenPattern | HowPattern
+
+
+class Client(BaseModel):
+    model_config = _INPUT
+
+    client_id: Text
+    timezone: ZoneName = "UTC"
+    max_defer_days: DeferDays = 3
+
+
+_CHANNEL_NAMES = frozenset(channel.value for channel in Channel)
+
+
+class Resource(BaseModel):
+    model_config = _INPUT
+
+    client_id: Text
+    channel: ChannelField
+    resource_id: Text
+    daily_limit: Count | None = None
+    active: Flag = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _type_matches_channel(cls, data: Any) -> Any:
+        # resource_type is optional in files; when given it must agree with the channel.
+        if isinstance(data, dict) and data.get("resource_type") is not None:
+            channel = data.get("channel")
+            if not isinstance(channel, str) or channel not in _CHANNEL_NAMES:
+                return data  # the channel's own check says what is wrong with it
+            expected = RESOURCE_TYPE[Channel(channel)]
+            if data["resource_type"] != expected.value:
+                fail(
+                    ErrorCode.INVALID_FIELD,
+                    f"resource_type {shown(data['resource_type'])} does not carry "
+                    f"channel {shown(data.get('channel'))}",
+                )
+        return data
+
+    @property
+    def resource_type(self) -> ResourceType:
+        return RESOURCE_TYPE[self.channel]
+
+
+# --- output records --------------------------------------------------------
+
+
+class ChannelAllocation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    channel: Channel
+    status: Literal["allocated", "exhausted", "no_resource"]
+    resource_type: ResourceType | None
+    resource_id: str | None
+    send_at: Instant | None
+    timing_source: Literal["pattern", "default"]
+    usage_day: str | None
+
+
+class Allocation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    allocation_id: str
+    event_id: str
+    lead_id: str
+    client_id: str
+    als_score: int
+    als_tier: Tier
+    sequence_source: Literal["pattern", "default"]
+    channels: list[ChannelAllocation]
+    decided_at: Instant
