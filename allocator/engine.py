@@ -25,7 +25,7 @@ from allocator.decision import (
     plan_lead,
 )
 from allocator.directory import ClientDirectory, ClientSetup, daily_limit, unknown_client
-from allocator.errors import InvalidRecord
+from allocator.errors import ErrorCode, InvalidRecord
 from allocator.models import Allocation, Resource, ScoredLead, zone
 from allocator.patterns import PatternSet
 from allocator.quota.base import LeadRequest, QuotaStore, choose_resource
@@ -61,7 +61,7 @@ def _guarded(lead: ScoredLead, step: Callable[..., T], *args: Any) -> T | Undeci
         return step(*args)
     except Exception as exc:
         message = f"lead {lead.lead_id!r} cannot be decided: {type(exc).__name__}: {exc}"
-        return Undecidable(lead, InvalidRecord("undecidable", None, None, message))
+        return Undecidable(lead, InvalidRecord(ErrorCode.UNDECIDABLE, None, None, message))
 
 
 def _planned(

@@ -21,7 +21,7 @@ import sqlalchemy.exc
 from allocator.decision import Decision
 from allocator.engine import AllocatorEngine, Undecidable
 from allocator.errors import InvalidRecord
-from allocator.models import DeadLetter, ScoredLead, parse_lead, parse_pattern, raw_text
+from allocator.models import DLQ_KEY_BYTES, ScoredLead, dead_letter, parse_lead, parse_pattern
 from allocator.store import Database
 from allocator.store.database import save_pattern
 from streams.commits import Commits
@@ -109,23 +109,31 @@ class DeadLetters:
 
     async def send(self, event: Any, error: InvalidRecord) -> Awaitable[Any]:
         message = event.message
-        key = message.key.decode("utf-8", "replace") if isinstance(message.key, bytes) else None
-        letter = DeadLetter(
-            source_topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=key,
-            raw_value=raw_text(message.value),
-            error_code=error.code,
-            error=error.message,
-            failed_at=datetime.now(UTC),
+        letter = dead_letter(
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value,
+            error,
+            datetime.now(UTC),
         )
         self._metrics.dead_letters.labels(message.topic, error.code).inc()
-        log.info(
-            "DLQ %s[%s]@%s: %s", message.topic, message.partition, message.offset, error.message
+        log.warning(
+            "DLQ %s[%s]@%s %s: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            error.code,
+            error.message,
         )
+        # The input key, unless it is too large to travel: a record near the
+        # broker's size limit must still fit in a dead letter.
+        key = message.key
+        if isinstance(key, bytes) and len(key) > DLQ_KEY_BYTES:
+            key = key[:DLQ_KEY_BYTES]
         return await self._send(
-            self._topic, message.key, letter.model_dump_json().encode(), None, None, None
+            self._topic, key, letter.model_dump_json().encode(), None, None, None
         )
 
 
