@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from allocator.channels import Channel, ResourceType
 from allocator.decision import Schedule
 from allocator.errors import InvalidRecord
 from allocator.models import Client, Resource, validate
+from allocator.models.fields import DeferDays
 
 
 class _RulesFile(BaseModel):
@@ -32,7 +33,7 @@ class _RulesFile(BaseModel):
 
     name: str = "variant"
     patterns: bool = True
-    max_defer_days: int | None = Field(default=None, ge=0)
+    max_defer_days: DeferDays | None = None  # the loaders' bound: rules may not exceed it
     type_limits: dict[ResourceType, int | None] = {}
     resource_limits: dict[str, int | None] = {}
     send_hours: dict[Channel, int] = {}

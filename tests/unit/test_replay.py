@@ -169,6 +169,16 @@ def test_bad_rules_file_is_a_clear_error(tmp_path: Path,
     assert "pigeon" in capsys.readouterr().err
 
 
+def test_rules_keep_the_loaders_bound_on_max_defer_days(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = write_history(tmp_path, leads=10, bad=False)
+    rules = tmp_path / "far.json"
+    rules.write_text('{"max_defer_days": 31}')
+    assert main(replay_args(paths, tmp_path / "o.jsonl", "--compare", str(rules))) == 2
+    assert "max_defer_days" in capsys.readouterr().err
+
+
 def test_a_line_that_is_not_utf8_is_skipped_and_named(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
