@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
@@ -10,6 +12,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from allocator.channels import DEFAULT_SEND_HOUR, Channel
 from allocator.decision import Schedule
+
+
+def _default_data_dir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "allocator"
 
 
 class Settings(BaseSettings):
@@ -59,6 +66,10 @@ class Settings(BaseSettings):
     producer_linger_ms: int = 5
     producer_max_batch_size: int = 16384
     web_port: int = 6066
+    # Where faust keeps its data folder (<app_id>-data). The worker keeps no
+    # state on disk (memory store; patterns come from the database), so the
+    # default is a cache folder, never the working directory.
+    data_dir: Path = Field(default_factory=_default_data_dir)
     # exactly_once needs Kafka transactions, which the embedded test broker
     # (Tansu 0.6.0) does not support; see topics.md, "Delivery guarantees".
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"

@@ -79,3 +79,18 @@ class LoadError(ValueError):
         self.problems = problems
         lines = "\n".join(f"  line {n}: {err.message}" for n, err in problems)
         super().__init__(f"{path}: {len(problems)} bad line(s), nothing written\n{lines}")
+
+
+class ServiceUnavailable(Exception):
+    """A service the allocator depends on (Redis, the database) failed in a way
+    that may pass: the caller retries, and never dead-letters for it.
+
+    The adapters (allocator/quota/redis_store.py, allocator/store/) raise it,
+    since only they know which of their drivers' errors mean "try again"; the
+    stream layer only retries it.
+    """
+
+    def __init__(self, service: str, cause: BaseException) -> None:
+        self.service = service
+        self.cause = cause
+        super().__init__(f"{service} unavailable: {type(cause).__name__}: {cause}")

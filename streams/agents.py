@@ -15,15 +15,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-import redis.exceptions
-import sqlalchemy.exc
-
 from allocator.decision import Decision
 from allocator.engine import AllocatorEngine, Undecidable
-from allocator.errors import InvalidRecord
+from allocator.errors import InvalidRecord, ServiceUnavailable
 from allocator.models import DLQ_KEY_BYTES, ScoredLead, dead_letter, parse_lead, parse_pattern
 from allocator.store import Database
-from allocator.store.database import save_pattern
 from streams.commits import Commits
 from streams.metrics import Metrics
 from streams.patterns import PatternFeed
@@ -31,38 +27,6 @@ from streams.patterns import PatternFeed
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# Failures of Redis, the database or the network: retried, never dead-lettered.
-_TRANSIENT: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.BusyLoadingError,
-    redis.exceptions.ReadOnlyError,
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.DisconnectionError,
-    ConnectionError,
-    TimeoutError,
-    OSError,
-)
-# PostgreSQL SQLSTATE classes that mean "try again": connection exception,
-# insufficient resources, operator intervention (shutdown, cannot connect now),
-# system error, transaction rollback (serialization, deadlock), and 55000, which
-# is what a database that does not accept connections answers.
-_TRANSIENT_SQLSTATES = ("08", "53", "57P", "58", "40", "55000")
-
-
-def is_transient(exc: BaseException) -> bool:
-    """A failure of a service the worker depends on, as opposed to a bug or bad data."""
-    if isinstance(exc, _TRANSIENT):
-        return True
-    if isinstance(exc, sqlalchemy.exc.DBAPIError):
-        # asyncpg's errors reach SQLAlchemy as plain DBAPIError; the code tells.
-        sqlstate = getattr(exc.orig, "sqlstate", None)
-        return exc.connection_invalidated or (
-            isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATES)
-        )
-    return False
 
 
 class Send(Protocol):
@@ -85,18 +49,14 @@ async def with_retry(
     metrics: Metrics,
     max_delay: float = 5.0,
 ) -> T:
-    """Run `attempt` until it succeeds, backing off on transient failures."""
+    """Run `attempt` until it succeeds, backing off while a service is unavailable."""
     delay = 0.1
     while True:
         try:
             return await attempt()
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
+        except ServiceUnavailable as exc:
             metrics.retries.labels(operation).inc()
-            log.warning(
-                "%s failed (%s: %s); retrying in %.1fs", operation, type(exc).__name__, exc, delay
-            )
+            log.warning("%s failed (%s); retrying in %.1fs", operation, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
 
@@ -250,13 +210,13 @@ class PatternFanOut:
                 deliveries.append(await self._dead.send(event, err))
                 continue
 
-            async def persist() -> None:
-                async with self._database.session() as db, db.begin():
-                    await save_pattern(db, pattern)  # noqa: B023  awaited before the loop moves on
-
             # Persisted before it is copied: a worker seeding its pattern book
             # from the database never misses a pattern that was copied.
-            await with_retry("save_pattern", persist, self._metrics)
+            await with_retry(
+                "save_pattern",
+                lambda: self._database.save_pattern(pattern),  # noqa: B023  awaited here
+                self._metrics,
+            )
             value = pattern.model_dump_json().encode()
             key = pattern.client_id.encode()
             for partition in range(self._partitions):

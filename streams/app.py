@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from typing import Any
 
@@ -66,9 +66,27 @@ async def _stay_stopped(commits: Commits) -> None:
     await asyncio.Event().wait()
 
 
+class AllocatorApp(faust.App):
+    """faust's App, closing the services the worker opened once its agents have stopped."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.closers: list[Callable[[], Awaitable[None]]] = []
+
+    async def on_shutdown(self) -> None:
+        # mode runs on_shutdown after every child service (the agents) stopped,
+        # so nothing uses the database or Redis any more.
+        await super().on_shutdown()
+        for close in self.closers:
+            try:
+                await close()
+            except Exception as exc:  # closing is best effort; the process ends anyway
+                log.warning("closing %s failed: %s", close, exc)
+
+
 def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     """Build the App; `lead_partitions` is the scored-leads topic's partition count."""
-    app = faust.App(
+    app = AllocatorApp(
         settings.app_id,
         broker=_brokers(settings.kafka_bootstrap_servers),
         store="memory://",
@@ -86,6 +104,7 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
         producer_linger_ms=settings.producer_linger_ms,
         producer_max_batch_size=settings.producer_max_batch_size,
         web_port=settings.web_port,
+        datadir=str(settings.data_dir / f"{settings.app_id}-data"),
         consumer_auto_offset_reset="earliest",
         processing_guarantee=settings.processing_guarantee,
     )
@@ -103,6 +122,7 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
         ),
         metrics,
     )
+    app.closers += [quota.close, database.close]
     directory = ClientDirectory(database.load_snapshot, ttl=settings.resource_cache_seconds)
     engine = AllocatorEngine(directory, quota, settings.schedule())
 
@@ -187,11 +207,8 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
 async def prepare(settings: Settings) -> dict[str, int]:
     """Before faust starts: the tables exist and the topics exist. (A missing table
     is not a transient failure, so no batch may run before the schema.)"""
-    database = Database(settings.database_url)  # its own engine: engines bind to a loop
-    try:
-        await database.create_schema()
-    finally:
-        await database.close()
+    async with Database(settings.database_url):  # its own engine: engines bind to a loop
+        pass
     return await ensure_topics(settings)
 
 

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from importlib.resources import files
 
+import redis.exceptions
 from redis.asyncio import Redis
 
 from allocator.channels import Channel
+from allocator.errors import ServiceUnavailable
 from allocator.quota.base import Held, LeadRequest, Reservation, ResourceQuota, counter_key
 
 _SCRIPT = files("allocator.quota").joinpath("reserve.lua").read_text()
@@ -60,8 +63,9 @@ class RedisQuotaStore:
 
     async def reserve(self, requests: Sequence[LeadRequest]) -> list[Held]:
         held: list[Held] = []
-        for start in range(0, len(requests), self._per_call):
-            held.extend(await self._reserve_chunk(requests[start : start + self._per_call]))
+        async with redis_outages():
+            for start in range(0, len(requests), self._per_call):
+                held.extend(await self._reserve_chunk(requests[start : start + self._per_call]))
         return held
 
     async def _reserve_chunk(self, requests: Sequence[LeadRequest]) -> list[Held]:
@@ -88,12 +92,13 @@ class RedisQuotaStore:
         if not resource_ids:
             return []
         keys = [counter_key(self._prefix, channel, rid, day) for rid in resource_ids]
-        values = await self._redis.mget(keys)
+        async with redis_outages():
+            values = await self._redis.mget(keys)
         return [int(v) if v is not None else 0 for v in values]
 
     async def increment(self, channel: Channel, resource_id: str, day: date) -> int:
         key = counter_key(self._prefix, channel, resource_id, day)
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with redis_outages(), self._redis.pipeline(transaction=True) as pipe:
             pipe.incr(key)
             pipe.expireat(key, self.expires_at(day))
             count, _ = await pipe.execute()
@@ -101,6 +106,28 @@ class RedisQuotaStore:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+# Failures that mean "Redis is not there right now"; anything else (a script
+# error, a key of the wrong type) is a bug and is raised as it is.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.ReadOnlyError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+@asynccontextmanager
+async def redis_outages() -> AsyncIterator[None]:
+    """Raise ServiceUnavailable for a Redis failure that may pass."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise ServiceUnavailable("redis", exc) from exc
 
 
 @lru_cache(maxsize=8192)

@@ -26,10 +26,14 @@ from allocator.models import (
 )
 from allocator.patterns import PatternSet, slot_of
 from allocator.store import schema
+from allocator.store.outages import database_outages
 
 
 class Database:
-    """Owns the engine; `create_schema` makes missing tables (idempotent)."""
+    """Owns the engine; `create_schema` makes missing tables (idempotent).
+
+    `async with Database(url) as db:` makes the schema and closes the engine after.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -46,13 +50,27 @@ class Database:
     async def close(self) -> None:
         await self.engine.dispose()
 
+    async def __aenter__(self) -> Database:
+        await self.create_schema()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # What the stream worker reads and writes: a failure that may pass raises
+    # ServiceUnavailable (store/outages.py), which the worker retries.
+
     async def load_snapshot(self) -> Snapshot:
-        async with self.session() as db:
+        async with database_outages(), self.session() as db:
             return await load_snapshot(db)
 
     async def load_patterns(self) -> dict[str, PatternSet]:
-        async with self.session() as db:
+        async with database_outages(), self.session() as db:
             return await all_patterns(db)
+
+    async def save_pattern(self, pattern: ConversionPattern) -> None:
+        async with database_outages(), self.session() as db, db.begin():
+            await save_pattern(db, pattern)
 
 
 def _dialect(db: AsyncSession) -> Dialect:
