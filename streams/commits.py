@@ -66,6 +66,9 @@ class OffsetLedger(Generic[E]):
         """Events pinned and not yet released."""
         return sum(len(queue) for queue in self._pending.values())
 
+    def pending(self) -> list[E]:
+        return [event for queue in self._pending.values() for _, event in queue]
+
 
 class BatchFailed(RuntimeError):
     """A batch could not finish; its records stay uncommitted until a restart."""
@@ -119,12 +122,29 @@ class Commits:
         """The batch cannot finish: nothing after it is ever released by this worker."""
         if self.failure is None:
             self.failure = exc
+            self._abandon_pinned()
             log.error(
                 "agent %s stopped: a batch could not finish (%s); its records and "
                 "everything after them stay uncommitted and come again after a restart",
                 self.name,
                 self.why,
             )
+
+    def _abandon_pinned(self) -> None:
+        """Stop faust from waiting for the pinned events to be acked.
+
+        faust waits, at shutdown and on a rebalance, until every message its
+        streams took has been acked (`Consumer.wait_empty`). These never will
+        be, so that they are never committed; without this a stopped agent
+        would also hang the worker's SIGTERM until it is killed. Dropping them
+        from the consumer's set of unacked messages does not ack them: their
+        offsets stay uncommitted and come again after a restart.
+        """
+        consumer = getattr(getattr(self._stream, "app", None), "consumer", None)
+        unacked = getattr(consumer, "_unacked_messages", None)
+        if unacked is not None:
+            for event in self._ledger.pending():
+                unacked.discard(event.message)
 
     @property
     def why(self) -> str | None:
