@@ -33,6 +33,13 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/stream_bench.py
 	$(BIN)/python bench/replay_bench.py
 
+# Apache Kafka 4.x (KRaft) for the tests and local runs: its jars, resolved
+# once with Maven from kafka/pom.xml into ~/.cache/allocator/kafka-<version>
+# (or ALLOCATOR_KAFKA_JARS). Idempotent; prints where they are.
+.PHONY: kafka
+kafka: $(BIN)/.installed
+	$(BIN)/python -m streams.kafka_local
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
