@@ -1,4 +1,4 @@
-"""The replay report: summary.json and an HTML page of plotly charts.
+"""The replay report: summary.json (compare.json) and an HTML page of plotly charts.
 
 The page embeds plotly.js, so it opens offline.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from allocator.channels import (
     REPORTED_STATUSES,
     Channel,
 )
-from allocator.tiers import DISPLAY_ORDER
+from allocator.replay.summary import Comparison, ReplaySummary
 
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 COLOURS = {
@@ -32,10 +33,8 @@ COLOURS = {
 }
 
 
-def per_day_figure(summary: dict[str, Any]) -> go.Figure:
-    channels = [
-        c.value for c in Channel if any(r["channel"] == c.value for r in summary["per_day"])
-    ]
+def per_day_figure(summary: ReplaySummary) -> go.Figure:
+    channels = [c.value for c in Channel if any(r.channel == c.value for r in summary.per_day)]
     fig = make_subplots(
         rows=max(len(channels), 1),
         cols=1,
@@ -45,13 +44,11 @@ def per_day_figure(summary: dict[str, Any]) -> go.Figure:
     )
     for row, channel in enumerate(channels, start=1):
         for status in REPORTED_STATUSES:
-            points = [
-                r for r in summary["per_day"] if r["channel"] == channel and r["status"] == status
-            ]
+            points = [r for r in summary.per_day if r.channel == channel and r.status == status]
             fig.add_trace(
                 go.Bar(
-                    x=[p["day"] for p in points],
-                    y=[p["count"] for p in points],
+                    x=[p.day for p in points],
+                    y=[p.count for p in points],
                     name=status,
                     marker_color=COLOURS[status],
                     legendgroup=status,
@@ -68,13 +65,20 @@ def per_day_figure(summary: dict[str, Any]) -> go.Figure:
     return fig
 
 
-def utilisation_figure(summary: dict[str, Any]) -> go.Figure:
-    rows = [r for r in summary["resources"] if r["daily_limit"]]
-    labels = [f"{r['client_id']}/{r['resource_id']}" for r in rows]
+def utilisation_figure(summary: ReplaySummary) -> go.Figure:
+    labels: list[str] = []
+    means: list[float] = []
+    peaks: list[float] = []
+    for r in summary.resources:
+        if r.mean_utilisation is None or r.peak_utilisation is None:
+            continue  # no daily limit: nothing to measure against
+        labels.append(f"{r.client_id}/{r.resource_id}")
+        means.append(100 * r.mean_utilisation)
+        peaks.append(100 * r.peak_utilisation)
     fig = go.Figure(
         [
-            go.Bar(name="mean per day", x=labels, y=[100 * r["mean_utilisation"] for r in rows]),
-            go.Bar(name="peak day", x=labels, y=[100 * r["peak_utilisation"] for r in rows]),
+            go.Bar(name="mean per day", x=labels, y=means),
+            go.Bar(name="peak day", x=labels, y=peaks),
         ]
     )
     fig.add_hline(y=100, line_dash="dash", annotation_text="daily limit")
@@ -87,22 +91,22 @@ def utilisation_figure(summary: dict[str, Any]) -> go.Figure:
     return fig
 
 
-def tier_figure(summary: dict[str, Any]) -> go.Figure:
-    order = [t.value for t in DISPLAY_ORDER if t.value in summary["by_tier"]]
-    tiers = summary["by_tier"]
+def tier_figure(summary: ReplaySummary) -> go.Figure:
+    tiers = summary.tiers_best_first()
+    order = [t.tier for t in tiers]
     fig = go.Figure(
         [
             go.Bar(
                 name=DEFERRED,
                 x=order,
                 marker_color=COLOURS[DEFERRED],
-                y=[100 * tiers[t]["deferred_share"] for t in order],
+                y=[100 * t.deferred_share for t in tiers],
             ),
             go.Bar(
                 name=EXHAUSTED,
                 x=order,
                 marker_color=COLOURS[EXHAUSTED],
-                y=[100 * tiers[t]["exhausted_share"] for t in order],
+                y=[100 * t.exhausted_share for t in tiers],
             ),
         ]
     )
@@ -115,10 +119,10 @@ def tier_figure(summary: dict[str, Any]) -> go.Figure:
     return fig
 
 
-def send_time_figure(summary: dict[str, Any]) -> go.Figure:
+def send_time_figure(summary: ReplaySummary) -> go.Figure:
     grid = [[0] * 24 for _ in range(7)]
-    for point in summary["send_times"]:
-        grid[point["weekday"]][point["hour"]] = point["count"]
+    for point in summary.send_times:
+        grid[point.weekday][point.hour] = point.count
     fig = go.Figure(
         go.Heatmap(z=grid, x=[f"{h:02d}" for h in range(24)], y=WEEKDAYS, colorscale="Blues")
     )
@@ -145,40 +149,31 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _comparison_html(comparison: dict[str, Any]) -> str:
-    statuses = comparison["statuses"]
-    status_rows = [
+def _comparison_html(comparison: Comparison) -> str:
+    base, variant = comparison.baseline, comparison.variant
+    status_rows: list[dict[str, Any]] = [
         {
             "status": s,
-            "baseline": statuses["baseline"][s],
-            "variant": statuses["variant"][s],
-            "change": statuses["variant"][s] - statuses["baseline"][s],
+            "baseline": base.statuses[s],
+            "variant": variant.statuses[s],
+            "change": variant.statuses[s] - base.statuses[s],
         }
         for s in REPORTED_STATUSES
     ]
     capacity: dict[tuple[str, str], dict[str, Any]] = {}
-    for side in ("baseline", "variant"):
-        for row in comparison["capacity_needed"][side]:
+    for side, summary in (("baseline", base), ("variant", variant)):
+        for row in summary.capacity_needed:
             entry = capacity.setdefault(
-                (row["client_id"], row["channel"]),
-                {"client_id": row["client_id"], "channel": row["channel"]},
+                (row.client_id, row.channel),
+                {"client_id": row.client_id, "channel": row.channel},
             )
-            entry[f"{side} peak demand"] = row["peak_demand"]
-            entry[f"{side} capacity"] = row["daily_capacity"]
-            entry[f"{side} shortfall"] = row["shortfall"]
-    moves = {
-        k: comparison[k]
-        for k in (
-            "sends_moved_in_time",
-            "sends_on_another_resource",
-            "sends_newly_served",
-            "sends_no_longer_served",
-        )
-    }
-    spread = comparison["usage_balance_spread"]
+            entry[f"{side} peak demand"] = row.peak_demand
+            entry[f"{side} capacity"] = row.daily_capacity
+            entry[f"{side} shortfall"] = row.shortfall
+    moves = comparison.changes.to_json()
     return (
-        f"<h2>Baseline vs {html.escape(comparison['variant']['name'])}</h2>"
-        f"<pre>{html.escape(json.dumps(comparison['variant'], indent=1))}</pre>"
+        f"<h2>Baseline vs {html.escape(variant.rules_name)}</h2>"
+        f"<pre>{html.escape(json.dumps(dict(variant.rules), indent=1))}</pre>"
         + _table(status_rows, ["status", "baseline", "variant", "change"])
         + "<h3>Sends that change</h3>"
         + _table([moves], list(moves))
@@ -196,18 +191,23 @@ def _comparison_html(comparison: dict[str, Any]) -> str:
             ],
         )
         + f"<p>Usage balance (mean max-min spread across equal-limit resources per day): "
-        f"baseline {spread['baseline']}, variant {spread['variant']}</p>"
+        f"baseline {base.usage_balance_spread}, variant {variant.usage_balance_spread}</p>"
     )
 
 
+def _json(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
 def write_report(
-    directory: str | Path, summary: dict[str, Any], comparison: dict[str, Any] | None = None
+    directory: str | Path, summary: ReplaySummary, comparison: Comparison | None = None
 ) -> Path:
+    """summary.json, compare.json with a comparison, and index.html; the page's path."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    (out / "summary.json").write_text(_json(summary.to_json()))
     if comparison is not None:
-        (out / "compare.json").write_text(json.dumps(comparison, indent=2, sort_keys=True) + "\n")
+        (out / "compare.json").write_text(_json(comparison.to_json()))
     figures = [
         per_day_figure(summary),
         utilisation_figure(summary),
@@ -219,9 +219,8 @@ def write_report(
         "</section>"
         for i, fig in enumerate(figures)
     )
-    statuses = summary["statuses"]
     overview = _table(
-        [{"leads": summary["leads"], "invalid records": summary["invalid_records"], **statuses}],
+        [{"leads": summary.leads, "invalid records": summary.invalid_records, **summary.statuses}],
         ["leads", "invalid records", *REPORTED_STATUSES],
     )
     page = f"""<!doctype html>
@@ -229,12 +228,12 @@ def write_report(
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head>
 <body><h1>Allocator replay report</h1>
-<p>Rules: {html.escape(summary["rules"]["name"])}</p>
+<p>Rules: {html.escape(summary.rules_name)}</p>
 {overview}
 <h2>Capacity needed to serve every lead on the day it asked for</h2>
 {
         _table(
-            summary["capacity_needed"],
+            [asdict(c) for c in summary.capacity_needed],
             ["client_id", "channel", "peak_day", "peak_demand", "daily_capacity", "shortfall"],
         )
     }

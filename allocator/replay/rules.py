@@ -54,7 +54,7 @@ class Rules:
     def from_file(cls, path: str | Path) -> Rules:
         try:
             raw = json.loads(Path(path).read_text())
-            spec = _RulesFile.model_validate(raw)
+            spec = validate(_RulesFile, raw)  # one line naming the field, as record errors do
             extra = tuple(validate(Resource, r) for r in spec.extra_resources)
         except (ValueError, InvalidRecord) as err:
             raise ValueError(f"{path}: {err}") from None

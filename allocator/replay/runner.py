@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from allocator.channels import ALLOCATED
 from allocator.decision import Schedule
@@ -22,7 +21,7 @@ from allocator.patterns import NO_PATTERNS, PatternSet
 from allocator.quota import QuotaStore
 from allocator.replay.rules import Rules
 from allocator.replay.sources import History
-from allocator.replay.summary import Summary
+from allocator.replay.summary import SendChanges, Summary
 
 # Per lead, per channel: (status, resource_id, send_at) for comparing runs.
 Outcome = dict[str, tuple[str, str | None, str | None]]
@@ -56,12 +55,6 @@ async def replay(
         summary.invalid[rejected.error.code] += 1
 
     leads = history.leads
-    # Patterns sort before leads of the same instant: "at or after its updated_at".
-    timeline = sorted(
-        [(p.updated_at, 0, i) for i, p in enumerate(history.patterns)]
-        + [(lead.scored_at, 1, i) for i, lead in enumerate(leads)],
-        key=lambda item: (item[0], item[1], item[2]),
-    )
     held: dict[str, PatternSet] = {}
     lines: list[str] = [""] * len(leads)
     undecidable: list[str] = []
@@ -95,24 +88,23 @@ async def replay(
         progress(len(pending))
         pending.clear()
 
-    for _, kind, index in timeline:
-        if kind == 0:
-            if pending:
-                await decide_pending()  # leads before this pattern see the old one
-            if rules.use_patterns:
-                pattern = history.patterns[index]
-                current = held.get(pattern.client_id, NO_PATTERNS)
-                held[pattern.client_id] = current.with_pattern(pattern)
-        else:
+    for index, event in history.in_event_time():
+        if isinstance(event, ScoredLead):
             pending.append(index)
             if len(pending) >= batch_size:
                 await decide_pending()
+        else:
+            if pending:
+                await decide_pending()  # leads before this pattern see the old one
+            if rules.use_patterns:
+                current = held.get(event.client_id, NO_PATTERNS)
+                held[event.client_id] = current.with_pattern(event)
     if pending:
         await decide_pending()
     return ReplayRun(rules, [line for line in lines if line], summary, outcomes, undecidable)
 
 
-def differences(base: ReplayRun, variant: ReplayRun) -> dict[str, Any]:
+def send_changes(base: ReplayRun, variant: ReplayRun) -> SendChanges:
     """How the variant's sends differ from the baseline's, lead by lead."""
     moved = resource_changed = newly_served = no_longer_served = 0
     for mine, theirs in zip(base.outcomes, variant.outcomes, strict=True):
@@ -129,21 +121,4 @@ def differences(base: ReplayRun, variant: ReplayRun) -> dict[str, Any]:
                 newly_served += 1
             elif served_a:
                 no_longer_served += 1
-    a_json, b_json = base.summary.to_json(), variant.summary.to_json()
-    return {
-        "baseline": base.rules.describe(),
-        "variant": variant.rules.describe(),
-        "sends_moved_in_time": moved,
-        "sends_on_another_resource": resource_changed,
-        "sends_newly_served": newly_served,
-        "sends_no_longer_served": no_longer_served,
-        "statuses": {"baseline": a_json["statuses"], "variant": b_json["statuses"]},
-        "usage_balance_spread": {
-            "baseline": a_json["usage_balance_spread"],
-            "variant": b_json["usage_balance_spread"],
-        },
-        "capacity_needed": {
-            "baseline": a_json["capacity_needed"],
-            "variant": b_json["capacity_needed"],
-        },
-    }
+    return SendChanges(moved, resource_changed, newly_served, no_longer_served)

@@ -1,4 +1,5 @@
-"""Where a replay's history comes from: JSON Lines files or a Kafka topic.
+"""Where a replay's history comes from (JSON Lines files or a Kafka topic), and
+the event-time order in which it is replayed.
 
 Invalid records are kept as `Rejected` (where, field, value) and never stop
 the replay or drop a valid one.
@@ -42,6 +43,18 @@ class History:
     patterns: list[ConversionPattern]
     rejected: list[Rejected]
 
+    def in_event_time(self) -> list[tuple[int, ScoredLead | ConversionPattern]]:
+        """Leads and patterns merged by event time (scored_at, updated_at), each with
+        its index in its own list. Among equal times a pattern comes first, because
+        it applies to leads scored at or after its updated_at; otherwise input order.
+        """
+        keyed: list[tuple[datetime, int, int, ScoredLead | ConversionPattern]] = [
+            (p.updated_at, 0, i, p) for i, p in enumerate(self.patterns)
+        ]
+        keyed += [(lead.scored_at, 1, i, lead) for i, lead in enumerate(self.leads)]
+        keyed.sort(key=lambda item: item[:3])
+        return [(index, event) for _, _, index, event in keyed]
+
 
 def parse_lead_data(data: dict[str, Any]) -> ScoredLead:
     return validate(ScoredLead, data)
@@ -69,18 +82,17 @@ class Bound:
 
     @classmethod
     def parse(cls, text: str | None) -> Bound | None:
+        """The bound `text` gives, or ValueError saying what is wrong with it."""
         if text is None:
             return None
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # isdigit() alone passes '²', which int() rejects
             return cls(offset=int(text))
         try:
             at = datetime.fromisoformat(text)
         except ValueError:
-            raise ValueError(
-                f"--from/--to: {text!r} is neither an offset nor a timestamp"
-            ) from None
+            raise ValueError("neither an offset nor an RFC 3339 time") from None
         if at.tzinfo is None:
-            raise ValueError(f"--from/--to: timestamp {text!r} needs a UTC offset")
+            raise ValueError("the time has no UTC offset")
         return cls(at=at)
 
 

@@ -1,21 +1,209 @@
-"""What a replay did, counted as it runs: the terminal summary, summary.json and
-the report's charts all read from here."""
+"""What a replay did: counted as it runs (`Summary`), then read as typed figures
+(`ReplaySummary`, and `Comparison` of two runs) by the terminal summary,
+summary.json, compare.json and the report's charts."""
 
 from __future__ import annotations
 
 import statistics
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from allocator.channels import ALLOCATED, DEFERRED, EXHAUSTED, REPORTED_STATUSES, reported_status
 from allocator.decision import Decision
 from allocator.directory import ClientSetup
 from allocator.models import ScoredLead
+from allocator.tiers import DISPLAY_ORDER
+
+# --- the figures, typed -------------------------------------------------------
+# Row types name their fields as summary.json names its keys, so that a row's
+# JSON is its asdict() and the two cannot drift apart.
+
+
+@dataclass(frozen=True)
+class TierCounts:
+    """One tier: its leads, and its channel entries by reported status."""
+
+    tier: str
+    leads: int
+    statuses: Mapping[str, int]  # every one of REPORTED_STATUSES, in that order
+
+    @property
+    def channel_entries(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def deferred_share(self) -> float:
+        return _share(self.statuses[DEFERRED], self.channel_entries)
+
+    @property
+    def exhausted_share(self) -> float:
+        return _share(self.statuses[EXHAUSTED], self.channel_entries)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "leads": self.leads,
+            "channel_entries": self.channel_entries,
+            **self.statuses,
+            "deferred_share": self.deferred_share,
+            "exhausted_share": self.exhausted_share,
+        }
+
+
+@dataclass(frozen=True)
+class EntryCount:
+    tier: str
+    channel: str
+    status: str
+    count: int
+
+
+@dataclass(frozen=True)
+class DayCount:
+    """Channel entries of one day: the send's quota day, else the day it asked for."""
+
+    day: str
+    channel: str
+    status: str
+    count: int
+
+
+@dataclass(frozen=True)
+class ResourceUse:
+    """One resource over the replay: days used, mean and peak share of its daily limit."""
+
+    client_id: str
+    channel: str
+    resource_id: str
+    daily_limit: int | None  # None: no daily cap
+    days: int
+    sends: int
+    mean_per_day: float
+    peak_per_day: int
+    mean_utilisation: float | None  # None when there is no limit to divide by
+    peak_utilisation: float | None
+
+
+@dataclass(frozen=True)
+class CapacityNeed:
+    """One client and channel: the busiest day's demand against its daily capacity."""
+
+    client_id: str
+    channel: str
+    peak_day: str
+    peak_demand: int
+    daily_capacity: int | None  # None: unlimited
+    shortfall: int
+
+
+@dataclass(frozen=True)
+class SendTimeCount:
+    weekday: int  # 0 = Monday
+    hour: int  # local to the send's zone
+    count: int
+
+
+@dataclass(frozen=True)
+class ReplaySummary:
+    """The figures of one replay, as summary.json holds them."""
+
+    rules: Mapping[str, Any]  # Rules.describe()
+    leads: int
+    invalid_by_code: Mapping[str, int]
+    statuses: Mapping[str, int]  # every one of REPORTED_STATUSES, in that order
+    by_tier: tuple[TierCounts, ...]  # by tier name, as summary.json lists them
+    entries: tuple[EntryCount, ...]
+    per_day: tuple[DayCount, ...]
+    resources: tuple[ResourceUse, ...]
+    capacity_needed: tuple[CapacityNeed, ...]
+    usage_balance_spread: float
+    send_times: tuple[SendTimeCount, ...]
+
+    @property
+    def rules_name(self) -> str:
+        return str(self.rules["name"])
+
+    @property
+    def invalid_records(self) -> int:
+        return sum(self.invalid_by_code.values())
+
+    @property
+    def channel_entries(self) -> int:
+        return sum(self.statuses.values())
+
+    def tiers_best_first(self) -> list[TierCounts]:
+        """The tiers that had leads, in the display order (hot first)."""
+        present = {t.tier: t for t in self.by_tier}
+        return [present[t.value] for t in DISPLAY_ORDER if t.value in present]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rules": dict(self.rules),
+            "leads": self.leads,
+            "invalid_records": self.invalid_records,
+            "invalid_by_code": dict(self.invalid_by_code),
+            "channel_entries": self.channel_entries,
+            "statuses": dict(self.statuses),
+            "by_tier": {t.tier: t.to_json() for t in self.by_tier},
+            "by_tier_channel_status": [asdict(e) for e in self.entries],
+            "per_day": [asdict(d) for d in self.per_day],
+            "resources": [asdict(r) for r in self.resources],
+            "capacity_needed": [asdict(c) for c in self.capacity_needed],
+            "usage_balance_spread": self.usage_balance_spread,
+            "send_times": [asdict(s) for s in self.send_times],
+        }
+
+
+@dataclass(frozen=True)
+class SendChanges:
+    """How the variant's sends differ from the baseline's, lead by lead and channel
+    by channel (counted by runner.send_changes)."""
+
+    moved_in_time: int = 0
+    on_another_resource: int = 0
+    newly_served: int = 0
+    no_longer_served: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        # This order is the terminal's and the report's table's.
+        return {
+            "sends_moved_in_time": self.moved_in_time,
+            "sends_on_another_resource": self.on_another_resource,
+            "sends_newly_served": self.newly_served,
+            "sends_no_longer_served": self.no_longer_served,
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The same history replayed under the baseline rules and under a variant."""
+
+    baseline: ReplaySummary
+    variant: ReplaySummary
+    changes: SendChanges
+
+    def to_json(self) -> dict[str, Any]:
+        sides = {"baseline": self.baseline, "variant": self.variant}
+        return {
+            "baseline": dict(self.baseline.rules),
+            "variant": dict(self.variant.rules),
+            **self.changes.to_json(),
+            "statuses": {k: dict(s.statuses) for k, s in sides.items()},
+            "usage_balance_spread": {k: s.usage_balance_spread for k, s in sides.items()},
+            "capacity_needed": {
+                k: [asdict(c) for c in s.capacity_needed] for k, s in sides.items()
+            },
+        }
+
+
+# --- the counting -------------------------------------------------------------
 
 
 @dataclass
 class Summary:
+    """Counts of one replay, added to lead by lead; `result()` reads them out."""
+
     rules: dict[str, Any]
     leads: int = 0
     invalid: Counter[str] = field(default_factory=Counter)  # error_code -> count
@@ -70,7 +258,17 @@ class Summary:
             totals[status] += n
         return totals
 
-    def utilisation(self) -> list[dict[str, Any]]:
+    def tier_counts(self) -> tuple[TierCounts, ...]:
+        rows = []
+        for tier, leads in sorted(self.tiers.items()):
+            counted: Counter[str] = Counter()
+            for (t, _, s), n in self.entries.items():
+                if t == tier:
+                    counted[s] += n
+            rows.append(TierCounts(tier, leads, {s: counted[s] for s in REPORTED_STATUSES}))
+        return tuple(rows)
+
+    def resource_use(self) -> tuple[ResourceUse, ...]:
         """Per resource: days used, mean and peak share of its daily limit."""
         by_resource: dict[tuple[str, str, str], list[int]] = {}
         for (client, channel, resource, _), n in sorted(self.usage.items()):
@@ -78,25 +276,24 @@ class Summary:
         rows = []
         for key, counts in sorted(by_resource.items()):
             limit = self.limits.get(key)
+            mean = statistics.fmean(counts)
             rows.append(
-                {
-                    "client_id": key[0],
-                    "channel": key[1],
-                    "resource_id": key[2],
-                    "daily_limit": limit,
-                    "days": len(counts),
-                    "sends": sum(counts),
-                    "mean_per_day": round(statistics.fmean(counts), 3),
-                    "peak_per_day": max(counts),
-                    "mean_utilisation": None
-                    if not limit
-                    else round(statistics.fmean(counts) / limit, 4),
-                    "peak_utilisation": None if not limit else round(max(counts) / limit, 4),
-                }
+                ResourceUse(
+                    client_id=key[0],
+                    channel=key[1],
+                    resource_id=key[2],
+                    daily_limit=limit,
+                    days=len(counts),
+                    sends=sum(counts),
+                    mean_per_day=round(mean, 3),
+                    peak_per_day=max(counts),
+                    mean_utilisation=None if not limit else round(mean / limit, 4),
+                    peak_utilisation=None if not limit else round(max(counts) / limit, 4),
+                )
             )
-        return rows
+        return tuple(rows)
 
-    def capacity_needed(self) -> list[dict[str, Any]]:
+    def capacity_needs(self) -> tuple[CapacityNeed, ...]:
         """Per client and channel: the busiest day's demand against today's capacity."""
         peaks: dict[tuple[str, str], tuple[int, str]] = {}
         for (client, channel, day), n in sorted(self.demand.items()):
@@ -106,16 +303,20 @@ class Summary:
         for (client, channel), (peak, day) in sorted(peaks.items()):
             capacity = self.capacity.get((client, channel))
             rows.append(
-                {
-                    "client_id": client,
-                    "channel": channel,
-                    "peak_day": day,
-                    "peak_demand": peak,
-                    "daily_capacity": capacity,
-                    "shortfall": 0 if capacity is None else max(0, peak - capacity),
-                }
+                CapacityNeed(
+                    client_id=client,
+                    channel=channel,
+                    peak_day=day,
+                    peak_demand=peak,
+                    daily_capacity=capacity,
+                    shortfall=0 if capacity is None else max(0, peak - capacity),
+                )
             )
-        return rows
+        return tuple(rows)
+
+    def capacity_needed(self) -> list[dict[str, Any]]:
+        """capacity_needs() as summary.json writes them."""
+        return [asdict(c) for c in self.capacity_needs()]
 
     def balance(self) -> float:
         """Mean over (client, channel, day) of the spread max-min of sends across
@@ -135,47 +336,24 @@ class Summary:
                 spreads.append(max(per_resource) - min(per_resource))
         return round(statistics.fmean(spreads), 4) if spreads else 0.0
 
-    def to_json(self) -> dict[str, Any]:
+    def result(self) -> ReplaySummary:
         totals = self.status_totals()
-        entries = sum(totals.values())
-        by_tier = {}
-        for tier, leads in sorted(self.tiers.items()):
-            tier_entries: Counter[str] = Counter()
-            for (t, _, s), n in self.entries.items():
-                if t == tier:
-                    tier_entries[s] += n
-            channel_entries = sum(tier_entries.values())
-            by_tier[tier] = {
-                "leads": leads,
-                "channel_entries": channel_entries,
-                **{s: tier_entries[s] for s in REPORTED_STATUSES},
-                "deferred_share": _share(tier_entries[DEFERRED], channel_entries),
-                "exhausted_share": _share(tier_entries[EXHAUSTED], channel_entries),
-            }
-        return {
-            "rules": self.rules,
-            "leads": self.leads,
-            "invalid_records": sum(self.invalid.values()),
-            "invalid_by_code": dict(sorted(self.invalid.items())),
-            "channel_entries": entries,
-            "statuses": {s: totals[s] for s in REPORTED_STATUSES},
-            "by_tier": by_tier,
-            "by_tier_channel_status": [
-                {"tier": t, "channel": c, "status": s, "count": n}
-                for (t, c, s), n in sorted(self.entries.items())
-            ],
-            "per_day": [
-                {"day": d, "channel": c, "status": s, "count": n}
-                for (d, c, s), n in sorted(self.per_day.items())
-            ],
-            "resources": self.utilisation(),
-            "capacity_needed": self.capacity_needed(),
-            "usage_balance_spread": self.balance(),
-            "send_times": [
-                {"weekday": w, "hour": h, "count": n}
-                for (w, h), n in sorted(self.send_times.items())
-            ],
-        }
+        return ReplaySummary(
+            rules=self.rules,
+            leads=self.leads,
+            invalid_by_code=dict(sorted(self.invalid.items())),
+            statuses={s: totals[s] for s in REPORTED_STATUSES},
+            by_tier=self.tier_counts(),
+            entries=tuple(EntryCount(*key, n) for key, n in sorted(self.entries.items())),
+            per_day=tuple(DayCount(*key, n) for key, n in sorted(self.per_day.items())),
+            resources=self.resource_use(),
+            capacity_needed=self.capacity_needs(),
+            usage_balance_spread=self.balance(),
+            send_times=tuple(SendTimeCount(*key, n) for key, n in sorted(self.send_times.items())),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return self.result().to_json()
 
 
 def _share(part: int, whole: int) -> float:

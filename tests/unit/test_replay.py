@@ -45,22 +45,32 @@ def test_pattern_mid_stream_changes_only_later_leads(tmp_path: Path) -> None:
     # Demo leads are scored every 2 minutes from 13:00Z; the patterns arrive at 15:00Z.
     paths = write_history(tmp_path, bad=False, pattern_time="2026-11-26T15:00:00+00:00")
     run(replay_args(paths, tmp_path / "out.jsonl"))
-    inputs = {json.loads(x)["event_id"]: json.loads(x) for x in
-              paths["leads"].read_text().splitlines()}
-    acme_hot_or_cool = [o for o in records(tmp_path / "out.jsonl")
-                        if o["client_id"] == "acme" and o["als_tier"] != "unqualified"]
-    before = [o for o in acme_hot_or_cool
-              if inputs[str(o["event_id"])]["scored_at"] < "2026-11-26T15:00:00"]
-    after = [o for o in acme_hot_or_cool
-             if inputs[str(o["event_id"])]["scored_at"] >= "2026-11-26T15:00:00"]
+    inputs = {
+        json.loads(x)["event_id"]: json.loads(x) for x in paths["leads"].read_text().splitlines()
+    }
+    acme_hot_or_cool = [
+        o
+        for o in records(tmp_path / "out.jsonl")
+        if o["client_id"] == "acme" and o["als_tier"] != "unqualified"
+    ]
+    before = [
+        o
+        for o in acme_hot_or_cool
+        if inputs[str(o["event_id"])]["scored_at"] < "2026-11-26T15:00:00"
+    ]
+    after = [
+        o
+        for o in acme_hot_or_cool
+        if inputs[str(o["event_id"])]["scored_at"] >= "2026-11-26T15:00:00"
+    ]
     assert before and after
     assert all(o["sequence_source"] == "default" for o in before)
     # acme's HOW pattern starts with linkedin, which cold leads may not use.
     assert all(o["sequence_source"] == "pattern" for o in after if o["als_tier"] != "cold")
-    at_the_instant = [o for o in after if inputs[str(o["event_id"])]["scored_at"]
-                      == "2026-11-26T15:00:00+00:00"]
-    assert all(o["sequence_source"] == "pattern" for o in at_the_instant
-               if o["als_tier"] != "cold")
+    at_the_instant = [
+        o for o in after if inputs[str(o["event_id"])]["scored_at"] == "2026-11-26T15:00:00+00:00"
+    ]
+    assert all(o["sequence_source"] == "pattern" for o in at_the_instant if o["als_tier"] != "cold")
 
 
 def test_invalid_lines_are_reported_and_valid_ones_all_allocated(
@@ -78,8 +88,7 @@ def test_invalid_lines_are_reported_and_valid_ones_all_allocated(
     assert len(records(tmp_path / "out.jsonl")) == valid
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["invalid_records"] == len(BAD_LINES)
-    assert summary["invalid_by_code"] == {"invalid_field": 1, "invalid_json": 1,
-                                          "missing_field": 1}
+    assert summary["invalid_by_code"] == {"invalid_field": 1, "invalid_json": 1, "missing_field": 1}
 
 
 def test_undecidable_lead_is_reported_not_fatal(
@@ -98,8 +107,10 @@ def test_undecidable_lead_is_reported_not_fatal(
     monkeypatch.setattr(allocator.engine, "_planned", failing)
     paths = write_history(tmp_path, leads=20, bad=False)
     with paths["leads"].open("a") as f:
-        f.write('{"lead_id": "far", "client_id": "acme", "als_score": 50, '
-                '"scored_at": "2026-11-26T23:00:00Z"}\n')
+        f.write(
+            '{"lead_id": "far", "client_id": "acme", "als_score": 50, '
+            '"scored_at": "2026-11-26T23:00:00Z"}\n'
+        )
     run(replay_args(paths, tmp_path / "out.jsonl", "--report", str(tmp_path / "r")))
     assert "lead 'far' cannot be decided" in capsys.readouterr().err
     assert len(records(tmp_path / "out.jsonl")) == 20
@@ -139,14 +150,23 @@ def test_summary_matches_output_and_report_renders(tmp_path: Path) -> None:
 def test_compare_reports_differences(tmp_path: Path) -> None:
     paths = write_history(tmp_path, bad=False)
     rules = tmp_path / "variant.json"
-    rules.write_text(json.dumps({
-        "name": "double limits", "type_limits": {"email_domain": 100, "linkedin_seat": 34},
-        "max_defer_days": 0,
-        "extra_resources": [{"client_id": "initech", "channel": "linkedin",
-                             "resource_id": "initech-seat"}],
-    }))
-    run(replay_args(paths, tmp_path / "out.jsonl", "--report", str(tmp_path / "r"),
-                    "--compare", str(rules)))
+    rules.write_text(
+        json.dumps(
+            {
+                "name": "double limits",
+                "type_limits": {"email_domain": 100, "linkedin_seat": 34},
+                "max_defer_days": 0,
+                "extra_resources": [
+                    {"client_id": "initech", "channel": "linkedin", "resource_id": "initech-seat"}
+                ],
+            }
+        )
+    )
+    run(
+        replay_args(
+            paths, tmp_path / "out.jsonl", "--report", str(tmp_path / "r"), "--compare", str(rules)
+        )
+    )
     comparison = json.loads((tmp_path / "r" / "compare.json").read_text())
     base, variant = comparison["statuses"]["baseline"], comparison["statuses"]["variant"]
     assert variant["deferred"] == 0 < base["deferred"]
@@ -160,13 +180,16 @@ def test_compare_reports_differences(tmp_path: Path) -> None:
     assert (tmp_path / "out.jsonl").read_text().count("\n") == 800
 
 
-def test_bad_rules_file_is_a_clear_error(tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_rules_file_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     paths = write_history(tmp_path, leads=10, bad=False)
     rules = tmp_path / "bad.json"
     rules.write_text('{"type_limits": {"pigeon": 3}}')
     assert main(replay_args(paths, tmp_path / "o.jsonl", "--compare", str(rules))) == 2
-    assert "pigeon" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(f"replay: --compare {rules}: ") and err.count("\n") == 1
+    assert "pigeon" in err
 
 
 def test_rules_keep_the_loaders_bound_on_max_defer_days(
@@ -204,8 +227,10 @@ def test_baseline_uses_the_configured_send_hours(
     hours: dict[str, set[str]] = {"email": set(), "linkedin": set()}
     for allocation in records(tmp_path / "out.jsonl"):
         for entry in allocation["channels"]:  # type: ignore[attr-defined]
-            if entry["channel"] in hours and entry["timing_source"] == "default" and (
-                entry["send_at"]
+            if (
+                entry["channel"] in hours
+                and entry["timing_source"] == "default"
+                and (entry["send_at"])
             ):
                 hours[entry["channel"]].add(entry["send_at"][11:19])  # local wall time
     assert hours == {"email": {"07:00:00"}, "linkedin": {"16:00:00"}}

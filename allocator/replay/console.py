@@ -1,0 +1,126 @@
+"""What `allocator replay` shows on the terminal: skipped records, the progress
+bar, and the summary and comparison tables, drawn from typed summaries."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from allocator.channels import REPORTED_STATUSES
+from allocator.replay.sources import Rejected
+from allocator.replay.summary import Comparison, ReplaySummary
+
+SHOWN_REJECTS = 20
+# Tables keep one shape when piped (logs, CI, tests): rich would otherwise fall
+# back to 80 columns, and wrap the summary's title.
+PIPED_WIDTH = 110
+
+
+class LeadsPerSecondColumn(ProgressColumn):
+    """The replay's speed in leads per second (rich's own speed column shows bytes)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.speed
+        return Text("" if speed is None else f"{speed:,.0f} leads/s")
+
+
+def _stdout() -> Console:
+    return Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
+
+
+def _stderr(line: str) -> None:
+    # Plain lines (no wrapping, no markup): these get grepped.
+    print(line, file=sys.stderr)
+
+
+def show_rejected(rejected: Sequence[Rejected]) -> None:
+    """The first SHOWN_REJECTS invalid records, one line each, then how many more."""
+    for one in rejected[:SHOWN_REJECTS]:
+        _stderr(f"skipped {one.describe()}")
+    if len(rejected) > SHOWN_REJECTS:
+        _stderr(f"... and {len(rejected) - SHOWN_REJECTS} more invalid records")
+
+
+def show_undecidable(messages: Sequence[str]) -> None:
+    for message in messages:
+        _stderr(f"skipped {message}")
+
+
+def show_report(page: Path) -> None:
+    _stderr(f"report: {page}")
+
+
+@contextmanager
+def progress(rules_name: str, total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr while the body replays `total` leads; yields the
+    function that advances it. Drawn only on a terminal, and never when quiet."""
+    err = Console(stderr=True)
+    columns = (
+        # A rules file names itself: brackets in it are text, not rich markup.
+        TextColumn(f"replay [{rules_name}]", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        LeadsPerSecondColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, disable=quiet or not err.is_terminal) as bar:
+        task = bar.add_task("replay", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def show_summary(summary: ReplaySummary, leads: int, seconds: float) -> None:
+    """The baseline's statuses by tier; `leads` were read in `seconds`."""
+    rate = leads / max(seconds, 1e-9)
+    table = Table(title=f"replay: {leads} leads in {seconds:.1f}s ({rate:,.0f} leads/s)")
+    table.add_column("tier")
+    table.add_column("leads", justify="right")
+    for status in REPORTED_STATUSES:
+        table.add_column(status, justify="right")
+    table.caption = (
+        "channel entries; allocated: on the day asked for, deferred: allocated on a later day"
+    )
+    for tier in summary.tiers_best_first():
+        table.add_row(
+            tier.tier, str(tier.leads), *(str(tier.statuses[s]) for s in REPORTED_STATUSES)
+        )
+    out = _stdout()
+    out.print(table)
+    out.print(f"invalid records: {summary.invalid_records}")
+
+
+def show_comparison(comparison: Comparison) -> None:
+    """Statuses side by side, then how the sends changed."""
+    table = Table(title=f"baseline vs {escape(comparison.variant.rules_name)}")
+    for column in ("status", "baseline", "variant", "change"):
+        table.add_column(column, justify="right")
+    for status in REPORTED_STATUSES:
+        a, b = comparison.baseline.statuses[status], comparison.variant.statuses[status]
+        table.add_row(status, str(a), str(b), f"{b - a:+d}")
+    out = _stdout()
+    out.print(table)
+    for key, count in comparison.changes.to_json().items():
+        out.print(f"{key.replace('_', ' ')}: {count}")
+    # Printed as the first release printed it (a dict's repr), since scripts may read it.
+    spread = {
+        "baseline": comparison.baseline.usage_balance_spread,
+        "variant": comparison.variant.usage_balance_spread,
+    }
+    out.print(f"usage balance spread: {spread}")
