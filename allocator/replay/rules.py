@@ -25,7 +25,7 @@ from allocator.channels import Channel, ResourceType
 from allocator.decision import Schedule
 from allocator.errors import InvalidRecord
 from allocator.models import Client, Resource, validate
-from allocator.models.fields import DeferDays
+from allocator.models.fields import Count, DeferDays, Hour
 
 
 class _RulesFile(BaseModel):
@@ -34,9 +34,11 @@ class _RulesFile(BaseModel):
     name: str = "variant"
     patterns: bool = True
     max_defer_days: DeferDays | None = None  # the loaders' bound: rules may not exceed it
-    type_limits: dict[ResourceType, int | None] = {}
-    resource_limits: dict[str, int | None] = {}
-    send_hours: dict[Channel, int] = {}
+    # The same bounds as the loaders and the settings: a rules file cannot ask
+    # for what no client or resource row could hold.
+    type_limits: dict[ResourceType, Count | None] = {}
+    resource_limits: dict[str, Count | None] = {}
+    send_hours: dict[Channel, Hour] = {}
     extra_resources: list[dict[str, Any]] = []
 
 

@@ -168,17 +168,14 @@ def test_a_file_that_is_not_json_is_refused_naming_the_file(tmp_path: Path) -> N
     assert str(caught.value).startswith(f"{path}: ")
 
 
-# Limits and hours are not bounded as the loaders bound them (a resource's
-# daily_limit is a Count, a pattern's hour an Hour): a send hour of 24 makes
-# most leads undecidable instead of refusing the file. Kept strict, so these
-# fail the day rules.py bounds them and the markers can go.
-@pytest.mark.xfail(strict=True, reason="rules.py: send_hours are not bounded to 0..23")
+# Limits and hours are bounded as the loaders bound them (a resource's
+# daily_limit is a Count, a pattern's hour an Hour): a send hour of 24 once
+# made most leads undecidable instead of refusing the file.
 def test_a_send_hour_out_of_the_day_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"send_hours\.email"):
         Rules.from_file(rules_file(tmp_path, {"send_hours": {"email": 24}}))
 
 
-@pytest.mark.xfail(strict=True, reason="rules.py: limits are not bounded to >= 0")
 def test_a_negative_limit_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"type_limits\.email_domain"):
         Rules.from_file(rules_file(tmp_path, {"type_limits": {"email_domain": -5}}))
