@@ -1,74 +1,28 @@
-"""AllocatorEngine: the design's API, composed from the decision core and the ports.
+"""AllocatorEngine: the design's per-call API, for library callers.
 
-The stream worker, the replay and library callers all decide through
-`AllocatorEngine.decide_detailed`, so no rule is written twice.
+It sits above the batch path (allocator/batch.py) and the store: `allocate`
+reads the lead and its client's patterns from the database, then decides
+through the same `BatchDecider` the stream worker and the replay use.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from collections.abc import Callable
+from datetime import date, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from allocator.batch import BatchDecider, utc_now, wall_clock
 from allocator.channels import Channel, ResourceType
-from allocator.decision import (
-    Decision,
-    LeadPlan,
-    Plan,
-    Schedule,
-    channel_sequence,
-    complete,
-    plan_lead,
-)
-from allocator.directory import ClientDirectory, ClientSetup, daily_limit, unknown_client
-from allocator.errors import ErrorCode, InvalidRecord
-from allocator.models import Allocation, Resource, ScoredLead, zone
-from allocator.patterns import PatternSet
-from allocator.quota.base import LeadRequest, QuotaStore, choose_resource
+from allocator.decision import Schedule, channel_sequence
+from allocator.directory import ClientDirectory, ClientSetup, daily_limit
+from allocator.models import Allocation, Resource, zone
+from allocator.quota.base import QuotaStore, choose_resource
 from allocator.store import database as queries
 from allocator.tiers import Tier
 from allocator.timing import send_slots
 
-log = logging.getLogger(__name__)
-
 AllocationResult = Allocation
-PatternLookup = Callable[[ScoredLead], PatternSet]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Undecidable:
-    """A valid lead the rules could not decide (e.g. a scored_at so far in the
-    future that no send day exists); it goes to the DLQ, the rest go on."""
-
-    lead: ScoredLead
-    error: InvalidRecord
-
-
-T = TypeVar("T")
-
-
-def _guarded(lead: ScoredLead, step: Callable[..., T], *args: Any) -> T | Undecidable:
-    # Only pure steps run here: any exception is about this lead's data, not I/O.
-    try:
-        return step(*args)
-    except Exception as exc:
-        message = f"lead {lead.lead_id!r} cannot be decided: {type(exc).__name__}: {exc}"
-        return Undecidable(lead, InvalidRecord(ErrorCode.UNDECIDABLE, None, None, message))
-
-
-def _planned(
-    lead: ScoredLead, setup: ClientSetup, patterns: PatternSet, schedule: Schedule
-) -> tuple[LeadPlan, LeadRequest | None]:
-    plan = plan_lead(lead, setup, patterns, schedule)
-    return plan, plan.request()
 
 
 class AllocatorEngine:
@@ -83,81 +37,7 @@ class AllocatorEngine:
         self.quota = quota
         self.schedule = schedule or Schedule()
         self.clock = clock
-        self.unknown_client_leads = 0
-        self._unknown_seen: set[str] = set()
-
-    # --- the batch path shared by stream, replay and library ----------------
-
-    async def decide(
-        self,
-        leads: Sequence[ScoredLead],
-        patterns: PatternLookup,
-        replay: bool = False,
-    ) -> list[Allocation]:
-        """Allocations in input order; InvalidRecord if a lead cannot be decided."""
-        allocations = []
-        for outcome in await self.decide_detailed(leads, patterns, replay):
-            if isinstance(outcome, Undecidable):
-                raise outcome.error
-            allocations.append(outcome.allocation)
-        return allocations
-
-    async def decide_detailed(
-        self,
-        leads: Sequence[ScoredLead],
-        patterns: PatternLookup,
-        replay: bool = False,
-    ) -> list[Decision | Undecidable]:
-        """Allocate a batch of leads with one quota round trip, in input order.
-
-        Live, decided_at is the wall clock; in a replay it is the lead's scored_at.
-        A lead the rules cannot decide comes back as Undecidable and costs the
-        others nothing; a failure of the quota store or the database raises.
-        """
-        snapshot = await self.directory.snapshot()
-        plans = [self._plan(lead, snapshot.get(lead.client_id), patterns) for lead in leads]
-        asked = [p[1] for p in plans if not isinstance(p, Undecidable) and p[1] is not None]
-        held = iter(await self.quota.reserve(asked) if asked else [])
-        now = self.clock()
-        decided: list[Decision | Undecidable] = []
-        for planned in plans:
-            if isinstance(planned, Undecidable):
-                decided.append(planned)
-                continue
-            plan, request = planned
-            decided_at = plan.lead.scored_at if replay else now
-            if request is None:
-                decided.append(_guarded(plan.lead, complete, plan.lead, plan.plan, (), decided_at))
-                continue
-            answer = next(held)
-            # A redelivery: complete from the plan held with the first answer.
-            first = plan.plan if answer.plan == request.plan else Plan.decode(answer.plan)
-            decided.append(
-                _guarded(plan.lead, complete, plan.lead, first, answer.picks, decided_at)
-            )
-        return decided
-
-    def _plan(
-        self, lead: ScoredLead, setup: ClientSetup | None, patterns: PatternLookup
-    ) -> tuple[LeadPlan, LeadRequest | None] | Undecidable:
-        return _guarded(
-            lead, _planned, lead, self._setup(setup, lead), patterns(lead), self.schedule
-        )
-
-    def _setup(self, setup: ClientSetup | None, lead: ScoredLead) -> ClientSetup:
-        if setup is not None:
-            return setup
-        # Not bad input: decided with no resources, counted and logged so that
-        # operators notice the missing setup (contract section 5).
-        self.unknown_client_leads += 1
-        if lead.client_id not in self._unknown_seen:
-            self._unknown_seen.add(lead.client_id)
-            log.warning(
-                "lead %s: client %r is not in the database; every channel no_resource",
-                lead.lead_id,
-                lead.client_id,
-            )
-        return unknown_client(lead.client_id)
+        self.decider = BatchDecider(directory, quota, self.schedule, wall_clock(clock))
 
     # --- the design's API ---------------------------------------------------
 
@@ -167,7 +47,7 @@ class AllocatorEngine:
         if lead is None:
             raise LookupError(f"lead_id {lead_id!r} of client_id {client_id!r} is not in leads")
         patterns = await queries.patterns_for(db, client_id)
-        [allocation] = await self.decide([lead], lambda _: patterns)
+        [allocation] = await self.decider.decide([lead], lambda _: patterns)
         return allocation
 
     async def select_resource(self, channel: Channel | str, client_id: str) -> Resource | None:

@@ -94,3 +94,17 @@ class ServiceUnavailable(Exception):
         self.service = service
         self.cause = cause
         super().__init__(f"{service} unavailable: {type(cause).__name__}: {cause}")
+
+
+class UndecidableLead(InvalidRecord):
+    """A lead that passed validation but that the rules could not decide: a
+    bug or a gap in the bounds, not bad input; dead-lettered as `undecidable`."""
+
+    def __init__(self, lead_id: str, cause: BaseException) -> None:
+        super().__init__(
+            ErrorCode.UNDECIDABLE,
+            None,
+            None,
+            f"lead {shown(lead_id)} cannot be decided: {type(cause).__name__}: {cause}",
+        )
+        self.cause = cause

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from allocator.batch import BatchDecider, Undecidable
 from allocator.decision import Decision
-from allocator.engine import AllocatorEngine, Undecidable
 from allocator.errors import InvalidRecord, ServiceUnavailable
 from allocator.models import DLQ_KEY_BYTES, ScoredLead, dead_letter, parse_lead, parse_pattern
 from allocator.store import Database
@@ -102,14 +102,14 @@ class LeadAllocator:
 
     def __init__(
         self,
-        engine: AllocatorEngine,
+        decider: BatchDecider,
         patterns: PatternFeed,
         send: Send,
         allocations_topic: str,
         dead_letters: DeadLetters,
         metrics: Metrics,
     ) -> None:
-        self._engine = engine
+        self._decider = decider
         self._patterns = patterns
         self._send = send
         self._topic = allocations_topic
@@ -141,7 +141,7 @@ class LeadAllocator:
         patterns = self._patterns.get
         outcomes = await with_retry(
             "allocate",
-            lambda: self._engine.decide_detailed(leads, lambda lead: patterns(lead.client_id)),
+            lambda: self._decider.decide_detailed(leads, lambda lead: patterns(lead.client_id)),
             self._metrics,
         )
         decisions = []
@@ -167,7 +167,7 @@ class LeadAllocator:
         )
 
     def _count_unknown_clients(self) -> None:
-        total = self._engine.unknown_client_leads
+        total = self._decider.unknown_client_leads
         if total > self._unknown_seen:
             self._metrics.unknown_client_leads.inc(total - self._unknown_seen)
             self._unknown_seen = total

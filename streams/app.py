@@ -17,10 +17,10 @@ from typing import Any
 
 import faust
 
+from allocator.batch import BatchDecider
 from allocator.channels import Channel
 from allocator.config import Settings
 from allocator.directory import ClientDirectory
-from allocator.engine import AllocatorEngine
 from allocator.errors import InvalidRecord
 from allocator.quota import Held, LeadRequest, QuotaStore, open_quota_store
 from allocator.store import Database
@@ -124,7 +124,7 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     )
     app.closers += [quota.close, database.close]
     directory = ClientDirectory(database.load_snapshot, ttl=settings.resource_cache_seconds)
-    engine = AllocatorEngine(directory, quota, settings.schedule())
+    decider = BatchDecider(directory, quota, settings.schedule())
 
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     leads_topic = app.topic(settings.topic_scored_leads, **raw)
@@ -149,7 +149,9 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
         return app.producer.send(topic, key, value, partition, timestamp, headers)
 
     dead_letters = DeadLetters(send, settings.topic_dlq, metrics)
-    allocator = LeadAllocator(engine, feed, send, settings.topic_allocations, dead_letters, metrics)
+    allocator = LeadAllocator(
+        decider, feed, send, settings.topic_allocations, dead_letters, metrics
+    )
     fan_out = PatternFanOut(
         database, send, fanout_topic.get_topic_name(), lead_partitions, dead_letters, metrics
     )

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from allocator.batch import BatchDecider, Undecidable, event_time
 from allocator.channels import ALLOCATED
 from allocator.decision import Schedule
 from allocator.directory import ClientDirectory, build_snapshot, unknown_client
-from allocator.engine import AllocatorEngine, Undecidable
 from allocator.models import Client, Resource, ScoredLead
 from allocator.patterns import NO_PATTERNS, PatternSet
 from allocator.quota import QuotaStore
@@ -49,7 +49,9 @@ async def replay(
 ) -> ReplayRun:
     clients, resources = rules.apply(clients, resources)
     snapshot = build_snapshot(clients, resources)
-    engine = AllocatorEngine(ClientDirectory.fixed(snapshot), quota, rules.schedule(schedule))
+    decider = BatchDecider(
+        ClientDirectory.fixed(snapshot), quota, rules.schedule(schedule), event_time
+    )
     summary = Summary(rules.describe())
     for rejected in history.rejected:
         summary.invalid[rejected.error.code] += 1
@@ -66,7 +68,7 @@ async def replay(
 
     async def decide_pending() -> None:
         batch = [leads[i] for i in pending]
-        decisions = await engine.decide_detailed(batch, patterns_of, replay=True)
+        decisions = await decider.decide_detailed(batch, patterns_of)
         for index, lead, decision in zip(pending, batch, decisions, strict=True):
             if isinstance(decision, Undecidable):
                 summary.invalid[decision.error.code] += 1

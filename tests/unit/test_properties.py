@@ -9,9 +9,9 @@ from datetime import date
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from allocator.batch import BatchDecider, event_time
 from allocator.channels import Channel
 from allocator.directory import ClientDirectory, build_snapshot
-from allocator.engine import AllocatorEngine
 from allocator.patterns import NO_PATTERNS
 from allocator.quota import MemoryQuotaStore, ResourceQuota, choose_resource
 from tests.factories import ask, client, lead, resource
@@ -77,8 +77,10 @@ def test_same_input_and_counters_same_output(
     )
 
     async def run() -> list[str]:
-        eng = AllocatorEngine(ClientDirectory.fixed(snapshot), MemoryQuotaStore())
-        out = await eng.decide(rows, lambda _: NO_PATTERNS, replay=True)
+        eng = BatchDecider(
+            ClientDirectory.fixed(snapshot), MemoryQuotaStore(), decided_at=event_time
+        )
+        out = await eng.decide(rows, lambda _: NO_PATTERNS)
         return [a.model_dump_json() for a in out]
 
     assert asyncio.run(run()) == asyncio.run(run())

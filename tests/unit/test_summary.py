@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from allocator.batch import BatchDecider, event_time
 from allocator.decision import Decision
 from allocator.directory import ClientDirectory, build_snapshot
-from allocator.engine import AllocatorEngine
 from allocator.patterns import NO_PATTERNS
 from allocator.quota import MemoryQuotaStore
 from allocator.replay.summary import Summary
@@ -40,9 +40,11 @@ async def test_metrics_and_the_replay_summary_count_the_same_statuses() -> None:
     # One email domain with room for one send a day, for three hot leads of the
     # same instant: the first is sent that day, the other two on later days.
     snapshot = build_snapshot([client()], [resource("email", "d1", limit=1)])
-    engine = AllocatorEngine(ClientDirectory.fixed(snapshot), MemoryQuotaStore())
+    engine = BatchDecider(
+        ClientDirectory.fixed(snapshot), MemoryQuotaStore(), decided_at=event_time
+    )
     leads = [lead(90, lead_id=f"l{i}") for i in range(3)]
-    decisions = await engine.decide_detailed(leads, lambda _: NO_PATTERNS, replay=True)
+    decisions = await engine.decide_detailed(leads, lambda _: NO_PATTERNS)
     assert all(isinstance(d, Decision) for d in decisions)
     expected = {("hot", "email", "allocated"): 1, ("hot", "email", "deferred"): 2}
     expected |= {("hot", c, "no_resource"): 3 for c in ("linkedin", "voice", "sms", "direct_mail")}

@@ -1,27 +1,27 @@
-"""The allocation rules end to end over the in-memory quota store."""
+"""The batch path: the allocation rules end to end over the in-memory quota store."""
 
 from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, date, datetime
 
+from allocator.batch import BatchDecider, event_time
 from allocator.channels import Channel
 from allocator.directory import ClientDirectory, build_snapshot
-from allocator.engine import AllocatorEngine
 from allocator.models import Allocation, Client, Resource, ScoredLead
 from allocator.patterns import NO_PATTERNS, PatternSet
 from allocator.quota import MemoryQuotaStore
 from tests.factories import client, how, lead, resource, when
 
 
-def engine(clients: list[Client], resources: list[Resource]) -> AllocatorEngine:
-    return AllocatorEngine(ClientDirectory.fixed(build_snapshot(clients, resources)),
-                           MemoryQuotaStore())
+def engine(clients: list[Client], resources: list[Resource]) -> BatchDecider:
+    return BatchDecider(ClientDirectory.fixed(build_snapshot(clients, resources)),
+                        MemoryQuotaStore(), decided_at=event_time)
 
 
-async def decide(eng: AllocatorEngine, leads: list[ScoredLead],
+async def decide(eng: BatchDecider, leads: list[ScoredLead],
                  patterns: PatternSet = NO_PATTERNS) -> list[Allocation]:
-    return await eng.decide(leads, lambda _: patterns, replay=True)
+    return await eng.decide(leads, lambda _: patterns)
 
 
 def many(n: int, score: int = 90, **extra: object) -> list[ScoredLead]:
@@ -141,7 +141,7 @@ async def test_lead_in_other_zone_uses_client_day() -> None:
 async def test_undecidable_lead_costs_the_others_nothing() -> None:
     import pytest
 
-    from allocator.engine import Undecidable
+    from allocator.batch import Undecidable
     from allocator.errors import InvalidRecord
 
     eng = engine([client()], [resource("email", "d1")])
@@ -150,7 +150,7 @@ async def test_undecidable_lead_costs_the_others_nothing() -> None:
         **lead(25, lead_id="far").model_dump(), "scored_at": datetime(9999, 12, 31, 23, tzinfo=UTC)
     })
     out = await eng.decide_detailed([lead(25, lead_id="a"), far, lead(25, lead_id="b")],
-                                    lambda _: NO_PATTERNS, replay=True)
+                                    lambda _: NO_PATTERNS)
     assert isinstance(out[1], Undecidable) and out[1].error.code == "undecidable"
     assert "far" in out[1].error.message and "OverflowError" in out[1].error.message
     assert [o.allocation.lead_id for o in (out[0], out[2])] == ["a", "b"]  # type: ignore[union-attr]
@@ -167,7 +167,7 @@ async def _redelivered_after(change: str) -> tuple[Allocation, Allocation, Memor
     store = MemoryQuotaStore()
     seats = [resource("linkedin", "s1"), resource("email", "d1")]
     first_setup = build_snapshot([client(max_defer_days=3)], seats)
-    eng = AllocatorEngine(ClientDirectory.fixed(first_setup), store)
+    eng = BatchDecider(ClientDirectory.fixed(first_setup), store)
     the_lead = lead(70, event_id="ev-1")
     [first] = await eng.decide([the_lead], lambda _: NO_PATTERNS)
     patterns = NO_PATTERNS
