@@ -88,15 +88,11 @@ def _load(table: str, path: str) -> int:
     url = Settings().database_url
 
     async def write() -> None:
-        db = Database(url)
-        try:
-            await db.create_schema()
+        async with Database(url) as db:
             if table == "clients":
                 await write_clients(db, clients)
             else:
                 await write_resources(db, resources)
-        finally:
-            await db.close()
 
     try:
         asyncio.run(write())
