@@ -23,12 +23,14 @@ from allocator.channels import Channel
 from allocator.quota import ChannelAsk, LeadRequest, ResourceQuota, choose_resource
 from allocator.quota.base import counter_key
 from allocator.quota.redis_store import RedisQuotaStore
+from streams.local import forget_keys
 
 DAY = date(2026, 11, 27)
 
 
-async def batched(url: str, prefix: str, leads: int, batch: int,
-                  resources: tuple[ResourceQuota, ...]) -> float:
+async def batched(
+    url: str, prefix: str, leads: int, batch: int, resources: tuple[ResourceQuota, ...]
+) -> float:
     store = RedisQuotaStore.from_url(url, prefix=prefix)
     asks = (ChannelAsk(Channel.EMAIL, (DAY,), resources),)
     requests = [LeadRequest(f"ev-{i}", "plan", asks, DAY) for i in range(leads)]
@@ -40,8 +42,9 @@ async def batched(url: str, prefix: str, leads: int, batch: int,
     return leads / elapsed
 
 
-async def naive(url: str, prefix: str, leads: int, resources: tuple[ResourceQuota, ...],
-                clients: int = 1) -> tuple[float, int]:
+async def naive(
+    url: str, prefix: str, leads: int, resources: tuple[ResourceQuota, ...], clients: int = 1
+) -> tuple[float, int]:
     """The design's select_resource + increment_usage, per lead; returns (rate, overshoot)."""
     redis = Redis.from_url(url, decode_responses=True)
     keys = [counter_key(prefix, Channel.EMAIL, r.resource_id, DAY) for r in resources]
@@ -58,19 +61,15 @@ async def naive(url: str, prefix: str, leads: int, resources: tuple[ResourceQuot
     elapsed = time.perf_counter() - start
     final = [int(await redis.get(k) or 0) for k in keys]
     overshoot = sum(max(0, c - (r.limit or c)) for c, r in zip(final, resources, strict=True))
-    await cleanup(redis, prefix)
     await redis.aclose()
+    forget_keys(url, prefix)
     return leads / elapsed, overshoot
 
 
-async def cleanup(redis: Redis, prefix: str) -> None:
-    async for key in redis.scan_iter(match=f"{prefix}*", count=1000):
-        await redis.delete(key)
-
-
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--leads", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
@@ -84,18 +83,24 @@ async def main() -> None:
     slow, _ = await naive(args.redis, f"bench:{run}:n:", args.leads, roomy)
     _, overshoot = await naive(args.redis, f"bench:{run}:o:", 2000, tight, clients=8)
     await batched(args.redis, f"bench:{run}:t:", 2000, args.batch, tight)
-    tight_counts = [int(v or 0) for v in await redis.mget(
-        [counter_key(f"bench:{run}:t:", Channel.EMAIL, r.resource_id, DAY) for r in tight])]
-    await cleanup(redis, f"bench:{run}:")
+    tight_counts = [
+        int(v or 0)
+        for v in await redis.mget(
+            [counter_key(f"bench:{run}:t:", Channel.EMAIL, r.resource_id, DAY) for r in tight]
+        )
+    ]
     await redis.aclose()
+    forget_keys(args.redis, f"bench:{run}:")
 
     print(f"{args.leads} reservations over 5 resources, batches of {args.batch}")
     print(f"  batched Lua reservation    {fast:>10,.0f} reservations/s")
     print(f"  naive check-then-increment {slow:>10,.0f} reservations/s")
     print(f"  ratio batched / naive      {fast / slow:>10.1f}x")
     print("2,000 leads, 3 seats of 17, 8 concurrent clients:")
-    print(f"  naive: {overshoot} reservations past the limits; "
-          f"batched: counters {tight_counts} (limit 17)")
+    print(
+        f"  naive: {overshoot} reservations past the limits; "
+        f"batched: counters {tight_counts} (limit 17)"
+    )
 
 
 if __name__ == "__main__":

@@ -16,14 +16,13 @@ import time
 from pathlib import Path
 
 from streams.cli import main
-from streams.demo import sample_leads, sample_patterns
-
-SAMPLES = Path(__file__).resolve().parents[1] / "streams" / "samples"
+from streams.samples import SAMPLES_DIR, sample_leads, sample_patterns
 
 
 def main_bench() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--leads", type=int, default=200_000)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="allocator-replay-bench-"))
@@ -42,10 +41,22 @@ def main_bench() -> None:
     assert len(parsed) == args.leads
 
     start = time.perf_counter()
-    code = main(["replay", "--leads", str(leads), "--patterns", str(patterns),
-                 "--clients", str(SAMPLES / "clients.jsonl"),
-                 "--resources", str(SAMPLES / "resources.jsonl"),
-                 "--out", str(workdir / "out.jsonl"), "--quiet"])
+    code = main(
+        [
+            "replay",
+            "--leads",
+            str(leads),
+            "--patterns",
+            str(patterns),
+            "--clients",
+            str(SAMPLES_DIR / "clients.jsonl"),
+            "--resources",
+            str(SAMPLES_DIR / "resources.jsonl"),
+            "--out",
+            str(workdir / "out.jsonl"),
+            "--quiet",
+        ]
+    )
     replay_seconds = time.perf_counter() - start
     assert code == 0
     written = sum(1 for _ in (workdir / "out.jsonl").open())

@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,12 +23,19 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from redis import Redis
+from aiokafka import AIOKafkaProducer
 
 from allocator.config import Settings
-from streams.broker import EmbeddedBroker, free_port, stop_process
-from streams.demo import TEST_BROKER_TIMINGS, _prepare, sample_leads, wait_ready
+from streams.local import (
+    ALLOCATOR_COMMAND,
+    SHORT_GROUP_TIMINGS,
+    EmbeddedBroker,
+    forget_keys,
+    prepare,
+    read_topic,
+    start_worker,
+)
+from streams.samples import sample_leads
 from streams.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,8 +49,20 @@ class Result:
     p99_ms: float
 
 
-async def produce(bootstrap: str, topic: str, rows: list[dict[str, object]],
-                  rate: float | None = None) -> dict[bytes, int]:
+@dataclass(frozen=True)
+class Load:
+    """What every variant is measured with: the broker, the leads and their pace."""
+
+    bootstrap: str
+    leads: int
+    paced: int
+    rate: float
+    workdir: Path
+
+
+async def produce(
+    bootstrap: str, topic: str, rows: list[dict[str, object]], rate: float | None = None
+) -> dict[bytes, int]:
     """Send rows keyed by lead_id; returns each key's create time (ms)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
     await producer.start()
@@ -68,47 +86,31 @@ async def produce(bootstrap: str, topic: str, rows: list[dict[str, object]],
 
 async def consume(bootstrap: str, topic: str, want: int, seconds: float) -> dict[bytes, int]:
     """key -> output create time (ms) of the first `want` records."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
+    # Poll once a second: the figures come from record timestamps, and a busy
+    # reader would take CPU from the worker on a 2-core machine.
+    records = await read_topic(bootstrap, topic, want, seconds, pause=1.0)
     seen: dict[bytes, int] = {}
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        deadline = time.monotonic() + seconds
-        while len(seen) < want and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500, max_records=50000)
-            for records in batch.values():
-                for record in records:
-                    if record.key is not None:
-                        seen.setdefault(record.key, record.timestamp)
-            if len(seen) < want:
-                # Poll once a second: the figures come from record timestamps, and
-                # a busy reader would take CPU from the worker on a 2-core machine.
-                await asyncio.sleep(1.0)
-    finally:
-        await consumer.stop()
+    for record in records:
+        if record.key is not None:
+            seen.setdefault(record.key, record.timestamp)
     return seen
 
 
-def start(cmd: list[str], env: dict[str, str], log: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([*cmd, "worker", "-l", "warn", "--web-port", str(port)],
-                            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    wait_ready(port, proc)
-    return proc
-
-
-
-
-async def measure(name: str, cmd: list[str], env: dict[str, str], source: str, sink: str,
-                  bootstrap: str, leads: int, paced: int, rate: float, workdir: Path) -> Result:
+async def measure(
+    name: str,
+    cmd: list[str],
+    env: dict[str, str],
+    source: str,
+    sink: str,
+    load: Load,
+) -> Result:
+    bootstrap, leads, paced = load.bootstrap, load.leads, load.paced
     backlog = sample_leads(leads, seed=1)
     for row in backlog:
         row["event_id"] = f"{name}-{row['event_id']}"
         row["lead_id"] = f"{name}-b-{row['lead_id']}"
     await produce(bootstrap, source, backlog)
-    port = free_port()
-    proc = start(cmd, env, workdir / f"{name}.log", port)
+    worker = start_worker(env, load.workdir / f"{name}.log", command=cmd)
     try:
         out = await consume(bootstrap, sink, leads, 300)
         assert len(out) >= leads, f"{name}: only {len(out)} of {leads} outputs"
@@ -119,84 +121,107 @@ async def measure(name: str, cmd: list[str], env: dict[str, str], source: str, s
         for row in live:
             row["event_id"] = f"{name}-p-{row['event_id']}"
             row["lead_id"] = f"{name}-p-{row['lead_id']}"
-        sent = await produce(bootstrap, source, live, rate)
+        sent = await produce(bootstrap, source, live, load.rate)
         out = await consume(bootstrap, sink, leads + paced, 120)
         latencies = sorted(out[k] - t for k, t in sent.items() if k in out)
         assert len(latencies) == paced, f"{name}: {len(latencies)} of {paced} paced outputs"
     finally:
-        stop_process(proc)
+        worker.stop()
     p99 = latencies[int(0.99 * (len(latencies) - 1))]
     return Result(name, throughput, statistics.median(latencies), p99)
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--leads", type=int, default=20000)
     parser.add_argument("--paced", type=int, default=3000)
     parser.add_argument("--rate", type=float, default=1000.0)
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved rounds per variant; medians are reported")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds per variant; medians are reported"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="allocator-bench-"))
     run = uuid.uuid4().hex[:8]
     redis_url = "redis://127.0.0.1:6379/0"
     with EmbeddedBroker() as broker:
-        base = {**os.environ, **TEST_BROKER_TIMINGS,
-                "ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap}
-        bare_env = dict(base)
-        alloc_env = {**base,
-                     "ALLOCATOR_APP_ID": f"bench-{run}",
-                     "ALLOCATOR_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/allocator.db",
-                     "ALLOCATOR_REDIS_URL": redis_url,
-                     "ALLOCATOR_QUOTA_KEY_PREFIX": f"bench:{run}:",
-                     "ALLOCATOR_TOPIC_SCORED_LEADS": f"leads-{run}",
-                     "ALLOCATOR_TOPIC_ALLOCATIONS": f"allocations-{run}",
-                     "ALLOCATOR_TOPIC_CONVERSION_PATTERNS": f"patterns-{run}",
-                     "ALLOCATOR_TOPIC_DLQ": f"dlq-{run}"}
-        settings = Settings.from_environment(alloc_env)
-        await _prepare(settings)
+        base = {
+            **os.environ,
+            **SHORT_GROUP_TIMINGS,
+            "ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        }
+
+        def allocator_env(tag: str) -> dict[str, str]:
+            """A worker of its own group and topics, on the shared database and Redis."""
+            return {
+                **base,
+                "ALLOCATOR_APP_ID": f"{tag}-{run}",
+                "ALLOCATOR_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/allocator.db",
+                "ALLOCATOR_REDIS_URL": redis_url,
+                "ALLOCATOR_QUOTA_KEY_PREFIX": f"bench:{run}:{tag}:",
+                "ALLOCATOR_TOPIC_SCORED_LEADS": f"{tag}-in-{run}",
+                "ALLOCATOR_TOPIC_ALLOCATIONS": f"{tag}-out-{run}",
+                "ALLOCATOR_TOPIC_CONVERSION_PATTERNS": f"patterns-{run}",
+                "ALLOCATOR_TOPIC_DLQ": f"dlq-{run}",
+            }
+
+        settings = Settings.from_environment(allocator_env("bench"))
+        await prepare(settings)
+        load = Load(broker.bootstrap, args.leads, args.paced, args.rate, workdir)
         bare_cmd = [sys.executable, str(ROOT / "bench" / "bare_forward.py")]
         rounds: dict[str, list[Result]] = {"bare": [], "bare-await": [], "allocator": []}
         for n in range(args.rounds):
             for name, wait in (("bare", "0"), ("bare-await", "1")):
                 tag = f"{name}-{n}"
-                env = {**bare_env, "BENCH_AWAIT": wait, "BENCH_APP_ID": f"{tag}-{run}",
-                       "BENCH_SOURCE": f"{tag}-in-{run}", "BENCH_SINK": f"{tag}-out-{run}"}
-                await ensure_topics(settings, [env["BENCH_SOURCE"], env["BENCH_SINK"]])
-                rounds[name].append(await measure(
-                    tag, bare_cmd, env, env["BENCH_SOURCE"], env["BENCH_SINK"],
-                    broker.bootstrap, args.leads, args.paced, args.rate, workdir))
+                env = {
+                    **base,
+                    "BENCH_AWAIT": wait,
+                    "BENCH_APP_ID": f"{tag}-{run}",
+                    "BENCH_SOURCE": f"{tag}-in-{run}",
+                    "BENCH_SINK": f"{tag}-out-{run}",
+                }
+                source, sink = env["BENCH_SOURCE"], env["BENCH_SINK"]
+                await ensure_topics(settings, [source, sink])
+                rounds[name].append(await measure(tag, bare_cmd, env, source, sink, load))
             tag = f"allocator-{n}"
-            env = {**alloc_env, "ALLOCATOR_APP_ID": f"{tag}-{run}",
-                   "ALLOCATOR_TOPIC_SCORED_LEADS": f"{tag}-in-{run}",
-                   "ALLOCATOR_TOPIC_ALLOCATIONS": f"{tag}-out-{run}",
-                   "ALLOCATOR_QUOTA_KEY_PREFIX": f"bench:{run}:{n}:"}
+            env = allocator_env(tag)
             round_settings = Settings.from_environment(env)
             await ensure_topics(round_settings)
-            rounds["allocator"].append(await measure(
-                tag, [sys.executable, "-m", "streams.cli"], env,
-                round_settings.topic_scored_leads, round_settings.topic_allocations,
-                broker.bootstrap, args.leads, args.paced, args.rate, workdir))
-    redis = Redis.from_url(redis_url)
-    for key in redis.scan_iter(match=f"bench:{run}:*", count=1000):
-        redis.delete(key)
-    print(f"{args.leads} leads backlog; latency at {args.rate:.0f} leads/s for {args.paced} "
-          f"leads; median of {args.rounds} interleaved rounds")
+            rounds["allocator"].append(
+                await measure(
+                    tag,
+                    list(ALLOCATOR_COMMAND),
+                    env,
+                    round_settings.topic_scored_leads,
+                    round_settings.topic_allocations,
+                    load,
+                )
+            )
+    forget_keys(redis_url, f"bench:{run}:")
+    print(
+        f"{args.leads} leads backlog; latency at {args.rate:.0f} leads/s for {args.paced} "
+        f"leads; median of {args.rounds} interleaved rounds"
+    )
     print(f"{'':14}{'records/s':>12}{'p50 ms':>10}{'p99 ms':>10}   each round's records/s")
     medians = {}
     for name, results in rounds.items():
-        r = Result(name, statistics.median(x.rate for x in results),
-                   statistics.median(x.p50_ms for x in results),
-                   statistics.median(x.p99_ms for x in results))
+        r = Result(
+            name,
+            statistics.median(x.rate for x in results),
+            statistics.median(x.p50_ms for x in results),
+            statistics.median(x.p99_ms for x in results),
+        )
         medians[name] = r
         each = " ".join(f"{x.rate:,.0f}" for x in results)
         print(f"{r.name:14}{r.rate:>12,.0f}{r.p50_ms:>10.1f}{r.p99_ms:>10.1f}   {each}")
     bare, bare_await, alloc = medians["bare"], medians["bare-await"], medians["allocator"]
     print(f"allocator / bare throughput:       {alloc.rate / bare.rate:.2f}")
     print(f"allocator / bare-await throughput: {alloc.rate / bare_await.rate:.2f}")
-    print("(latency on Tansu 0.6 is dominated by its fetch wait: faust asks for 1.5 s and "
-          "Tansu does not answer early when data arrives; see topics.md)")
+    print(
+        "(latency on Tansu 0.6 is dominated by its fetch wait: faust asks for 1.5 s and "
+        "Tansu does not answer early when data arrives; see topics.md)"
+    )
 
 
 if __name__ == "__main__":

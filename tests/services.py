@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from streams.local import own_redis_server, port_open
 
 # What this run talked to; tests/conftest.py prints it in the terminal summary
 # (pytest captures fixture output, so a print alone would not show).
@@ -26,20 +25,6 @@ def say(line: str) -> None:
     print(line)
 
 
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def docker_engine() -> bool:
     if not shutil.which("docker"):
         return False
@@ -47,15 +32,23 @@ def docker_engine() -> bool:
     return probe.returncode == 0
 
 
+def given_or_local(name: str, variable: str, port: int, local_url: str) -> str | None:
+    """The URL in `variable`, else `local_url` if a server listens on `port`, else None."""
+    url = os.environ.get(variable)
+    if url:
+        say(f"[services] {name} from {variable}: {url}")
+        return url
+    if port_open("127.0.0.1", port):
+        say(f"[services] {name}: the local server at 127.0.0.1:{port}")
+        return local_url
+    return None
+
+
 @contextmanager
 def redis_url() -> Iterator[str]:
-    url = os.environ.get("ALLOCATOR_TEST_REDIS_URL")
+    url = given_or_local("Redis", "ALLOCATOR_TEST_REDIS_URL", 6379, "redis://127.0.0.1:6379/0")
     if url:
-        say(f"[services] Redis from ALLOCATOR_TEST_REDIS_URL: {url}")
         yield url
-    elif port_open("127.0.0.1", 6379):
-        say("[services] Redis: the local server at 127.0.0.1:6379")
-        yield "redis://127.0.0.1:6379/0"
     elif shutil.which("redis-server"):
         with own_redis_server() as url:
             say(f"[services] Redis: own redis-server at {url}")
@@ -64,7 +57,9 @@ def redis_url() -> Iterator[str]:
         from testcontainers.redis import RedisContainer
 
         with RedisContainer() as container:
-            url = f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
+            url = (
+                f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
+            )
             say(f"[services] Redis: testcontainers {url}")
             yield url
     else:
@@ -72,37 +67,16 @@ def redis_url() -> Iterator[str]:
 
 
 @contextmanager
-def own_redis_server(port: int | None = None, data_dir: str | None = None) -> Iterator[str]:
-    """A redis-server of our own (for fault tests that stop and restart it)."""
-    port = port or free_port()
-    workdir = data_dir or tempfile.mkdtemp(prefix="allocator-redis-")
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir,
-         "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not port_open("127.0.0.1", port):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@contextmanager
 def postgres_server_url() -> Iterator[str]:
     """An asyncpg URL of a server where the tests may create databases."""
-    url = os.environ.get("ALLOCATOR_TEST_POSTGRES_URL")
+    url = given_or_local(
+        "PostgreSQL",
+        "ALLOCATOR_TEST_POSTGRES_URL",
+        5432,
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres",
+    )
     if url:
-        say(f"[services] PostgreSQL from ALLOCATOR_TEST_POSTGRES_URL: {url}")
         yield url
-    elif port_open("127.0.0.1", 5432):
-        say("[services] PostgreSQL: the local server at 127.0.0.1:5432")
-        yield "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
     elif docker_engine():
         from testcontainers.postgres import PostgresContainer
 

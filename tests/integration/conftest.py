@@ -1,3 +1,6 @@
+"""Fixtures of the integration tests: the services they talk to (Redis,
+PostgreSQL, a broker; tests/services.py finds them) and running pipelines."""
+
 from __future__ import annotations
 
 import os
@@ -8,16 +11,14 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 
 from allocator.store import Database
-from streams.broker import EmbeddedBroker
+from streams.local import EmbeddedBroker, forget_keys
+from streams.samples import SAMPLES_DIR
 from streams.topics import ensure_topics
 from tests import services
 from tests.integration.pipeline import Pipeline
-
-SAMPLES = Path(__file__).resolve().parents[2] / "streams" / "samples"
 
 pytestmark = pytest.mark.integration
 
@@ -29,14 +30,11 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture
-async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+def redis_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this test's own in the shared Redis; its keys are removed after."""
     prefix = f"test:{uuid.uuid4().hex[:12]}:"
     yield prefix
-    client = Redis.from_url(redis_url)
-    async for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        await client.delete(key)
-    await client.aclose()
+    forget_keys(redis_url, prefix)
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +46,10 @@ def postgres_server() -> Iterator[str]:
 async def _admin(server_url: str) -> asyncpg.Connection:
     url = make_url(server_url)
     return await asyncpg.connect(
-        user=url.username, password=url.password, host=url.host, port=url.port,
+        user=url.username,
+        password=url.password,
+        host=url.host,
+        port=url.port,
         database=url.database or "postgres",
     )
 
@@ -83,10 +84,7 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         else:
             server = request.getfixturevalue("postgres_server")
             url = await stack.enter_async_context(fresh_postgres(server))
-        db = Database(url)
-        await db.create_schema()
-        yield db
-        await db.close()
+        yield await stack.enter_async_context(Database(url))  # closed before the drop
 
 
 @pytest.fixture(scope="session")
@@ -109,17 +107,14 @@ async def running_pipeline(
     """Topics created, schema made and sample clients/resources loaded; workers stopped after."""
     pipeline = Pipeline(bootstrap, database_url, redis_url, workdir)
     for table in ("clients", "resources"):
-        done = pipeline.cli(table, "load", str(SAMPLES / f"{table}.jsonl"))
+        done = pipeline.cli(table, "load", str(SAMPLES_DIR / f"{table}.jsonl"))
         assert done.returncode == 0, done.stderr
     await ensure_topics(pipeline.settings)
     try:
         yield pipeline
     finally:
         pipeline.stop()
-        client = Redis.from_url(redis_url)
-        async for key in client.scan_iter(match=f"{pipeline.prefix}*", count=1000):
-            await client.delete(key)
-        await client.aclose()
+        forget_keys(redis_url, pipeline.prefix)
 
 
 @pytest.fixture
@@ -137,7 +132,8 @@ async def postgres_pipeline(
     broker_bootstrap: str, postgres_server: str, redis_url: str, tmp_path: Path
 ) -> AsyncIterator[Pipeline]:
     """A running_pipeline on a fresh PostgreSQL database, dropped after the test."""
-    async with fresh_postgres(postgres_server) as url, running_pipeline(
-        broker_bootstrap, url, redis_url, tmp_path
-    ) as pipeline:
+    async with (
+        fresh_postgres(postgres_server) as url,
+        running_pipeline(broker_bootstrap, url, redis_url, tmp_path) as pipeline,
+    ):
         yield pipeline

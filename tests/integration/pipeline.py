@@ -1,17 +1,17 @@
 """A running allocator for end-to-end tests: its own topics, group, database and
-Redis prefix on the shared broker; workers as real `allocator worker` processes;
-an independent client (confluent-kafka / librdkafka) to produce and read."""
+Redis prefix on the shared broker; workers as real `allocator worker` processes
+(streams/local.py); an independent client (confluent-kafka / librdkafka) to
+produce and read.
+
+The reader here is not streams.local.read_topic on purpose: the worker speaks
+aiokafka, so what the tests read back goes through another Kafka client."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,35 +20,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from allocator.config import Settings
-from streams.broker import free_port, stop_process
-from streams.demo import TEST_BROKER_TIMINGS
-
-
-@dataclass
-class Worker:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read()
-
-    def health(self) -> dict[str, Any]:
-        return json.loads(self.get("/health")[1])  # type: ignore[no-any-return]
-
-    def metrics(self) -> str:
-        return self.get("/metrics")[1].decode()
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        stop_process(self.process)
+from streams.local import ALLOCATOR_COMMAND, SHORT_GROUP_TIMINGS, Worker, start_worker
 
 
 @dataclass
@@ -60,8 +32,8 @@ class Pipeline:
     partitions: int = 4
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     workers: list[Worker] = field(default_factory=list)
-    # The short group timings of tests and the demo; {} keeps faust's defaults.
-    timings: dict[str, str] = field(default_factory=lambda: dict(TEST_BROKER_TIMINGS))
+    # The short group timings of local runs; {} keeps faust's defaults.
+    timings: dict[str, str] = field(default_factory=lambda: dict(SHORT_GROUP_TIMINGS))
 
     @property
     def env(self) -> dict[str, str]:
@@ -90,33 +62,24 @@ class Pipeline:
         return Settings.from_environment(self.env)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=self.env,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [*ALLOCATOR_COMMAND, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def start_worker(self, wait: bool = True) -> Worker:
-        port = free_port()
-        log = self.workdir / f"worker-{len(self.workers)}-{port}.log"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "-l", "info", "--web-port",
-             str(port)],
-            env=self.env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        )
-        worker = Worker(process, port, log)
-        self.workers.append(worker)
+        log = self.workdir / f"worker-{len(self.workers)}.log"
+        worker = start_worker(self.env, log, level="info", wait=False)
+        self.workers.append(worker)  # stopped with the pipeline even if it never gets ready
         if wait:
-            self.wait_ready(worker)
+            worker.wait_ready()
         return worker
 
     def wait_ready(self, worker: Worker, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if worker.process.poll() is not None:
-                raise RuntimeError(f"worker exited:\n{worker.log.read_text()[-3000:]}")
-            with contextlib.suppress(OSError):
-                if worker.get("/ready")[0] == 200:
-                    return
-            time.sleep(0.3)
-        raise RuntimeError(f"worker not ready:\n{worker.log.read_text()[-3000:]}")
+        worker.wait_ready(timeout)
 
     def stop(self) -> None:
         for worker in self.workers:
@@ -124,8 +87,12 @@ class Pipeline:
 
     # --- the independent client ---------------------------------------------
 
-    def produce(self, topic: str, records: list[tuple[bytes | None, bytes | None]],
-                partition: int | None = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        records: list[tuple[bytes | None, bytes | None]],
+        partition: int | None = None,
+    ) -> None:
         producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5})
         for key, value in records:
             if partition is None:
@@ -140,8 +107,14 @@ class Pipeline:
 
     def read(self, topic: str, want: int, timeout: float = 60) -> list[tuple[bytes | None, bytes]]:
         """At least `want` records of `topic` from the start, read without a group."""
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"r-{uuid.uuid4()}",
-                             "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"r-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+        )
         try:
             meta = consumer.list_topics(topic, timeout=10)
             partitions = meta.topics[topic].partitions

@@ -10,7 +10,7 @@ import time
 from redis.asyncio import Redis
 
 from allocator.models import derived_id
-from streams.demo import sample_leads
+from streams.samples import sample_leads
 from tests.integration.pipeline import Pipeline
 
 

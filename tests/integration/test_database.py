@@ -24,8 +24,8 @@ from allocator.store.database import (
 )
 from allocator.store.loaders import load_clients, load_resources
 from streams.cli import main
+from streams.local import free_port
 from tests.factories import how, lead, when
-from tests.services import free_port
 
 
 def jsonl(path: Path, rows: list[object]) -> Path:

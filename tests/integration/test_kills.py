@@ -12,7 +12,7 @@ from typing import Any
 
 from allocator.models import ScoredLead, validate
 from allocator.patterns import PatternSet
-from streams.demo import sample_leads, sample_patterns
+from streams.samples import sample_leads, sample_patterns
 from tests.integration.expect import (
     assert_counters_match,
     check_allocation,

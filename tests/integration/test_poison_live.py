@@ -9,7 +9,7 @@ import json
 import re
 from typing import Any
 
-from streams.demo import sample_leads
+from streams.samples import sample_leads
 from tests.integration.pipeline import Pipeline
 
 GOOD = {"lead_id": "p", "client_id": "acme", "als_score": 70,

@@ -13,8 +13,8 @@ from allocator.models import Client, Resource, ScoredLead, parse_pattern_data, v
 from allocator.patterns import PatternSet
 from allocator.store import Database
 from allocator.store.database import patterns_for
-from streams.demo import sample_leads, sample_patterns
-from tests.integration.conftest import SAMPLES
+from streams.samples import SAMPLES_DIR as SAMPLES
+from streams.samples import sample_leads, sample_patterns
 from tests.integration.expect import (
     assert_counters_match,
     check_allocation,

@@ -14,12 +14,12 @@ from sqlalchemy.engine import make_url
 
 from allocator.store import Database
 from allocator.store.database import patterns_for
-from streams.demo import sample_leads
+from streams.local import own_redis_server
+from streams.samples import sample_leads
 from tests.integration.conftest import _admin, running_pipeline
 from tests.integration.expect import assert_counters_match
 from tests.integration.pipeline import Pipeline
 from tests.integration.test_stream import await_patterns
-from tests.services import own_redis_server
 
 SAVE_PATTERN_RETRIES = 'allocator_transient_failures_total{operation="save_pattern"'
 
