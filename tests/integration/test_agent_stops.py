@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 
 from redis.asyncio import Redis
@@ -48,7 +49,8 @@ async def test_a_failing_batch_stops_the_agent_and_is_not_skipped(
 
     await redis.delete(hold_key)
     await redis.aclose()
-    worker.stop()
+    worker.stop()  # SIGTERM, and SIGKILL only if it has not exited within the grace period
+    assert worker.process.returncode != -signal.SIGKILL, "SIGTERM did not stop the worker"
     pipeline.start_worker()
     wanted = {"ev-stuck"} | {r["event_id"] for r in after}
     emitted = {a["event_id"] for a in pipeline.read_json(settings.topic_allocations, 41, 60)}
