@@ -16,7 +16,7 @@ demo: $(BIN)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check allocator streams tests bench
-	$(BIN)/ruff format --check allocator streams
+	$(BIN)/ruff format --check allocator streams tests bench
 	$(BIN)/mypy allocator streams
 
 test: lint
@@ -53,7 +53,7 @@ FUZZ_DIR ?= .hypothesis/atheris
 
 .PHONY: fuzz
 fuzz: $(BIN)/.installed
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/unit/test_fuzz.py
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/unit/allocator/models/test_fuzz.py
 	@if $(BIN)/python -c "import atheris" 2>/dev/null; then \
 		mkdir -p $(FUZZ_DIR)/corpus && \
 		$(BIN)/python -m tests.fuzz.fuzz_records -runs=$(FUZZ_RUNS) \

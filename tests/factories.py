@@ -26,33 +26,66 @@ def client(client_id: str = "acme", timezone: str = "UTC", max_defer_days: int =
 
 
 def resource(
-    channel: str, resource_id: str, client_id: str = "acme", limit: int | None = None,
+    channel: str,
+    resource_id: str,
+    client_id: str = "acme",
+    limit: int | None = None,
     active: bool = True,
 ) -> Resource:
     return Resource.model_validate(
-        {"client_id": client_id, "channel": channel, "resource_id": resource_id,
-         "daily_limit": limit, "active": active}
+        {
+            "client_id": client_id,
+            "channel": channel,
+            "resource_id": resource_id,
+            "daily_limit": limit,
+            "active": active,
+        }
     )
 
 
-def when(channel: str, day: int, hour: int, confidence: float = 0.9,
-         updated_at: str = "2026-01-01T00:00:00Z", client_id: str = "acme") -> WhenPattern:
+def when(
+    channel: str,
+    day: int,
+    hour: int,
+    confidence: float = 0.9,
+    updated_at: str = "2026-01-01T00:00:00Z",
+    client_id: str = "acme",
+) -> WhenPattern:
     return WhenPattern.model_validate(
-        {"client_id": client_id, "pattern_type": "when", "channel": channel, "optimal_day": day,
-         "optimal_hour": hour, "confidence": confidence, "updated_at": updated_at}
+        {
+            "client_id": client_id,
+            "pattern_type": "when",
+            "channel": channel,
+            "optimal_day": day,
+            "optimal_hour": hour,
+            "confidence": confidence,
+            "updated_at": updated_at,
+        }
     )
 
 
-def how(sequence: list[str], confidence: float = 0.9,
-        updated_at: str = "2026-01-01T00:00:00Z", client_id: str = "acme") -> HowPattern:
+def how(
+    sequence: list[str],
+    confidence: float = 0.9,
+    updated_at: str = "2026-01-01T00:00:00Z",
+    client_id: str = "acme",
+) -> HowPattern:
     return HowPattern.model_validate(
-        {"client_id": client_id, "pattern_type": "how", "winning_sequence": sequence,
-         "confidence": confidence, "updated_at": updated_at}
+        {
+            "client_id": client_id,
+            "pattern_type": "how",
+            "winning_sequence": sequence,
+            "confidence": confidence,
+            "updated_at": updated_at,
+        }
     )
 
 
 def ask(
-    hold_key: str, channel: Channel, days: tuple[date, ...], resources: tuple[ResourceQuota, ...],
+    hold_key: str,
+    channel: Channel,
+    days: tuple[date, ...],
+    resources: tuple[ResourceQuota, ...],
     plan: str = "plan",
 ) -> LeadRequest:
     """A lead that asks for one send of one channel."""

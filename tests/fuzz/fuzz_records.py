@@ -1,6 +1,6 @@
 """Coverage-guided fuzzing of the input boundary with atheris (libFuzzer), for long runs.
 
-The same property as tests/unit/test_fuzz.py, from raw bytes that libFuzzer
+The same property as tests/unit/allocator/models/test_fuzz.py, from raw bytes that libFuzzer
 mutates toward new branches of allocator/: every value parses as a lead and as
 a pattern or fails with an InvalidRecord of a known code, and every lead and
 pattern that parses is decided. Run by `make fuzz`, or:
@@ -20,7 +20,14 @@ import atheris
 
 with atheris.instrument_imports(include=["allocator"]):
     from allocator.models import parse_lead, parse_pattern
-    from tests.unit.test_fuzz import EDGE_LEADS, PATTERN_SETS, SETUPS, decide, parsed, pattern_set
+    from tests.unit.allocator.models.test_fuzz import (
+        EDGE_LEADS,
+        PATTERN_SETS,
+        SETUPS,
+        decide,
+        parsed,
+        pattern_set,
+    )
 
 
 def one_input(raw: bytes) -> None:

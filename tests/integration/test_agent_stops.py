@@ -27,8 +27,13 @@ async def test_a_failing_batch_stops_the_agent_and_is_not_skipped(
     hold_key = f"{pipeline.prefix}allocator:held:{derived_id('held', 'acme', 'ev-stuck')}"
     await redis.rpush(hold_key, "not a held answer")
 
-    stuck = {"event_id": "ev-stuck", "lead_id": "stuck", "client_id": "acme", "als_score": 70,
-             "scored_at": "2026-11-26T12:00:00+00:00"}
+    stuck = {
+        "event_id": "ev-stuck",
+        "lead_id": "stuck",
+        "client_id": "acme",
+        "als_score": 70,
+        "scored_at": "2026-11-26T12:00:00+00:00",
+    }
     after = sample_leads(40, seed=43)
     records = [(b"stuck", json.dumps(stuck).encode())]
     records += [(r["lead_id"].encode(), json.dumps(r).encode()) for r in after]

@@ -23,8 +23,9 @@ async def test_transactions_on_this_broker(broker_bootstrap: str) -> None:
     await admin.start()
     await admin.create_topics([NewTopic(topic, 1, 1)])
     await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=broker_bootstrap,
-                                transactional_id=f"tx-{uuid.uuid4().hex[:8]}")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=broker_bootstrap, transactional_id=f"tx-{uuid.uuid4().hex[:8]}"
+    )
     try:
         await producer.start()
         async with producer.transaction():

@@ -33,8 +33,10 @@ def jsonl(path: Path, rows: list[object]) -> Path:
     return path
 
 
-CLIENTS = [{"client_id": "acme", "timezone": "America/New_York", "max_defer_days": 2},
-           {"client_id": "globex"}]
+CLIENTS = [
+    {"client_id": "acme", "timezone": "America/New_York", "max_defer_days": 2},
+    {"client_id": "globex"},
+]
 RESOURCES = [
     {"client_id": "acme", "channel": "linkedin", "resource_id": "seat-1"},
     {"client_id": "acme", "channel": "linkedin", "resource_id": "seat-2", "daily_limit": 5},
@@ -46,8 +48,15 @@ RESOURCES = [
 async def test_load_is_an_upsert(database: Database, tmp_path: Path) -> None:
     assert await load_clients(database, jsonl(tmp_path / "c.jsonl", CLIENTS)) == 2
     assert await load_resources(database, jsonl(tmp_path / "r.jsonl", RESOURCES)) == 4
-    changed = [{"client_id": "acme", "channel": "linkedin", "resource_id": "seat-1",
-                "daily_limit": 9, "active": False}]
+    changed = [
+        {
+            "client_id": "acme",
+            "channel": "linkedin",
+            "resource_id": "seat-1",
+            "daily_limit": 9,
+            "active": False,
+        }
+    ]
     await load_resources(database, jsonl(tmp_path / "r2.jsonl", changed))
     snapshot = await database.load_snapshot()
     acme = snapshot["acme"]
@@ -59,8 +68,12 @@ async def test_load_is_an_upsert(database: Database, tmp_path: Path) -> None:
 
 
 async def test_bad_line_writes_nothing_and_names_line(database: Database, tmp_path: Path) -> None:
-    rows = [*RESOURCES[:2], {"client_id": "acme", "channel": "fax", "resource_id": "x"},
-            "{broken", RESOURCES[3]]
+    rows = [
+        *RESOURCES[:2],
+        {"client_id": "acme", "channel": "fax", "resource_id": "x"},
+        "{broken",
+        RESOURCES[3],
+    ]
     with pytest.raises(LoadError) as caught:
         await load_resources(database, jsonl(tmp_path / "r.jsonl", rows))
     assert [n for n, _ in caught.value.problems] == [3, 4]
@@ -70,14 +83,17 @@ async def test_bad_line_writes_nothing_and_names_line(database: Database, tmp_pa
 
 def many_resources(count: int) -> list[dict[str, object]]:
     # More lines than one PostgreSQL statement can bind (32,767 parameters, 5 per row).
-    return [{"client_id": "acme", "channel": "email", "resource_id": f"d{i}.io",
-             "daily_limit": i % 50} for i in range(count)]
+    return [
+        {"client_id": "acme", "channel": "email", "resource_id": f"d{i}.io", "daily_limit": i % 50}
+        for i in range(count)
+    ]
 
 
 async def resource_count(database: Database) -> int:
     async with database.session() as db:
-        return int((await db.execute(select(func.count()).select_from(schema.resources)))
-                   .scalar_one())
+        return int(
+            (await db.execute(select(func.count()).select_from(schema.resources))).scalar_one()
+        )
 
 
 async def test_any_number_of_lines_and_the_last_line_of_a_key_wins(
@@ -86,10 +102,18 @@ async def test_any_number_of_lines_and_the_last_line_of_a_key_wins(
     clients = [*CLIENTS, {"client_id": "acme", "timezone": "Europe/Paris"}]
     assert await load_clients(database, jsonl(tmp_path / "c.jsonl", clients)) == 3
     rows = many_resources(20_000)
-    rows.insert(3, {"client_id": "acme", "channel": "email", "resource_id": "d7.io",
-                    "daily_limit": 1})
-    rows.append({"client_id": "acme", "channel": "email", "resource_id": "d7.io",
-                 "daily_limit": 99, "active": False})
+    rows.insert(
+        3, {"client_id": "acme", "channel": "email", "resource_id": "d7.io", "daily_limit": 1}
+    )
+    rows.append(
+        {
+            "client_id": "acme",
+            "channel": "email",
+            "resource_id": "d7.io",
+            "daily_limit": 99,
+            "active": False,
+        }
+    )
     assert await load_resources(database, jsonl(tmp_path / "r.jsonl", rows)) == 20_002
     assert await resource_count(database) == 20_000
     acme = (await database.load_snapshot())["acme"]
@@ -122,13 +146,17 @@ def written(tmp_path: Path, table: str) -> int:
 
 @pytest.mark.parametrize(
     "bad",
-    [b'{"client_id": "x", "timezone": "America"}',  # a directory of the zone database
-     b'{"client_id": "caf\xe9"}',  # Latin-1, not UTF-8
-     b"[" * 100_000],  # deeper than the JSON parser goes
+    [
+        b'{"client_id": "x", "timezone": "America"}',  # a directory of the zone database
+        b'{"client_id": "caf\xe9"}',  # Latin-1, not UTF-8
+        b"[" * 100_000,
+    ],  # deeper than the JSON parser goes
     ids=["zone-directory", "not-utf8", "too-deep"],
 )
 def test_cli_load_names_any_bad_line_and_writes_nothing(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
     bad: bytes,
 ) -> None:
     path = tmp_path / "c.jsonl"
@@ -197,9 +225,11 @@ async def test_library_api(database: Database, tmp_path: Path) -> None:
 
         assert await engine.get_channel_sequence(db, "acme", "cool") == ["linkedin", "email"]
         assert (await engine.get_optimal_send_time(db, "acme", "email")).isoformat() == (
-            "2026-11-27T09:00:00-05:00")
+            "2026-11-27T09:00:00-05:00"
+        )
         assert (await engine.get_optimal_send_time(db, "acme", "linkedin")).isoformat() == (
-            "2026-11-30T08:00:00-05:00")
+            "2026-11-30T08:00:00-05:00"
+        )
 
     # Today's counters (26 Nov in New York): seat-2 has a limit of 5.
     seat = await engine.select_resource("linkedin", "acme")

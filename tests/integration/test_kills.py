@@ -79,16 +79,19 @@ async def test_five_sigkills_among_three_workers_lose_nothing(
         assert identical_apart_from_decided_at(versions), event
         duplicates += len(versions) - 1
         lead = leads[event]
-        check_allocation(versions[0], lead, setups.get(lead.client_id),
-                         held.get(lead.client_id, PatternSet()))
+        check_allocation(
+            versions[0], lead, setups.get(lead.client_id), held.get(lead.client_id, PatternSet())
+        )
     distinct = [versions[0] for versions in copies.values()]
     assert len({a["allocation_id"] for a in distinct}) == len(distinct)
     check_limits(usage_of(distinct), setups)
     await assert_counters_match(
         redis_url, pipeline.prefix, [v[0] for v in every.values()], complete=True
     )
-    print(f"{KILLS} SIGKILLs at {kills} s; {len(copies)} of {LEADS} leads allocated; "
-          f"{duplicates} redelivered copies, all identical")
+    print(
+        f"{KILLS} SIGKILLs at {kills} s; {len(copies)} of {LEADS} leads allocated; "
+        f"{duplicates} redelivered copies, all identical"
+    )
 
 
 def _trickle(pipeline: Pipeline, rows: list[dict[str, Any]], chunks: int = 50) -> None:

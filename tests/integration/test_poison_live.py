@@ -12,8 +12,12 @@ from typing import Any
 from streams.samples import sample_leads
 from tests.integration.pipeline import Pipeline
 
-GOOD = {"lead_id": "p", "client_id": "acme", "als_score": 70,
-        "scored_at": "2026-11-26T12:00:00+00:00"}
+GOOD = {
+    "lead_id": "p",
+    "client_id": "acme",
+    "als_score": 70,
+    "scored_at": "2026-11-26T12:00:00+00:00",
+}
 
 
 def lead_bytes(**fields: Any) -> bytes:
@@ -23,27 +27,57 @@ def lead_bytes(**fields: Any) -> bytes:
 # (name, topic kind, raw value, expected error_code)
 POISON: list[tuple[str, str, bytes | None, str]] = [
     ("deep nesting", "leads", b"[" * 100_000, "too_deep"),
-    ("integer of 5,000 digits", "leads",
-     b'{"lead_id": "p", "client_id": "acme", "scored_at": "2026-11-26T12:00:00Z", '
-     b'"als_score": ' + b"7" * 5000 + b"}", "too_large"),
-    ("scored_at in year 1", "leads", lead_bytes(scored_at="0001-01-01T00:00:00+01:00"),
-     "out_of_range"),
-    ("scored_at at the end of year 9999", "leads",
-     lead_bytes(scored_at="9999-12-31T23:30:00-01:00"), "out_of_range"),
+    (
+        "integer of 5,000 digits",
+        "leads",
+        b'{"lead_id": "p", "client_id": "acme", "scored_at": "2026-11-26T12:00:00Z", '
+        b'"als_score": ' + b"7" * 5000 + b"}",
+        "too_large",
+    ),
+    (
+        "scored_at in year 1",
+        "leads",
+        lead_bytes(scored_at="0001-01-01T00:00:00+01:00"),
+        "out_of_range",
+    ),
+    (
+        "scored_at at the end of year 9999",
+        "leads",
+        lead_bytes(scored_at="9999-12-31T23:30:00-01:00"),
+        "out_of_range",
+    ),
     ("zone that is a directory", "leads", lead_bytes(timezone="America"), "unknown_timezone"),
     ("zone of 300 characters", "leads", lead_bytes(timezone="A" * 300), "unknown_timezone"),
-    ("lone surrogate in lead_id", "leads",
-     lead_bytes().replace(b'"lead_id": "p"', b'"lead_id": "\\ud800"'), "invalid_field"),
-    ("lone surrogate in event_id", "leads", lead_bytes(event_id="E").replace(
-        b'"event_id": "E"', b'"event_id": "\\ud800"'), "invalid_field"),
+    (
+        "lone surrogate in lead_id",
+        "leads",
+        lead_bytes().replace(b'"lead_id": "p"', b'"lead_id": "\\ud800"'),
+        "invalid_field",
+    ),
+    (
+        "lone surrogate in event_id",
+        "leads",
+        lead_bytes(event_id="E").replace(b'"event_id": "E"', b'"event_id": "\\ud800"'),
+        "invalid_field",
+    ),
     ("900 KB record", "leads", lead_bytes(lead_id="x" * 900_000), "too_large"),
     ("not UTF-8", "leads", b'{"lead_id": "\xff\xfe"}', "invalid_encoding"),
     ("not JSON", "leads", b"{lead_id: p", "invalid_json"),
     ("tombstone", "leads", None, "empty_value"),
-    ("pattern updated in year 1", "patterns", json.dumps(
-        {"client_id": "acme", "pattern_type": "how", "winning_sequence": ["email"],
-         "confidence": 0.9, "updated_at": "0001-01-01T00:00:00+00:00"}).encode(),
-     "out_of_range"),
+    (
+        "pattern updated in year 1",
+        "patterns",
+        json.dumps(
+            {
+                "client_id": "acme",
+                "pattern_type": "how",
+                "winning_sequence": ["email"],
+                "confidence": 0.9,
+                "updated_at": "0001-01-01T00:00:00+00:00",
+            }
+        ).encode(),
+        "out_of_range",
+    ),
 ]
 
 
@@ -61,9 +95,11 @@ async def test_poison_goes_to_the_dlq_and_good_leads_go_on(sqlite_pipeline: Pipe
         leads = [(r["lead_id"].encode(), json.dumps(r).encode()) for r in chunk]
         if kind == "leads":
             # The poison in the middle of good leads of the same partition.
-            pipeline.produce(settings.topic_scored_leads,
-                             [*leads[: step // 2], (name.encode(), raw), *leads[step // 2 :]],
-                             partition=i % pipeline.partitions)
+            pipeline.produce(
+                settings.topic_scored_leads,
+                [*leads[: step // 2], (name.encode(), raw), *leads[step // 2 :]],
+                partition=i % pipeline.partitions,
+            )
         else:
             pipeline.produce(settings.topic_conversion_patterns, [(b"acme", raw)])
             pipeline.produce(settings.topic_scored_leads, leads, partition=i % pipeline.partitions)

@@ -26,8 +26,9 @@ async def test_concurrent_processes_never_exceed_seat_limits(
     def run_all() -> dict[str, str | None]:
         merged: dict[str, str | None] = {}
         with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(quota_worker.run, redis_url, redis_prefix, half, 4)
-                       for half in halves]
+            futures = [
+                pool.submit(quota_worker.run, redis_url, redis_prefix, half, 4) for half in halves
+            ]
             for future in futures:
                 merged.update(future.result())
         return merged
@@ -58,9 +59,9 @@ async def test_redis_and_memory_stores_agree(redis_url: str, redis_prefix: str) 
         asks = []
         for channel in rng.sample(list(Channel), rng.randint(0, 3)):
             n = rng.randint(1, 4)
-            resources = tuple(sorted(
-                ResourceQuota(f"r{j}", rng.choice([None, 0, 1, 3, 5])) for j in range(n)
-            ))
+            resources = tuple(
+                sorted(ResourceQuota(f"r{j}", rng.choice([None, 0, 1, 3, 5])) for j in range(n))
+            )
             asks.append(ChannelAsk(channel, days[: rng.randint(1, 3)], resources))
         event = f"e{rng.randint(0, 450)}"  # some events repeat: idempotency
         plan = f"plan-{rng.randint(0, 1)}-ü/é"  # a repeat may come with another plan

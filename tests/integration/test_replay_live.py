@@ -58,31 +58,44 @@ def test_replay_never_touches_live_counters(
 def test_topic_replay_equals_file_replay(
     broker_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paths = write_history(tmp_path, leads=600, bad=False,
-                          pattern_time="2026-11-26T16:00:00+00:00")
+    paths = write_history(tmp_path, leads=600, bad=False, pattern_time="2026-11-26T16:00:00+00:00")
     run = uuid.uuid4().hex[:8]
     leads_topic, patterns_topic = f"replay-leads-{run}", f"replay-patterns-{run}"
     admin = AdminClient({"bootstrap.servers": broker_bootstrap})
-    for future in admin.create_topics([NewTopic(leads_topic, 4, 1),
-                                       NewTopic(patterns_topic, 1, 1)]).values():
+    for future in admin.create_topics(
+        [NewTopic(leads_topic, 4, 1), NewTopic(patterns_topic, 1, 1)]
+    ).values():
         future.result(30)
     # Record times follow the file's order, so "input order" is the same for both.
     base_ms = int(datetime(2026, 11, 26, tzinfo=UTC).timestamp() * 1000)
     producer = Producer({"bootstrap.servers": broker_bootstrap})
     lead_lines = paths["leads"].read_text().splitlines()
     for i, line in enumerate(lead_lines):
-        producer.produce(leads_topic, key=json.loads(line)["lead_id"], value=line,
-                         timestamp=base_ms + i)
+        producer.produce(
+            leads_topic, key=json.loads(line)["lead_id"], value=line, timestamp=base_ms + i
+        )
     for i, line in enumerate(paths["patterns"].read_text().splitlines()):
-        producer.produce(patterns_topic, key=json.loads(line)["client_id"], value=line,
-                         timestamp=base_ms + i)
+        producer.produce(
+            patterns_topic, key=json.loads(line)["client_id"], value=line, timestamp=base_ms + i
+        )
     assert producer.flush(30) == 0
     monkeypatch.setenv("ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS", broker_bootstrap)
 
     assert main(replay_args(paths, tmp_path / "file.jsonl")) == 0
-    topic_args = ["replay", "--leads-topic", leads_topic, "--patterns-topic", patterns_topic,
-                  "--clients", str(paths["clients"]), "--resources", str(paths["resources"]),
-                  "--out", str(tmp_path / "topic.jsonl"), "--quiet"]
+    topic_args = [
+        "replay",
+        "--leads-topic",
+        leads_topic,
+        "--patterns-topic",
+        patterns_topic,
+        "--clients",
+        str(paths["clients"]),
+        "--resources",
+        str(paths["resources"]),
+        "--out",
+        str(tmp_path / "topic.jsonl"),
+        "--quiet",
+    ]
     assert main(topic_args) == 0
     assert (tmp_path / "topic.jsonl").read_bytes() == (tmp_path / "file.jsonl").read_bytes()
 
@@ -90,7 +103,8 @@ def test_topic_replay_equals_file_replay(
     start = datetime.fromtimestamp((base_ms + 100) / 1000, UTC).isoformat()
     end = datetime.fromtimestamp((base_ms + 200) / 1000, UTC).isoformat()
     window = tmp_path / "window.jsonl"
-    assert main([*topic_args[:-3], "--out", str(window), "--quiet", "--from", start,
-                 "--to", end]) == 0
+    assert (
+        main([*topic_args[:-3], "--out", str(window), "--quiet", "--from", start, "--to", end]) == 0
+    )
     got = [json.loads(x)["event_id"] for x in window.read_text().splitlines()]
     assert got == [json.loads(x)["event_id"] for x in lead_lines[100:200]]

@@ -55,8 +55,13 @@ def await_patterns(pipeline: Pipeline, clients: list[str], check: str = "pattern
         for client, partition in sorted(pending):
             event = f"probe-{probes}"
             probes += 1
-            lead = {"event_id": event, "lead_id": event, "client_id": client, "als_score": 25,
-                    "scored_at": "2026-11-26T13:00:00Z"}
+            lead = {
+                "event_id": event,
+                "lead_id": event,
+                "client_id": client,
+                "als_score": 25,
+                "scored_at": "2026-11-26T13:00:00Z",
+            }
             pipeline.produce(topic, [(event.encode(), json.dumps(lead).encode())], partition)
             batch[event] = (client, partition)
         deadline_batch = time.monotonic() + 20
@@ -73,9 +78,7 @@ def await_patterns(pipeline: Pipeline, clients: list[str], check: str = "pattern
     return probes
 
 
-async def test_allocations_follow_every_rule(
-    postgres_pipeline: Pipeline, redis_url: str
-) -> None:
+async def test_allocations_follow_every_rule(postgres_pipeline: Pipeline, redis_url: str) -> None:
     pipeline = postgres_pipeline
     db_url = pipeline.database_url
     settings = pipeline.settings
@@ -94,8 +97,12 @@ async def test_allocations_follow_every_rule(
     setups = sample_setups()
     held = held_patterns(patterns)
     for event, lead in leads.items():
-        check_allocation(by_event[event], lead, setups.get(lead.client_id),
-                         held.get(lead.client_id, PatternSet()))
+        check_allocation(
+            by_event[event],
+            lead,
+            setups.get(lead.client_id),
+            held.get(lead.client_id, PatternSet()),
+        )
 
     # Quotas: never over a limit, the Redis counters match what was emitted,
     # and an exhausted channel really had no room on any candidate day.
@@ -105,8 +112,11 @@ async def test_allocations_follow_every_rule(
     await assert_counters_match(redis_url, pipeline.prefix, allocations)
     real = [by_event[e] for e in leads]
     exhausted = check_exhausted_means_full(
-        real, leads, setups,
-        {c: held.get(c, PatternSet()) for c in setups}, used,
+        real,
+        leads,
+        setups,
+        {c: held.get(c, PatternSet()) for c in setups},
+        used,
     )
     assert exhausted > 0  # the sample data is sized to run out
 
@@ -120,42 +130,72 @@ async def test_allocations_follow_every_rule(
     metrics = pipeline.workers[0].metrics()
     assert "allocator_unknown_client_leads_total" in metrics
     unknown = [a for a in real if a["client_id"] == "umbrella"]
-    assert unknown and all(c["status"] == "no_resource" for a in unknown
-                           for c in a["channels"])
+    assert unknown and all(c["status"] == "no_resource" for a in unknown for c in a["channels"])
 
 
 BAD_LEADS: list[tuple[bytes | None, str]] = [
     (b"{oops", "invalid_json"),
     (b'"just a string"', "not_an_object"),
     (b"\xff\xfe\x00garbage", "invalid_encoding"),
-    (b'{"lead_id": "b1", "als_score": 50, "scored_at": "2026-11-26T10:00:00Z"}',
-     "missing_field"),
-    (b'{"lead_id": "b2", "client_id": "acme", "als_score": "72", '
-     b'"scored_at": "2026-11-26T10:00:00Z"}', "invalid_field"),
-    (b'{"lead_id": "b3", "client_id": "acme", "als_score": true, '
-     b'"scored_at": "2026-11-26T10:00:00Z"}', "invalid_field"),
-    (b'{"lead_id": "b4", "client_id": "acme", "als_score": 72.5, '
-     b'"scored_at": "2026-11-26T10:00:00Z"}', "invalid_field"),
-    (b'{"lead_id": "b5", "client_id": "acme", "als_score": 101, '
-     b'"scored_at": "2026-11-26T10:00:00Z"}', "out_of_range"),
-    (b'{"lead_id": "b6", "client_id": "acme", "als_score": 50, '
-     b'"scored_at": "2026-11-26T10:00:00"}', "invalid_timestamp"),
-    (b'{"lead_id": "b7", "client_id": "acme", "als_score": 50, '
-     b'"scored_at": "2026-11-26T10:00:00Z", "timezone": "Atlantis/Capital"}', "unknown_timezone"),
+    (b'{"lead_id": "b1", "als_score": 50, "scored_at": "2026-11-26T10:00:00Z"}', "missing_field"),
+    (
+        b'{"lead_id": "b2", "client_id": "acme", "als_score": "72", '
+        b'"scored_at": "2026-11-26T10:00:00Z"}',
+        "invalid_field",
+    ),
+    (
+        b'{"lead_id": "b3", "client_id": "acme", "als_score": true, '
+        b'"scored_at": "2026-11-26T10:00:00Z"}',
+        "invalid_field",
+    ),
+    (
+        b'{"lead_id": "b4", "client_id": "acme", "als_score": 72.5, '
+        b'"scored_at": "2026-11-26T10:00:00Z"}',
+        "invalid_field",
+    ),
+    (
+        b'{"lead_id": "b5", "client_id": "acme", "als_score": 101, '
+        b'"scored_at": "2026-11-26T10:00:00Z"}',
+        "out_of_range",
+    ),
+    (
+        b'{"lead_id": "b6", "client_id": "acme", "als_score": 50, '
+        b'"scored_at": "2026-11-26T10:00:00"}',
+        "invalid_timestamp",
+    ),
+    (
+        b'{"lead_id": "b7", "client_id": "acme", "als_score": 50, '
+        b'"scored_at": "2026-11-26T10:00:00Z", "timezone": "Atlantis/Capital"}',
+        "unknown_timezone",
+    ),
     (None, "empty_value"),
-    (b'{"lead_id": "b8", "client_id": "acme", "als_score": 50, '
-     b'"scored_at": "9999-12-31T23:00:00Z"}', "out_of_range"),
+    (
+        b'{"lead_id": "b8", "client_id": "acme", "als_score": 50, '
+        b'"scored_at": "9999-12-31T23:00:00Z"}',
+        "out_of_range",
+    ),
 ]
 BAD_PATTERNS: list[tuple[bytes, str]] = [
-    (b'{"client_id": "acme", "pattern_type": "when", "channel": "fax", "optimal_day": 1, '
-     b'"optimal_hour": 9, "confidence": 0.9, "updated_at": "2026-11-01T00:00:00Z"}',
-     "unknown_channel"),
-    (b'{"client_id": "acme", "pattern_type": "why", "confidence": 0.9, '
-     b'"updated_at": "2026-11-01T00:00:00Z"}', "unknown_pattern_type"),
-    (b'{"client_id": "acme", "pattern_type": "how", "winning_sequence": ["sms", "sms"], '
-     b'"confidence": 0.9, "updated_at": "2026-11-01T00:00:00Z"}', "duplicate_channel"),
-    (b'{"client_id": "acme", "pattern_type": "how", "winning_sequence": ["sms"], '
-     b'"confidence": 1.5, "updated_at": "2026-11-01T00:00:00Z"}', "out_of_range"),
+    (
+        b'{"client_id": "acme", "pattern_type": "when", "channel": "fax", "optimal_day": 1, '
+        b'"optimal_hour": 9, "confidence": 0.9, "updated_at": "2026-11-01T00:00:00Z"}',
+        "unknown_channel",
+    ),
+    (
+        b'{"client_id": "acme", "pattern_type": "why", "confidence": 0.9, '
+        b'"updated_at": "2026-11-01T00:00:00Z"}',
+        "unknown_pattern_type",
+    ),
+    (
+        b'{"client_id": "acme", "pattern_type": "how", "winning_sequence": ["sms", "sms"], '
+        b'"confidence": 0.9, "updated_at": "2026-11-01T00:00:00Z"}',
+        "duplicate_channel",
+    ),
+    (
+        b'{"client_id": "acme", "pattern_type": "how", "winning_sequence": ["sms"], '
+        b'"confidence": 1.5, "updated_at": "2026-11-01T00:00:00Z"}',
+        "out_of_range",
+    ),
 ]
 
 
@@ -170,8 +210,9 @@ async def test_bad_records_go_to_the_dlq_and_good_ones_flow(sqlite_pipeline: Pip
         if i < len(BAD_LEADS):
             records.append((f"bad-{i}".encode(), BAD_LEADS[i][0]))
     pipeline.produce(settings.topic_scored_leads, records)
-    pipeline.produce(settings.topic_conversion_patterns,
-                     [(b"acme", raw) for raw, _ in BAD_PATTERNS])
+    pipeline.produce(
+        settings.topic_conversion_patterns, [(b"acme", raw) for raw, _ in BAD_PATTERNS]
+    )
 
     expected = len(BAD_LEADS) + len(BAD_PATTERNS)
     letters = pipeline.read_json(settings.topic_dlq, expected, 60)
@@ -182,8 +223,10 @@ async def test_bad_records_go_to_the_dlq_and_good_ones_flow(sqlite_pipeline: Pip
     assert codes == sorted([c for _, c in BAD_LEADS] + [c for _, c in BAD_PATTERNS])
     assert len(set(codes)) >= 10
     for letter in letters:
-        assert letter["source_topic"] in (settings.topic_scored_leads,
-                                          settings.topic_conversion_patterns)
+        assert letter["source_topic"] in (
+            settings.topic_scored_leads,
+            settings.topic_conversion_patterns,
+        )
         assert isinstance(letter["partition"], int) and isinstance(letter["offset"], int)
         assert letter["error"] and letter["failed_at"]
     binary = next(x for x in letters if x["error_code"] == "invalid_encoding")
@@ -191,4 +234,5 @@ async def test_bad_records_go_to_the_dlq_and_good_ones_flow(sqlite_pipeline: Pip
     score = next(x for x in letters if '"als_score": "72"' in x["raw_value"])
     assert "als_score" in score["error"] and "'72'" in score["error"]
     assert 'allocator_dead_letters_total{error_code="invalid_json"' in (
-        pipeline.workers[0].metrics())
+        pipeline.workers[0].metrics()
+    )

@@ -60,20 +60,34 @@ async def test_two_workers_share_partitions_and_see_every_pattern(
 
     stamp = "2026-11-01T00:00:00Z"
     patterns = [
-        {"client_id": c, "pattern_type": "how", "winning_sequence": seq, "confidence": 0.9,
-         "updated_at": stamp}
-        for c, seq in [("acme", ["email", "linkedin"]), ("globex", ["linkedin", "email"]),
-                       ("initech", ["email"])]
+        {
+            "client_id": c,
+            "pattern_type": "how",
+            "winning_sequence": seq,
+            "confidence": 0.9,
+            "updated_at": stamp,
+        }
+        for c, seq in [
+            ("acme", ["email", "linkedin"]),
+            ("globex", ["linkedin", "email"]),
+            ("initech", ["email"]),
+        ]
     ]
     pipeline.produce_json(settings.topic_conversion_patterns, patterns, "client_id")
     await_patterns(pipeline, ["acme", "globex", "initech"])
 
-    rows = [r for r in sample_leads(300, seed=3) if r["client_id"] != "umbrella"
-            and r["als_score"] >= 20]
+    rows = [
+        r
+        for r in sample_leads(300, seed=3)
+        if r["client_id"] != "umbrella" and r["als_score"] >= 20
+    ]
     pipeline.produce_json(leads_topic, rows, "lead_id")
     wanted = {r["event_id"] for r in rows}
-    emitted = [a for a in pipeline.read_json(settings.topic_allocations, 10**6, 30)
-               if a["event_id"] in wanted]
+    emitted = [
+        a
+        for a in pipeline.read_json(settings.topic_allocations, 10**6, 30)
+        if a["event_id"] in wanted
+    ]
     assert {a["event_id"] for a in emitted} == wanted
     assert all(a["sequence_source"] == "pattern" for a in emitted)
     for worker in (first, second):
@@ -104,8 +118,10 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
         assert identical_apart_from_decided_at(versions), event
     distinct = [versions[0] for versions in copies.values()]
     await assert_counters_match(redis_url, pipeline.prefix, distinct)
-    print(f"killed after {done_before} of {len(rows)}; "
-          f"{len(records) - len(copies)} redelivered duplicates, all identical")
+    print(
+        f"killed after {done_before} of {len(rows)}; "
+        f"{len(records) - len(copies)} redelivered duplicates, all identical"
+    )
 
 
 async def test_redis_outage_is_retried_not_dead_lettered(
@@ -128,8 +144,11 @@ async def test_redis_outage_is_retried_not_dead_lettered(
             pipeline.produce_json(settings.topic_scored_leads, rows[50:], "lead_id")
             await asyncio.sleep(3)
             later = {r["event_id"] for r in rows[50:]}
-            during = [a for a in pipeline.read_json(settings.topic_allocations, 10**6, 2)
-                      if a["event_id"] in later]
+            during = [
+                a
+                for a in pipeline.read_json(settings.topic_allocations, 10**6, 2)
+                if a["event_id"] in later
+            ]
             # Only an unqualified lead (no channel, nothing to reserve) needs no Redis.
             assert all(a["channels"] == [] for a in during), during
             assert pipeline.read(settings.topic_dlq, 1, 1) == []
@@ -139,8 +158,11 @@ async def test_redis_outage_is_retried_not_dead_lettered(
             records = pipeline.read_json(settings.topic_allocations, 100, 90)
             assert {r["event_id"] for r in records} == {r["event_id"] for r in rows}
             assert pipeline.read(settings.topic_dlq, 1, 1) == []
-            retried = [line for line in worker.metrics().splitlines()
-                       if line.startswith("allocator_transient_failures_total")]
+            retried = [
+                line
+                for line in worker.metrics().splitlines()
+                if line.startswith("allocator_transient_failures_total")
+            ]
             assert retried and float(retried[0].rsplit(" ", 1)[1]) > 0
 
 
@@ -159,11 +181,16 @@ async def test_database_outage_is_retried_not_dead_lettered(
     admin = await _admin(postgres_server)
     await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
     await admin.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+    )
     try:
-        pattern = {"client_id": "acme", "pattern_type": "how", "confidence": 0.9,
-                   "winning_sequence": ["email", "linkedin"],
-                   "updated_at": "2026-11-01T00:00:00Z"}
+        pattern = {
+            "client_id": "acme",
+            "pattern_type": "how",
+            "confidence": 0.9,
+            "winning_sequence": ["email", "linkedin"],
+            "updated_at": "2026-11-01T00:00:00Z",
+        }
         pipeline.produce_json(settings.topic_conversion_patterns, [pattern], "client_id")
         pipeline.produce_json(settings.topic_scored_leads, rows[50:], "lead_id")
         # Leads go on from the last good snapshot of clients and resources.

@@ -53,7 +53,10 @@ def test_weekday_morning_before_hour_is_same_day() -> None:
 def test_default_deferral_skips_weekends_one_step_each() -> None:
     slots = send_slots(t("2026-11-26T12:00:00+00:00"), 9, UTC, UTC, None, 3)
     assert [s.usage_day for s in slots] == [
-        date(2026, 11, 27), date(2026, 11, 30), date(2026, 12, 1), date(2026, 12, 2)
+        date(2026, 11, 27),
+        date(2026, 11, 30),
+        date(2026, 12, 1),
+        date(2026, 12, 2),
     ]
 
 
@@ -61,7 +64,8 @@ def test_pattern_deferral_is_next_calendar_day() -> None:
     pattern = when("email", 4, 16)  # Friday 16:00
     slots = send_slots(t("2026-11-26T12:00:00+00:00"), 9, UTC, UTC, pattern, 2)
     assert [s.send_at for s in slots] == [
-        t("2026-11-27T16:00:00+00:00"), t("2026-11-28T16:00:00+00:00"),
+        t("2026-11-27T16:00:00+00:00"),
+        t("2026-11-28T16:00:00+00:00"),
         t("2026-11-29T16:00:00+00:00"),
     ]
 
@@ -71,8 +75,10 @@ def test_deferral_keeps_local_hour_across_dst_change() -> None:
     pattern = when("email", 4, 10)
     slots = send_slots(t("2026-10-29T12:00:00-04:00"), 9, NY, NY, pattern, 3)
     assert [s.send_at.isoformat() for s in slots] == [
-        "2026-10-30T10:00:00-04:00", "2026-10-31T10:00:00-04:00",
-        "2026-11-01T10:00:00-05:00", "2026-11-02T10:00:00-05:00",
+        "2026-10-30T10:00:00-04:00",
+        "2026-10-31T10:00:00-04:00",
+        "2026-11-01T10:00:00-05:00",
+        "2026-11-02T10:00:00-05:00",
     ]
 
 

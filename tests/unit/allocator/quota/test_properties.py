@@ -28,8 +28,7 @@ def quotas(lims: list[int | None]) -> tuple[ResourceQuota, ...]:
 def test_never_more_than_the_limit(lims: list[int | None], n: int) -> None:
     store = MemoryQuotaStore()
     res = quotas(lims)
-    got = [store.reserve_now(ask(f"e{i}", Channel.SMS, (DAY,), res)).picks[0]
-           for i in range(n)]
+    got = [store.reserve_now(ask(f"e{i}", Channel.SMS, (DAY,), res)).picks[0] for i in range(n)]
     used = Counter(r.resource_id for r in got if r)
     for q in res:
         assert q.limit is None or used[q.resource_id] <= q.limit
@@ -63,17 +62,26 @@ def test_choice_is_least_used_with_room(counts: list[int], lims: list[int | None
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 100), st.integers(0, 10**6)), max_size=40),
-       st.integers(0, 3), st.sampled_from(["UTC", "America/New_York", "Asia/Kolkata"]))
+@given(
+    st.lists(st.tuples(st.integers(0, 100), st.integers(0, 10**6)), max_size=40),
+    st.integers(0, 3),
+    st.sampled_from(["UTC", "America/New_York", "Asia/Kolkata"]),
+)
 def test_same_input_and_counters_same_output(
     leads: list[tuple[int, int]], defer: int, tz: str
 ) -> None:
-    rows = [lead(score, f"2026-11-{20 + secs % 7:02d}T{secs % 24:02d}:00:00Z", lead_id=f"L{i}")
-            for i, (score, secs) in enumerate(leads)]
+    rows = [
+        lead(score, f"2026-11-{20 + secs % 7:02d}T{secs % 24:02d}:00:00Z", lead_id=f"L{i}")
+        for i, (score, secs) in enumerate(leads)
+    ]
     snapshot = build_snapshot(
         [client(timezone=tz, max_defer_days=defer)],
-        [resource("email", "d1", limit=3), resource("email", "d2", limit=2),
-         resource("linkedin", "s1", limit=1), resource("voice", "v1", limit=2)],
+        [
+            resource("email", "d1", limit=3),
+            resource("email", "d2", limit=2),
+            resource("linkedin", "s1", limit=1),
+            resource("voice", "v1", limit=2),
+        ],
     )
 
     async def run() -> list[str]:

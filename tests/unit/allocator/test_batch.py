@@ -15,12 +15,16 @@ from tests.factories import client, how, lead, resource, when
 
 
 def engine(clients: list[Client], resources: list[Resource]) -> BatchDecider:
-    return BatchDecider(ClientDirectory.fixed(build_snapshot(clients, resources)),
-                        MemoryQuotaStore(), decided_at=event_time)
+    return BatchDecider(
+        ClientDirectory.fixed(build_snapshot(clients, resources)),
+        MemoryQuotaStore(),
+        decided_at=event_time,
+    )
 
 
-async def decide(eng: BatchDecider, leads: list[ScoredLead],
-                 patterns: PatternSet = NO_PATTERNS) -> list[Allocation]:
+async def decide(
+    eng: BatchDecider, leads: list[ScoredLead], patterns: PatternSet = NO_PATTERNS
+) -> list[Allocation]:
     return await eng.decide(leads, lambda _: patterns)
 
 
@@ -34,12 +38,21 @@ async def test_unqualified_lead_gets_empty_channels() -> None:
 
 
 async def test_hot_lead_all_channels_and_statuses() -> None:
-    eng = engine([client()], [resource("email", "d1"), resource("linkedin", "s1"),
-                              resource("voice", "v1", active=False)])
+    eng = engine(
+        [client()],
+        [
+            resource("email", "d1"),
+            resource("linkedin", "s1"),
+            resource("voice", "v1", active=False),
+        ],
+    )
     [a] = await decide(eng, [lead(90)])
     assert [(c.channel.value, c.status) for c in a.channels] == [
-        ("email", "allocated"), ("linkedin", "allocated"), ("voice", "no_resource"),
-        ("sms", "no_resource"), ("direct_mail", "no_resource"),
+        ("email", "allocated"),
+        ("linkedin", "allocated"),
+        ("voice", "no_resource"),
+        ("sms", "no_resource"),
+        ("direct_mail", "no_resource"),
     ]
     email = a.channels[0]
     assert email.resource_type == "email_domain" and email.resource_id == "d1"
@@ -51,8 +64,9 @@ async def test_hot_lead_all_channels_and_statuses() -> None:
 
 
 async def test_linkedin_limit_17_per_seat_least_used_ties_smallest_id() -> None:
-    eng = engine([client(max_defer_days=0)],
-                 [resource("linkedin", "seat-b"), resource("linkedin", "seat-a")])
+    eng = engine(
+        [client(max_defer_days=0)], [resource("linkedin", "seat-b"), resource("linkedin", "seat-a")]
+    )
     out = await decide(eng, many(40, score=40))
     seats = [a.channels[1].resource_id for a in out]
     assert seats[:4] == ["seat-a", "seat-b", "seat-a", "seat-b"]
@@ -61,8 +75,10 @@ async def test_linkedin_limit_17_per_seat_least_used_ties_smallest_id() -> None:
 
 
 async def test_daily_limit_override_and_unlimited_mail_vendor() -> None:
-    eng = engine([client(max_defer_days=0)],
-                 [resource("email", "warmup", limit=2), resource("direct_mail", "vendor")])
+    eng = engine(
+        [client(max_defer_days=0)],
+        [resource("email", "warmup", limit=2), resource("direct_mail", "vendor")],
+    )
     out = await decide(eng, many(300))
     assert sum(a.channels[0].status == "allocated" for a in out) == 2
     assert all(a.channels[4].status == "allocated" for a in out)
@@ -71,8 +87,12 @@ async def test_daily_limit_override_and_unlimited_mail_vendor() -> None:
 async def test_deferral_moves_to_next_weekday_then_exhausts() -> None:
     eng = engine([client(max_defer_days=2)], [resource("email", "d1", limit=1)])
     out = await decide(eng, many(4, score=25))
-    assert [a.channels[0].usage_day for a in out] == ["2026-11-27", "2026-11-30",
-                                                       "2026-12-01", None]
+    assert [a.channels[0].usage_day for a in out] == [
+        "2026-11-27",
+        "2026-11-30",
+        "2026-12-01",
+        None,
+    ]
     assert out[3].channels[0].status == "exhausted"
 
 
@@ -86,8 +106,13 @@ async def test_quota_is_counted_on_the_send_day() -> None:
     # Two leads decided on different days whose sends land on the same Friday
     # share Friday's quota; a limit of 1 pushes the second to Monday.
     eng = engine([client()], [resource("email", "d1", limit=1)])
-    a, b = await decide(eng, [lead(25, "2026-11-26T12:00:00Z", lead_id="x"),
-                              lead(25, "2026-11-27T08:00:00Z", lead_id="y")])
+    a, b = await decide(
+        eng,
+        [
+            lead(25, "2026-11-26T12:00:00Z", lead_id="x"),
+            lead(25, "2026-11-27T08:00:00Z", lead_id="y"),
+        ],
+    )
     assert a.channels[0].usage_day == "2026-11-27"
     assert b.channels[0].usage_day == "2026-11-30"
 
@@ -102,10 +127,14 @@ async def test_clients_are_isolated_and_unknown_client_is_no_resource() -> None:
 
 
 async def test_patterns_set_sequence_and_time() -> None:
-    eng = engine([client(timezone="America/New_York")],
-                 [resource("email", "d1"), resource("linkedin", "s1")])
-    patterns = (PatternSet().with_pattern(how(["linkedin", "sms", "email"]))
-                .with_pattern(when("linkedin", 0, 15)))
+    eng = engine(
+        [client(timezone="America/New_York")], [resource("email", "d1"), resource("linkedin", "s1")]
+    )
+    patterns = (
+        PatternSet()
+        .with_pattern(how(["linkedin", "sms", "email"]))
+        .with_pattern(when("linkedin", 0, 15))
+    )
     [a] = await decide(eng, [lead(50)], patterns)
     assert a.sequence_source == "pattern"
     assert [c.channel for c in a.channels] == [Channel.LINKEDIN, Channel.EMAIL]
@@ -121,8 +150,9 @@ async def test_when_pattern_at_floor_uses_default() -> None:
 
 
 async def test_redelivery_is_idempotent() -> None:
-    eng = engine([client(max_defer_days=0)], [resource("linkedin", "s1"),
-                                              resource("linkedin", "s2")])
+    eng = engine(
+        [client(max_defer_days=0)], [resource("linkedin", "s1"), resource("linkedin", "s2")]
+    )
     first = await decide(eng, many(30, score=40))
     store = eng.quota
     assert isinstance(store, MemoryQuotaStore)
@@ -146,11 +176,15 @@ async def test_undecidable_lead_costs_the_others_nothing() -> None:
 
     eng = engine([client()], [resource("email", "d1")])
     # Past the input bounds, so built without validation: no weekday after it exists.
-    far = ScoredLead.model_construct(**{
-        **lead(25, lead_id="far").model_dump(), "scored_at": datetime(9999, 12, 31, 23, tzinfo=UTC)
-    })
-    out = await eng.decide_detailed([lead(25, lead_id="a"), far, lead(25, lead_id="b")],
-                                    lambda _: NO_PATTERNS)
+    far = ScoredLead.model_construct(
+        **{
+            **lead(25, lead_id="far").model_dump(),
+            "scored_at": datetime(9999, 12, 31, 23, tzinfo=UTC),
+        }
+    )
+    out = await eng.decide_detailed(
+        [lead(25, lead_id="a"), far, lead(25, lead_id="b")], lambda _: NO_PATTERNS
+    )
     assert isinstance(out[1], Undecidable) and out[1].error.code == "undecidable"
     assert "far" in out[1].error.message and "OverflowError" in out[1].error.message
     assert [o.allocation.lead_id for o in (out[0], out[2])] == ["a", "b"]  # type: ignore[union-attr]
@@ -179,8 +213,9 @@ async def _redelivered_after(change: str) -> tuple[Allocation, Allocation, Memor
         later = build_snapshot([client()], [resource("linkedin", "s0"), *seats])
     else:  # a WHEN and a HOW pattern arrived
         later = first_setup
-        patterns = PatternSet().with_pattern(when("email", 4, 16)).with_pattern(
-            how(["voice", "linkedin"]))
+        patterns = (
+            PatternSet().with_pattern(when("email", 4, 16)).with_pattern(how(["voice", "linkedin"]))
+        )
     eng.directory = ClientDirectory.fixed(later)
     [again] = await eng.decide([the_lead], lambda _: patterns)
     return first, again, store
@@ -191,15 +226,25 @@ async def test_a_redelivery_gets_the_first_allocation_whatever_changed() -> None
         first, again, store = await _redelivered_after(change)
         assert _same_but_decided_at(first, again), change
         # counted once, on the days the allocation names
-        named = Counter((c.channel, c.resource_id, date.fromisoformat(c.usage_day))
-                        for c in first.channels if c.usage_day)
+        named = Counter(
+            (c.channel, c.resource_id, date.fromisoformat(c.usage_day))
+            for c in first.channels
+            if c.usage_day
+        )
         assert store.counters == dict(named), change
 
 
 async def test_an_event_id_reused_by_another_client_is_its_own_event() -> None:
-    eng = engine([client("acme"), client("globex")],
-                 [resource("email", "acme-d"), resource("email", "globex-d", client_id="globex")])
-    a, b = await decide(eng, [lead(25, event_id="same", client_id="acme"),
-                              lead(25, event_id="same", client_id="globex")])
+    eng = engine(
+        [client("acme"), client("globex")],
+        [resource("email", "acme-d"), resource("email", "globex-d", client_id="globex")],
+    )
+    a, b = await decide(
+        eng,
+        [
+            lead(25, event_id="same", client_id="acme"),
+            lead(25, event_id="same", client_id="globex"),
+        ],
+    )
     assert a.channels[0].resource_id == "acme-d"
     assert b.channels[0].resource_id == "globex-d"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-import allocator.engine
+import allocator.batch
 from streams.cli import main
 from tests.replay_data import BAD_LINES, replay_args, write_history
 
@@ -97,14 +97,14 @@ def test_undecidable_lead_is_reported_not_fatal(
     # Input bounds keep every valid lead decidable today (a scored_at past the
     # last weekday Python can represent is out of range), so a rule that fails
     # is simulated: the replay must report such a lead and decide the others.
-    planned = allocator.engine._planned
+    planned = allocator.batch._planned
 
     def failing(lead: Any, *args: Any) -> Any:
         if lead.lead_id == "far":
             raise OverflowError("date value out of range")
         return planned(lead, *args)
 
-    monkeypatch.setattr(allocator.engine, "_planned", failing)
+    monkeypatch.setattr(allocator.batch, "_planned", failing)
     paths = write_history(tmp_path, leads=20, bad=False)
     with paths["leads"].open("a") as f:
         f.write(

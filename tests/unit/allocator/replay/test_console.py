@@ -14,7 +14,7 @@ from allocator.errors import InvalidRecord
 from allocator.replay import console
 from allocator.replay.sources import Rejected
 from allocator.replay.summary import Comparison, SendChanges
-from tests.unit.test_replay_report import sample, statuses
+from tests.unit.allocator.replay.test_report import sample, statuses
 
 
 def rows(text: str) -> list[list[str]]:

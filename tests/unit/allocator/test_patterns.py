@@ -16,10 +16,19 @@ CLIENTS = ["acme", "globex"]
 def patterns() -> st.SearchStrategy[ConversionPattern]:
     stamp = st.integers(1, 28).map(lambda d: f"2026-02-{d:02d}T00:00:00Z")
     client = st.sampled_from(CLIENTS)
-    hows = st.builds(lambda c, t, s: how(s, updated_at=t, client_id=c), client, stamp,
-                     st.sampled_from([["email"], ["sms", "email"], ["voice"]]))
-    whens = st.builds(lambda c, t, ch, h: when(ch, 1, h, updated_at=t, client_id=c), client,
-                      stamp, st.sampled_from(["email", "sms"]), st.integers(0, 23))
+    hows = st.builds(
+        lambda c, t, s: how(s, updated_at=t, client_id=c),
+        client,
+        stamp,
+        st.sampled_from([["email"], ["sms", "email"], ["voice"]]),
+    )
+    whens = st.builds(
+        lambda c, t, ch, h: when(ch, 1, h, updated_at=t, client_id=c),
+        client,
+        stamp,
+        st.sampled_from(["email", "sms"]),
+        st.integers(0, 23),
+    )
     return st.one_of(hows, whens)
 
 
@@ -33,13 +42,17 @@ def newest(items: list[ConversionPattern]) -> dict[tuple[str, str], str]:
 
 
 def content(book: PatternBook) -> dict[tuple[str, str], str]:
-    return {(c, getattr(p, "channel", "how") or "how"): p.updated_at.isoformat()
-            for c in CLIENTS for p in book.get(c).all()}
+    return {
+        (c, getattr(p, "channel", "how") or "how"): p.updated_at.isoformat()
+        for c in CLIENTS
+        for p in book.get(c).all()
+    }
 
 
 @given(st.lists(patterns(), max_size=30), st.integers(0, 30), st.randoms())
-def test_database_seed_and_copies_in_any_order(items: list[ConversionPattern], cut: int,
-                                               rng: object) -> None:
+def test_database_seed_and_copies_in_any_order(
+    items: list[ConversionPattern], cut: int, rng: object
+) -> None:
     in_database, copies = items[:cut], items[cut:]
     seeded: dict[str, PatternSet] = {}
     for p in in_database:

@@ -11,9 +11,18 @@ E, L, V, S, D = Channel.EMAIL, Channel.LINKEDIN, Channel.VOICE, Channel.SMS, Cha
 
 @pytest.mark.parametrize(
     ("score", "tier"),
-    [(0, Tier.UNQUALIFIED), (19, Tier.UNQUALIFIED), (20, Tier.COLD), (34, Tier.COLD),
-     (35, Tier.COOL), (59, Tier.COOL), (60, Tier.WARM), (84, Tier.WARM), (85, Tier.HOT),
-     (100, Tier.HOT)],
+    [
+        (0, Tier.UNQUALIFIED),
+        (19, Tier.UNQUALIFIED),
+        (20, Tier.COLD),
+        (34, Tier.COLD),
+        (35, Tier.COOL),
+        (59, Tier.COOL),
+        (60, Tier.WARM),
+        (84, Tier.WARM),
+        (85, Tier.HOT),
+        (100, Tier.HOT),
+    ],
 )
 def test_tier_boundaries(score: int, tier: Tier) -> None:
     assert tier_for_score(score) is tier

@@ -43,8 +43,10 @@ def test_ledger_releases_in_order_per_partition(data: st.DataObject) -> None:
         # in order, from the first offset, with no gap
         assert offsets == list(range(len(offsets)))
         # everything finished before the first unfinished offset is released
-        blocked = min((o for p, o in _all(tickets) if p == partition and (p, o) not in finished),
-                      default=next_offset[partition])
+        blocked = min(
+            (o for p, o in _all(tickets) if p == partition and (p, o) not in finished),
+            default=next_offset[partition],
+        )
         assert offsets == list(range(blocked))
     assert ledger.waiting == sum(len(b) for _, b in tickets) - len(released)
 
