@@ -1,8 +1,9 @@
 """What the agents do with a batch of events; app.py wires these to faust.
 
-Each batch is pinned in the agent's `Commits` (streams/commits.py, the one
-owner of the commit protocol) before anything is decided, and released once
-everything it produced has been acknowledged by the broker. A batch that fails
+Each batch runs inside the agent's `Commits` (streams/commits.py, the one
+owner of the commit protocol): pinned before anything is decided, released
+once everything it produced (the deliveries these methods return) has been
+acknowledged by the broker. A batch that fails
 stops the agent: its records stay uncommitted and come again, and the held
 quota answers give them the same allocations without counting them twice.
 """
@@ -20,7 +21,6 @@ from allocator.decision import Decision
 from allocator.errors import InvalidRecord, ServiceUnavailable
 from allocator.models import DLQ_KEY_BYTES, ScoredLead, dead_letter, parse_lead, parse_pattern
 from allocator.store import Database
-from streams.commits import Commits
 from streams.metrics import Metrics
 from streams.patterns import PatternFeed
 
@@ -117,16 +117,8 @@ class LeadAllocator:
         self._metrics = metrics
         self._unknown_seen = 0
 
-    async def process(self, events: Sequence[Any], commits: Commits) -> None:
-        ticket = commits.pin(events)
-        try:
-            deliveries = await self._decide(events)
-        except Exception as exc:
-            commits.fail(exc)
-            raise
-        await commits.release_after(ticket, deliveries)
-
-    async def _decide(self, events: Sequence[Any]) -> list[Awaitable[Any]]:
+    async def decide(self, events: Sequence[Any]) -> list[Awaitable[Any]]:
+        """Decide a batch; the deliveries of its allocations and dead letters."""
         deliveries: list[Awaitable[Any]] = []
         parsed: list[tuple[Any, ScoredLead]] = []
         for event in events:
@@ -192,16 +184,8 @@ class PatternFanOut:
         self._dead = dead_letters
         self._metrics = metrics
 
-    async def process(self, events: Sequence[Any], commits: Commits) -> None:
-        ticket = commits.pin(events)
-        try:
-            deliveries = await self._persist_and_copy(events)
-        except Exception as exc:
-            commits.fail(exc)
-            raise
-        await commits.release_after(ticket, deliveries)
-
-    async def _persist_and_copy(self, events: Sequence[Any]) -> list[Awaitable[Any]]:
+    async def persist_and_copy(self, events: Sequence[Any]) -> list[Awaitable[Any]]:
+        """Save each valid pattern, then copy it to every fan-out partition; the deliveries."""
         deliveries: list[Awaitable[Any]] = []
         for event in events:
             try:

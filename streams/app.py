@@ -167,7 +167,7 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
         pattern_commits.bind(stream)
         try:
             async for events in stream.take_events(100, within=0.05):
-                await fan_out.process(events, pattern_commits)
+                await pattern_commits.run(events, fan_out.persist_and_copy)
         finally:
             await pattern_commits.drain()
 
@@ -196,7 +196,7 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
             async for events in stream.take_events(
                 settings.batch_size, within=settings.batch_seconds
             ):
-                await allocator.process(events, lead_commits)
+                await lead_commits.run(events, allocator.decide)
         finally:
             # On a clean stop, let acknowledged batches become committable; what
             # is not acknowledged stays uncommitted and comes again.

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -93,6 +93,22 @@ class Commits:
     def bind(self, stream: Any) -> None:
         """The stream of a restarted agent (faust makes a new one per actor start)."""
         self._stream = stream
+
+    async def run(
+        self,
+        events: Sequence[Any],
+        work: Callable[[Sequence[Any]], Awaitable[Sequence[Awaitable[Any]]]],
+    ) -> None:
+        """Pin the batch, do `work` (which returns what the batch produced, as
+        delivery futures), and release the batch once those are acknowledged.
+        If `work` fails, the batch never finishes and the agent stops."""
+        ticket = self.pin(events)
+        try:
+            deliveries = await work(events)
+        except Exception as exc:
+            self.fail(exc)
+            raise
+        await self.release_after(ticket, deliveries)
 
     def pin(self, events: Sequence[Any]) -> int:
         self._raise_if_broken()

@@ -132,3 +132,24 @@ async def test_a_failed_delivery_stops_the_agent_and_nothing_after_it_is_release
     assert isinstance(commits.failure, RuntimeError)
     with pytest.raises(BatchFailed):
         commits.pin(batches(1, 1, 1)[0])
+
+
+async def test_a_batch_whose_work_fails_is_never_released() -> None:
+    stream = FakeStream()
+    commits = Commits("agent", stream)
+    first, second = batches(1, 2, 2)
+
+    async def ok(events: Any) -> list[Any]:
+        return []
+
+    async def broken(events: Any) -> list[Any]:
+        raise RuntimeError("a bug, not bad data")
+
+    await commits.run(first, ok)
+    with pytest.raises(RuntimeError):
+        await commits.run(second, broken)
+    await commits.drain()
+    assert stream.acked == [(0, 0), (0, 1)]  # the first batch only
+    assert commits.why == "RuntimeError: a bug, not bad data"
+    with pytest.raises(BatchFailed):
+        await commits.run(batches(1, 1, 1)[0], ok)
