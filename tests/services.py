@@ -86,3 +86,61 @@ def postgres_server_url() -> Iterator[str]:
             yield url
     else:
         raise RuntimeError("no PostgreSQL: set ALLOCATOR_TEST_POSTGRES_URL")
+
+
+# --- brokers ----------------------------------------------------------------
+
+# The end-to-end and fault tests run on each of these: the embedded Tansu broker
+# (demo, laptops) and Apache Kafka (what users deploy). ALLOCATOR_TEST_BROKERS
+# picks some (comma-separated) for a quicker local run; a broker given in
+# ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS replaces both.
+BROKER_KINDS = ("embedded", "kafka")
+
+
+def broker_kinds() -> list[str]:
+    if os.environ.get("ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS"):
+        return ["given"]
+    chosen = os.environ.get("ALLOCATOR_TEST_BROKERS")
+    if not chosen:
+        return list(BROKER_KINDS)
+    kinds = [k.strip() for k in chosen.split(",") if k.strip()]
+    unknown = set(kinds) - set(BROKER_KINDS)
+    if unknown:
+        raise RuntimeError(f"ALLOCATOR_TEST_BROKERS: unknown {sorted(unknown)}; use {BROKER_KINDS}")
+    return kinds
+
+
+def require_local_kafka() -> None:
+    """Skip (fail on CI, which must never skip them) when this machine cannot run Kafka."""
+    import pytest
+
+    from streams.kafka_local import kafka_jars
+
+    try:
+        kafka_jars()  # checks java, and mvn when the jars are not cached yet
+    except RuntimeError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the Apache Kafka tests: {exc}")
+        pytest.skip(f"no local Apache Kafka: {exc}")
+
+
+@contextmanager
+def broker(kind: str) -> Iterator[str]:
+    """Bootstrap servers of a broker of that kind, for the whole session."""
+    if kind == "given":
+        given = os.environ["ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS"]
+        say(f"[services] Kafka from ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS: {given}")
+        yield given
+    elif kind == "embedded":
+        from streams.local import EmbeddedBroker
+
+        with EmbeddedBroker() as embedded:
+            say(f"[services] Kafka: embedded Tansu at {embedded.bootstrap}")
+            yield embedded.bootstrap
+    else:
+        require_local_kafka()
+        from streams.kafka_local import KAFKA_VERSION, KafkaBroker
+
+        with KafkaBroker() as kafka:
+            say(f"[services] Kafka: Apache Kafka {KAFKA_VERSION} (KRaft) at {kafka.bootstrap}")
+            yield kafka.bootstrap

@@ -99,6 +99,26 @@ class Bound:
 RawRecord = tuple[int, int, int, bytes | None]  # partition, offset, timestamp ms, value
 
 
+async def _partitions_of(bootstrap: str, topic: str) -> list[int]:
+    """The topic's partitions, asked of the cluster. (A consumer without a group
+    or a subscription knows no topic's metadata on Kafka, and naming the topic
+    in a metadata request could auto-create it, so all topics are listed.)"""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics()
+    finally:
+        await admin.close()
+    return sorted(
+        part["partition"]
+        for found in described
+        if found["topic"] == topic and found["error_code"] == 0
+        for part in found["partitions"]
+    )
+
+
 async def read_topic(
     bootstrap: str, topic: str, start: Bound | None, end: Bound | None, idle_ms: int = 1500
 ) -> list[RawRecord]:
@@ -111,6 +131,9 @@ async def read_topic(
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    partitions = await _partitions_of(bootstrap, topic)
+    if not partitions:
+        raise ValueError(f"topic {topic!r} does not exist or has no partitions")
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -119,9 +142,6 @@ async def read_topic(
     )
     await consumer.start()
     try:
-        partitions = sorted(consumer.partitions_for_topic(topic) or set())
-        if not partitions:
-            raise ValueError(f"topic {topic!r} does not exist or has no partitions")
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         await _seek_start(consumer, tps, start)

@@ -3,7 +3,6 @@ PostgreSQL, a broker; tests/services.py finds them) and running pipelines."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -14,7 +13,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from allocator.store import Database
-from streams.local import EmbeddedBroker, forget_keys
+from streams.local import forget_keys
 from streams.samples import SAMPLES_DIR
 from streams.topics import ensure_topics
 from tests import services
@@ -87,17 +86,17 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         yield await stack.enter_async_context(Database(url))  # closed before the drop
 
 
+@pytest.fixture(scope="session", params=services.broker_kinds())
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    """Which broker: every end-to-end and fault test runs on each (tests/services.py)."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
-def broker_bootstrap() -> Iterator[str]:
-    """One broker for the whole run: ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS, else embedded Tansu."""
-    given = os.environ.get("ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS")
-    if given:
-        services.say(f"[services] Kafka from ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS: {given}")
-        yield given
-        return
-    with EmbeddedBroker() as broker:
-        services.say(f"[services] Kafka: embedded Tansu at {broker.bootstrap}")
-        yield broker.bootstrap
+def broker_bootstrap(broker_kind: str) -> Iterator[str]:
+    """One broker of each kind for the whole run (pytest orders the tests by kind)."""
+    with services.broker(broker_kind) as bootstrap:
+        yield bootstrap
 
 
 @asynccontextmanager

@@ -2,14 +2,13 @@
 
 Transactions (and so faust's processing_guarantee="exactly_once") are not
 supported by the embedded Tansu 0.6.0: InitProducerId for a transactional id
-fails. On a real Kafka (ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS) the same test
-expects them to work. The service's own guarantee, effectively-once through
-idempotent reservations and commit-after-produce, needs neither (topics.md).
+fails. On Apache Kafka the same test expects them to work. The service's own
+guarantee, effectively-once through idempotent reservations and
+commit-after-produce, needs neither (topics.md).
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 
 from aiokafka import AIOKafkaProducer
@@ -17,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 
-async def test_transactions_on_this_broker(broker_bootstrap: str) -> None:
+async def test_transactions_on_this_broker(broker_bootstrap: str, broker_kind: str) -> None:
     topic = f"txn-{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=broker_bootstrap)
     await admin.start()
@@ -35,5 +34,4 @@ async def test_transactions_on_this_broker(broker_bootstrap: str) -> None:
         supported = False
     finally:
         await producer.stop()
-    embedded = "ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS" not in os.environ
-    assert supported is not embedded
+    assert supported is (broker_kind != "embedded")

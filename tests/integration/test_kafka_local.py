@@ -6,7 +6,6 @@ instead, so that CI never passes without running them.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import uuid
@@ -18,31 +17,17 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.kafka_local import KAFKA_VERSION, POM, KafkaBroker, KafkaCluster, kafka_jars
+from streams.kafka_local import KAFKA_VERSION, POM, KafkaBroker, KafkaCluster
+from tests import services
 
 pytestmark = pytest.mark.integration
 
 
-def require_local_kafka() -> None:
-    """Skip (fail on CI) when this machine cannot run a local Kafka."""
-    try:
-        kafka_jars()  # checks java, and mvn when the jars are not cached yet
-    except RuntimeError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the Apache Kafka tests: {exc}")
-        pytest.skip(f"no local Apache Kafka: {exc}")
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kafka_broker() -> Iterator[str]:
-    """One Apache Kafka broker for the whole session; yields its bootstrap servers."""
-    require_local_kafka()
-    with KafkaBroker() as broker:
-        print(
-            f"\nApache Kafka {KAFKA_VERSION} at {broker.bootstrap}, "
-            f"ready in {broker.startup_seconds:.1f}s"
-        )
-        yield broker.bootstrap
+    """An Apache Kafka broker of these tests' own (they check Kafka, not the allocator)."""
+    with services.broker("kafka") as bootstrap:
+        yield bootstrap
 
 
 def create_topic(bootstrap: str, partitions: int, replication: int = 1) -> str:
@@ -155,7 +140,7 @@ def test_transactions_commit_and_abort(kafka_broker: str) -> None:
 
 
 def test_three_node_cluster_survives_a_killed_node() -> None:
-    require_local_kafka()
+    services.require_local_kafka()
     with KafkaCluster(3) as cluster:
         print(f"\n3-node KRaft cluster ready in {cluster.startup_seconds:.1f}s")
         topic = create_topic(cluster.bootstrap, partitions=4, replication=3)
@@ -187,7 +172,7 @@ def wait_for_full_isrs(bootstrap: str, topic: str, replicas: int = 3) -> None:
 
 
 def test_a_killed_broker_restarts_with_its_data() -> None:
-    require_local_kafka()
+    services.require_local_kafka()
     with KafkaBroker() as broker:
         topic = create_topic(broker.bootstrap, partitions=1)
         produce(broker.bootstrap, topic, ["kept"], acks="all")
