@@ -6,12 +6,25 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from allocator.channels import DEFAULT_SEND_HOUR, Channel
 from allocator.decision import Schedule
+
+
+def masked(url: str) -> str:
+    """A URL with its password replaced, for logs and pages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + host))
 
 
 def _default_data_dir() -> Path:
@@ -62,6 +75,10 @@ class Settings(BaseSettings):
     broker_session_timeout: float = 60.0
     broker_heartbeat_interval: float = 3.0
     broker_commit_interval: float = 2.8
+    # How long a consumer's fetch may wait for data (faust hard-codes 1500;
+    # streams/faust_adapt.py). Kafka answers as soon as data arrives; the
+    # embedded broker only when the wait runs out, so this bounds its latency.
+    consumer_fetch_max_wait_ms: int = Field(default=100, ge=1, le=60_000)
     producer_acks: int = -1
     producer_linger_ms: int = 5
     producer_max_batch_size: int = 16384
@@ -82,6 +99,17 @@ class Settings(BaseSettings):
             k[len(prefix) :].lower(): v for k, v in environment.items() if k.startswith(prefix)
         }
         return cls.model_validate(values)
+
+    def described(self) -> str:
+        """What a worker says about itself at start: where it connects, secrets masked."""
+        return (
+            f"brokers {self.kafka_bootstrap_servers}; app id {self.app_id}; "
+            f"topics {self.topic_scored_leads}, {self.topic_conversion_patterns} -> "
+            f"{self.topic_allocations}, DLQ {self.topic_dlq}; "
+            f"database {masked(self.database_url)}; redis {masked(self.redis_url)}; "
+            f"quota key prefix {self.quota_key_prefix!r}; batch {self.batch_size} leads or "
+            f"{self.batch_seconds}s; {self.processing_guarantee}"
+        )
 
     def schedule(self) -> Schedule:
         """The configured default send hours: the worker's, and a replay's baseline."""

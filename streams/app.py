@@ -24,8 +24,9 @@ from allocator.directory import ClientDirectory
 from allocator.errors import InvalidRecord
 from allocator.quota import Held, LeadRequest, QuotaStore, open_quota_store
 from allocator.store import Database
-from streams.agents import DeadLetters, LeadAllocator, PatternFanOut
+from streams.agents import DeadLetters, LeadAllocator, PatternFanOut, with_retry
 from streams.commits import Commits
+from streams.faust_adapt import use_fetch_max_wait
 from streams.metrics import Metrics
 from streams.patterns import PatternFeed
 from streams.topics import ensure_topics
@@ -86,6 +87,7 @@ class AllocatorApp(faust.App):
 
 def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     """Build the App; `lead_partitions` is the scored-leads topic's partition count."""
+    use_fetch_max_wait(settings.consumer_fetch_max_wait_ms)
     app = AllocatorApp(
         settings.app_id,
         broker=_brokers(settings.kafka_bootstrap_servers),
@@ -201,6 +203,14 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
             # On a clean stop, let acknowledged batches become committable; what
             # is not acknowledged stays uncommitted and comes again.
             await lead_commits.drain()
+
+    @app.task
+    async def announce() -> None:
+        # After faust has set up logging (-l), before the first batch.
+        log.info("allocator worker: %s", settings.described())
+        snapshot = await with_retry("load_clients", directory.snapshot, metrics)
+        resources = sum(len(setup.resources) for setup in snapshot.values())
+        log.info("loaded %d clients and %d resources", len(snapshot), resources)
 
     register_pages(app, metrics, [lead_commits, pattern_commits])
     return app
