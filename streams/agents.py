@@ -30,16 +30,12 @@ T = TypeVar("T")
 
 
 class Send(Protocol):
-    """faust's producer.send: schedules a record, returns its delivery future."""
+    """Schedules a record produced from the consumed record at `source` (its
+    topic partition); returns the delivery future. Under exactly_once the record
+    joins the source partition's transaction (streams/app.py)."""
 
     def __call__(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        partition: int | None,
-        timestamp: float | None,
-        headers: Any,
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None, source: Any
     ) -> Awaitable[Awaitable[Any]]: ...
 
 
@@ -93,7 +89,7 @@ class DeadLetters:
         if isinstance(key, bytes) and len(key) > DLQ_KEY_BYTES:
             key = key[:DLQ_KEY_BYTES]
         return await self._send(
-            self._topic, key, letter.model_dump_json().encode(), None, None, None
+            self._topic, key, letter.model_dump_json().encode(), None, message.tp
         )
 
 
@@ -142,20 +138,19 @@ class LeadAllocator:
                 deliveries.append(await self._dead.send(event, outcome.error))
             else:
                 decisions.append(outcome)
-                deliveries.append(await self._emit(outcome))
+                deliveries.append(await self._emit(outcome, event.message.tp))
         self._metrics.record_batch(decisions)
         self._count_unknown_clients()
         return deliveries
 
-    async def _emit(self, decision: Decision) -> Awaitable[Any]:
+    async def _emit(self, decision: Decision, source: Any) -> Awaitable[Any]:
         allocation = decision.allocation
         return await self._send(
             self._topic,
             allocation.lead_id.encode(),
             allocation.model_dump_json().encode(),
             None,
-            None,
-            None,
+            source,
         )
 
     def _count_unknown_clients(self) -> None:
@@ -204,5 +199,7 @@ class PatternFanOut:
             value = pattern.model_dump_json().encode()
             key = pattern.client_id.encode()
             for partition in range(self._partitions):
-                deliveries.append(await self._send(self._topic, key, value, partition, None, None))
+                deliveries.append(
+                    await self._send(self._topic, key, value, partition, event.message.tp)
+                )
         return deliveries

@@ -67,6 +67,10 @@ async def _stay_stopped(commits: Commits) -> None:
     await asyncio.Event().wait()
 
 
+# faust's commit timer, under exactly_once: the agents commit after each batch.
+_NEVER = 10.0**9
+
+
 class AllocatorApp(faust.App):
     """faust's App, closing the services the worker opened once its agents have stopped."""
 
@@ -88,6 +92,7 @@ class AllocatorApp(faust.App):
 def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     """Build the App; `lead_partitions` is the scored-leads topic's partition count."""
     use_fetch_max_wait(settings.consumer_fetch_max_wait_ms)
+    exactly_once = settings.processing_guarantee == "exactly_once"
     app = AllocatorApp(
         settings.app_id,
         broker=_brokers(settings.kafka_bootstrap_servers),
@@ -101,7 +106,7 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
         broker_rebalance_timeout=settings.broker_rebalance_timeout,
         broker_session_timeout=settings.broker_session_timeout,
         broker_heartbeat_interval=settings.broker_heartbeat_interval,
-        broker_commit_interval=settings.broker_commit_interval,
+        broker_commit_interval=(_NEVER if exactly_once else settings.broker_commit_interval),
         producer_acks=settings.producer_acks,
         producer_linger_ms=settings.producer_linger_ms,
         producer_max_batch_size=settings.producer_max_batch_size,
@@ -141,14 +146,19 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
         feed.reassigned()  # the next lead batch first merges the database's patterns
 
     def send(
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        partition: int | None,
-        timestamp: float | None,
-        headers: Any,
+        topic: str, key: bytes | None, value: bytes, partition: int | None, source: Any
     ) -> Any:
-        return app.producer.send(topic, key, value, partition, timestamp, headers)
+        # exactly_once: faust runs one Kafka transaction per consumed partition
+        # ("<app id>-<partition group>-<partition>") and commits that
+        # partition's offsets in it; a record must join its *source*
+        # partition's transaction, not the one its own key would pick.
+        transactional_id = None
+        if exactly_once:
+            group = app.assignor.group_for_topic(source.topic)
+            transactional_id = f"{app.conf.id}-{group}-{source.partition}"
+        return app.producer.send(
+            topic, key, value, partition, None, None, transactional_id=transactional_id
+        )
 
     dead_letters = DeadLetters(send, settings.topic_dlq, metrics)
     allocator = LeadAllocator(
@@ -159,8 +169,24 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     )
     # Outlive faust's restarts of a crashed agent, so that the restart cannot
     # go on past the batch that failed.
-    lead_commits = Commits("allocate_leads", None)
-    pattern_commits = Commits("fan_out_patterns", None)
+    # exactly_once: committing a partition's transaction commits every record
+    # sent in it, so a commit must never fall inside a batch (records sent, the
+    # batch's offsets not yet acked). Batches run whole under one lock, one at a
+    # time, and offsets are committed under the same lock, between batches.
+    between_batches = asyncio.Lock() if exactly_once else None
+    limit = 0 if exactly_once else 4
+    lead_commits = Commits("allocate_leads", None, limit, between_batches)
+    pattern_commits = Commits("fan_out_patterns", None, limit, between_batches)
+
+    if between_batches is not None:
+
+        @app.timer(settings.broker_commit_interval)
+        async def commit_between_batches() -> None:
+            # A batch's acks happen as its agent returns from it, without
+            # yielding to the loop, so once the lock is free every released
+            # batch is committable and no record of a later one is sent yet.
+            async with between_batches:
+                await app.consumer.commit()
 
     @app.agent(patterns_topic, name="fan_out_patterns")
     async def fan_out_patterns(stream: Any) -> None:

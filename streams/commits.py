@@ -21,6 +21,7 @@ give them the same allocations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
@@ -79,13 +80,19 @@ class Commits:
 
     At most `limit` batches wait for the broker at once, so the agent goes on
     deciding while the broker acknowledges; a delivery failure is raised into
-    the agent at its next batch (never lost in a background task).
+    the agent at its next batch (never lost in a background task). With
+    `exclusive` (and limit 0), a batch runs from pin to release under that
+    lock, so that whoever else holds it sees no batch half sent.
     """
 
-    def __init__(self, name: str, stream: Any, limit: int = 4) -> None:
+    def __init__(
+        self, name: str, stream: Any, limit: int = 4, exclusive: asyncio.Lock | None = None
+    ) -> None:
         self.name = name
         self._stream = stream
         self._limit = limit
+        # Held for a whole batch (exactly_once): see streams/app.py's commit timer.
+        self._exclusive = exclusive
         self._ledger: OffsetLedger[Any] = OffsetLedger()
         self._tasks: deque[asyncio.Task[None]] = deque()
         self.failure: BaseException | None = None
@@ -102,13 +109,14 @@ class Commits:
         """Pin the batch, do `work` (which returns what the batch produced, as
         delivery futures), and release the batch once those are acknowledged.
         If `work` fails, the batch never finishes and the agent stops."""
-        ticket = self.pin(events)
-        try:
-            deliveries = await work(events)
-        except Exception as exc:
-            self.fail(exc)
-            raise
-        await self.release_after(ticket, deliveries)
+        async with self._exclusive or contextlib.nullcontext():
+            ticket = self.pin(events)
+            try:
+                deliveries = await work(events)
+            except Exception as exc:
+                self.fail(exc)
+                raise
+            await self.release_after(ticket, deliveries)
 
     def pin(self, events: Sequence[Any]) -> int:
         self._raise_if_broken()

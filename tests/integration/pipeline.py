@@ -34,6 +34,8 @@ class Pipeline:
     workers: list[Worker] = field(default_factory=list)
     # The short group timings of local runs; {} keeps faust's defaults.
     timings: dict[str, str] = field(default_factory=lambda: dict(SHORT_GROUP_TIMINGS))
+    # More ALLOCATOR_* settings for this test's workers.
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -51,6 +53,7 @@ class Pipeline:
             "ALLOCATOR_TOPIC_DLQ": f"dlq-{self.run}",
             "ALLOCATOR_TOPIC_PARTITIONS": str(self.partitions),
             "ALLOCATOR_RESOURCE_CACHE_SECONDS": "1",
+            **self.extra_env,
         }
 
     @property
@@ -105,14 +108,18 @@ class Pipeline:
     def produce_json(self, topic: str, rows: list[dict[str, Any]], key: str) -> None:
         self.produce(topic, [(str(r[key]).encode(), json.dumps(r).encode()) for r in rows])
 
-    def read(self, topic: str, want: int, timeout: float = 60) -> list[tuple[bytes | None, bytes]]:
-        """At least `want` records of `topic` from the start, read without a group."""
+    def read(
+        self, topic: str, want: int, timeout: float = 60, committed_only: bool = False
+    ) -> list[tuple[bytes | None, bytes]]:
+        """At least `want` records of `topic` from the start, read without a group;
+        `committed_only`: as a read_committed consumer sees them (Kafka transactions)."""
         consumer = Consumer(
             {
                 "bootstrap.servers": self.bootstrap,
                 "group.id": f"r-{uuid.uuid4()}",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed" if committed_only else "read_uncommitted",
             }
         )
         try:
@@ -129,5 +136,7 @@ class Pipeline:
         finally:
             consumer.close()
 
-    def read_json(self, topic: str, want: int, timeout: float = 60) -> list[dict[str, Any]]:
-        return [json.loads(v) for _, v in self.read(topic, want, timeout)]
+    def read_json(
+        self, topic: str, want: int, timeout: float = 60, committed_only: bool = False
+    ) -> list[dict[str, Any]]:
+        return [json.loads(v) for _, v in self.read(topic, want, timeout, committed_only)]

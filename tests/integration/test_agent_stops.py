@@ -46,7 +46,7 @@ async def test_a_failing_batch_stops_the_agent_and_is_not_skipped(
         status, body = worker.get("/health")
     health = json.loads(body)
     assert status == 503 and health["crashed_agents"] == ["allocate_leads"]
-    assert "WRONGTYPE" in health["errors"]["allocate_leads"]
+    assert health["errors"]["allocate_leads"].startswith("ResponseError")  # the script failed
     assert worker.get("/ready")[0] == 503
     emitted = {a["event_id"] for a in pipeline.read_json(settings.topic_allocations, 10**6, 3)}
     assert "ev-stuck" not in emitted
