@@ -123,6 +123,7 @@ class LeadPlan:
             plan=self.plan.encode(),
             asks=asks,
             hold_day=max(days, default=lead.scored_at.date()),
+            client_id=lead.client_id,
         )
 
 

@@ -42,13 +42,17 @@ class LeadRequest:
     handed back unchanged on a redelivery, so that the allocation is rebuilt
     from what was decided then, not from today's setup and patterns.
     `hold_day` is the latest quota day of the plan: the held answer lives as
-    long as that day's counters.
+    long as that day's counters. `client_id` is the lead's client: on Redis
+    Cluster its keys carry the client's hash tag, so that one script call can
+    reach all of them (redis_store.py); the other stores ignore it. It comes
+    last, with a default, so that a request built without it still reads the same.
     """
 
     hold_key: str
     plan: str
     asks: tuple[ChannelAsk, ...]
     hold_day: date
+    client_id: str = ""
 
 
 @dataclass(frozen=True)
