@@ -101,10 +101,14 @@ def broker_bootstrap(broker_kind: str) -> Iterator[str]:
 
 @asynccontextmanager
 async def running_pipeline(
-    bootstrap: str, database_url: str, redis_url: str, workdir: Path
+    bootstrap: str,
+    database_url: str,
+    redis_url: str,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[Pipeline]:
     """Topics created, schema made and sample clients/resources loaded; workers stopped after."""
-    pipeline = Pipeline(bootstrap, database_url, redis_url, workdir)
+    pipeline = Pipeline(bootstrap, database_url, redis_url, workdir, extra_env=extra_env or {})
     for table in ("clients", "resources"):
         done = pipeline.cli(table, "load", str(SAMPLES_DIR / f"{table}.jsonl"))
         assert done.returncode == 0, done.stderr
