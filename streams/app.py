@@ -24,6 +24,7 @@ from allocator.directory import ClientDirectory
 from allocator.errors import InvalidRecord
 from allocator.quota import Held, LeadRequest, QuotaStore, open_quota_store
 from allocator.store import Database
+from allocator.store.urls import check_database_url
 from streams.agents import DeadLetters, LeadAllocator, PatternFanOut, with_retry
 from streams.commits import Commits
 from streams.faust_adapt import use_fetch_max_wait
@@ -245,6 +246,7 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
 async def prepare(settings: Settings) -> dict[str, int]:
     """Before faust starts: the tables exist and the topics exist. (A missing table
     is not a transient failure, so no batch may run before the schema.)"""
+    check_database_url(settings.database_url)
     async with Database(settings.database_url):  # its own engine: engines bind to a loop
         pass
     return await ensure_topics(settings)
