@@ -11,6 +11,12 @@ from typing import Any
 
 import faust
 
+from streams.faust_adapt import use_fetch_max_wait
+
+# The same consumer fetch wait as the allocator's workers, so that latency
+# compares the agents, not the settings.
+use_fetch_max_wait(int(os.environ.get("ALLOCATOR_CONSUMER_FETCH_MAX_WAIT_MS", "100")))
+
 app = faust.App(
     os.environ["BENCH_APP_ID"],
     broker=f"kafka://{os.environ['ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS']}",

@@ -99,7 +99,7 @@ class Bound:
 RawRecord = tuple[int, int, int, bytes | None]  # partition, offset, timestamp ms, value
 
 
-async def _partitions_of(bootstrap: str, topic: str) -> list[int]:
+async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
     """The topic's partitions, asked of the cluster. (A consumer without a group
     or a subscription knows no topic's metadata on Kafka, and naming the topic
     in a metadata request could auto-create it, so all topics are listed.)"""
@@ -131,7 +131,7 @@ async def read_topic(
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    partitions = await _partitions_of(bootstrap, topic)
+    partitions = await topic_partitions(bootstrap, topic)
     if not partitions:
         raise ValueError(f"topic {topic!r} does not exist or has no partitions")
     consumer = AIOKafkaConsumer(
