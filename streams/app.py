@@ -68,7 +68,8 @@ async def _stay_stopped(commits: Commits) -> None:
     await asyncio.Event().wait()
 
 
-# faust's commit timer, under exactly_once: the agents commit after each batch.
+# faust's own commit timer, off under exactly_once: commit_between_batches
+# (create_app) commits instead, never inside a batch.
 _NEVER = 10.0**9
 
 
