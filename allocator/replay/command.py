@@ -13,6 +13,7 @@ import asyncio
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 from allocator.config import Settings
@@ -24,8 +25,8 @@ from allocator.replay.options import OptionsError, ReplayOptions, add_arguments
 from allocator.replay.report import write_report
 from allocator.replay.rules import Rules
 from allocator.replay.runner import ReplayRun, replay, send_changes
-from allocator.replay.sources import History, from_file, parse_lead_data, topic_history
-from allocator.replay.summary import Comparison
+from allocator.replay.sources import Bound, History, from_file, parse_lead_data, topic_history
+from allocator.replay.summary import Comparison, InputSource
 
 __all__ = ["add_arguments", "execute", "run"]
 
@@ -55,15 +56,16 @@ def execute(options: ReplayOptions) -> int:
         return USAGE
     console.show_rejected(history.rejected)
     compare = options.variant is not None
+    sources = _sources(options, history, clients, resources)
     started = time.perf_counter()
-    base = _run(history, clients, resources, Rules(), options, settings, compare)
+    base = _run(history, clients, resources, Rules(), options, settings, compare, sources)
     seconds = time.perf_counter() - started
     console.show_undecidable(base.undecidable)
     options.out.write_text("".join(line + "\n" for line in base.lines), encoding="utf-8")
     summary = base.summary.result()
     comparison = None
     if options.variant is not None:
-        other = _run(history, clients, resources, options.variant, options, settings, True)
+        other = _run(history, clients, resources, options.variant, options, settings, True, sources)
         comparison = Comparison(summary, other.summary.result(), send_changes(base, other))
     if options.report is not None:
         console.show_report(write_report(options.report, summary, comparison))
@@ -92,6 +94,51 @@ def _history(options: ReplayOptions, settings: Settings) -> History:
         patterns, bad_patterns = from_file(options.patterns, parse_pattern_data)
         rejected += bad_patterns
     return History(leads, patterns, rejected)
+
+
+def _sources(
+    options: ReplayOptions, history: History, clients: list[Client], resources: list[Resource]
+) -> tuple[InputSource, ...]:
+    """Where each input was read and how much of it, for the report's "inputs" part."""
+    skipped = Counter(r.source for r in history.rejected)
+
+    def read(kind: str, path: Path | None, topic: str | None, records: int) -> InputSource:
+        if path is not None:
+            return InputSource(kind, "file", str(path), records, skipped[str(path)])
+        assert topic is not None
+        # A patterns topic is read from its start: patterns from before the
+        # window still hold during it (sources.topic_history).
+        start = options.start if kind == "leads" else None
+        return InputSource(
+            kind, "topic", topic, records, skipped[topic], _window(start, options.end)
+        )
+
+    def setup(kind: str, path: Path | None, records: int) -> InputSource:
+        if path is not None:
+            return InputSource(kind, "file", str(path), records)
+        # The setting's name, never its value: a database URL may hold a password.
+        return InputSource(kind, "database", "ALLOCATOR_DATABASE_URL", records)
+
+    found = [read("leads", options.leads, options.leads_topic, len(history.leads))]
+    if options.patterns is not None or options.patterns_topic is not None:
+        found.append(
+            read("patterns", options.patterns, options.patterns_topic, len(history.patterns))
+        )
+    found.append(setup("clients", options.clients, len(clients)))
+    found.append(setup("resources", options.resources, len(resources)))
+    return tuple(found)
+
+
+def _window(start: Bound | None, end: Bound | None) -> str:
+    def bound(b: Bound) -> str:
+        if b.offset is not None:
+            return f"offset {b.offset}"
+        assert b.at is not None  # a Bound is an offset or a time
+        return f"record time {b.at.isoformat()}"
+
+    first = f"from {bound(start)}" if start else "from the start"
+    last = f"up to (not including) {bound(end)}" if end else "to the end"
+    return f"{first} {last}"
 
 
 def _setup(options: ReplayOptions, settings: Settings) -> tuple[list[Client], list[Resource]]:
@@ -148,6 +195,7 @@ def _run(
     options: ReplayOptions,
     settings: Settings,
     keep_outcomes: bool,
+    sources: tuple[InputSource, ...],
 ) -> ReplayRun:
     with console.progress(rules.name, len(history.leads), options.quiet) as advance:
 
@@ -163,6 +211,7 @@ def _run(
                     quota,
                     advance,
                     keep_outcomes,
+                    sources=sources,
                 )
             finally:
                 await quota.close()

@@ -9,7 +9,7 @@ time and decided_at are the lead's scored_at. Quotas live in the store given
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from allocator.batch import BatchDecider, Undecidable, event_time
@@ -21,7 +21,7 @@ from allocator.patterns import NO_PATTERNS, PatternSet
 from allocator.quota import QuotaStore
 from allocator.replay.rules import Rules
 from allocator.replay.sources import History
-from allocator.replay.summary import SendChanges, Summary
+from allocator.replay.summary import InputSource, SendChanges, Summary
 
 # Per lead, per channel: (status, resource_id, send_at) for comparing runs.
 Outcome = dict[str, tuple[str, str | None, str | None]]
@@ -46,15 +46,17 @@ async def replay(
     progress: Callable[[int], None] = lambda n: None,
     keep_outcomes: bool = False,
     batch_size: int = 1000,
+    sources: Sequence[InputSource] = (),
 ) -> ReplayRun:
+    """Every lead of `history` decided under `rules`; `sources` say where the
+    history and the setup were read, for the summary to report."""
     clients, resources = rules.apply(clients, resources)
     snapshot = build_snapshot(clients, resources)
     decider = BatchDecider(
         ClientDirectory.fixed(snapshot), quota, rules.schedule(schedule), event_time
     )
-    summary = Summary(rules.describe())
-    for rejected in history.rejected:
-        summary.invalid[rejected.error.code] += 1
+    summary = Summary(rules.describe(), tuple(sources))
+    summary.read(history)
 
     leads = history.leads
     held: dict[str, PatternSet] = {}
@@ -71,7 +73,7 @@ async def replay(
         decisions = await decider.decide_detailed(batch, patterns_of)
         for index, lead, decision in zip(pending, batch, decisions, strict=True):
             if isinstance(decision, Undecidable):
-                summary.invalid[decision.error.code] += 1
+                summary.skip_undecidable(lead, decision.error)
                 undecidable.append(decision.error.message)
                 continue
             allocation = decision.allocation

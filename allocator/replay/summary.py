@@ -13,8 +13,14 @@ from typing import Any
 from allocator.channels import ALLOCATED, DEFERRED, EXHAUSTED, REPORTED_STATUSES, reported_status
 from allocator.decision import Decision
 from allocator.directory import ClientSetup
+from allocator.errors import InvalidRecord
 from allocator.models import ScoredLead
+from allocator.replay.sources import History
 from allocator.tiers import DISPLAY_ORDER
+
+# Skipped records listed one by one in summary.json and the report; the rest
+# are counted by code. A file of a million bad lines must not make a page of them.
+SKIPPED_LISTED = 100
 
 # --- the figures, typed -------------------------------------------------------
 # Row types name their fields as summary.json names its keys, so that a row's
@@ -70,6 +76,17 @@ class DayCount:
 
 
 @dataclass(frozen=True)
+class ClientDayCount:
+    """A DayCount of one client's leads: the report's per-client view."""
+
+    client_id: str
+    day: str
+    channel: str
+    status: str
+    count: int
+
+
+@dataclass(frozen=True)
 class ResourceUse:
     """One resource over the replay: days used, mean and peak share of its daily limit."""
 
@@ -105,6 +122,52 @@ class SendTimeCount:
 
 
 @dataclass(frozen=True)
+class InputSource:
+    """One input of the replay: what it held, where it was read, how much of it."""
+
+    kind: str  # leads, patterns, clients or resources
+    origin: str  # file, topic or database
+    name: str  # the file's path, the topic's name, or the setting naming the database
+    records: int  # valid records read
+    skipped: int = 0  # invalid records skipped
+    window: str | None = None  # a topic's --from/--to, in words
+
+
+@dataclass(frozen=True)
+class SkippedRecord:
+    """An input record the replay skipped, and why (its dead-letter error code)."""
+
+    source: str  # file path, topic, or the leads' source for an undecidable lead
+    where: str  # "line 12", "partition 0 offset 81" or "lead l-7"
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a replay read: its sources, the span of its leads, what it skipped."""
+
+    sources: tuple[InputSource, ...] = ()
+    leads_read: int = 0  # valid leads, decided or not
+    patterns_read: int = 0
+    first_scored_at: str | None = None  # ISO 8601; None without leads
+    last_scored_at: str | None = None
+    skipped: tuple[SkippedRecord, ...] = ()  # the first SKIPPED_LISTED
+    skipped_total: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sources": [asdict(s) for s in self.sources],
+            "leads_read": self.leads_read,
+            "patterns_read": self.patterns_read,
+            "first_scored_at": self.first_scored_at,
+            "last_scored_at": self.last_scored_at,
+            "skipped_total": self.skipped_total,
+            "skipped_listed": [asdict(s) for s in self.skipped],
+        }
+
+
+@dataclass(frozen=True)
 class ReplaySummary:
     """The figures of one replay, as summary.json holds them."""
 
@@ -119,6 +182,11 @@ class ReplaySummary:
     capacity_needed: tuple[CapacityNeed, ...]
     usage_balance_spread: float
     send_times: tuple[SendTimeCount, ...]
+    # Added after the first release, so they default for the callers that predate them.
+    per_client_day: tuple[ClientDayCount, ...] = ()
+    leads_by_client: Mapping[str, int] = field(default_factory=dict)
+    unknown_clients: tuple[str, ...] = ()  # not among the clients given: no resources
+    inputs: Inputs = field(default_factory=Inputs)
 
     @property
     def rules_name(self) -> str:
@@ -131,6 +199,16 @@ class ReplaySummary:
     @property
     def channel_entries(self) -> int:
         return sum(self.statuses.values())
+
+    @property
+    def allocated_any_day(self) -> int:
+        """Entries a record calls allocated: on the day asked for, or deferred to a
+        later day (the demo's "allocated", of which deferred)."""
+        return self.statuses[ALLOCATED] + self.statuses[DEFERRED]
+
+    def clients(self) -> list[str]:
+        """Every client with leads, by id."""
+        return sorted(self.leads_by_client)
 
     def tiers_best_first(self) -> list[TierCounts]:
         """The tiers that had leads, in the display order (hot first)."""
@@ -152,6 +230,11 @@ class ReplaySummary:
             "capacity_needed": [asdict(c) for c in self.capacity_needed],
             "usage_balance_spread": self.usage_balance_spread,
             "send_times": [asdict(s) for s in self.send_times],
+            "allocated_any_day": self.allocated_any_day,
+            "per_client_day": [asdict(d) for d in self.per_client_day],
+            "leads_by_client": dict(self.leads_by_client),
+            "unknown_clients": list(self.unknown_clients),
+            "inputs": self.inputs.to_json(),
         }
 
 
@@ -205,13 +288,21 @@ class Summary:
     """Counts of one replay, added to lead by lead; `result()` reads them out."""
 
     rules: dict[str, Any]
+    sources: tuple[InputSource, ...] = ()  # where the inputs were read, as the command says
     leads: int = 0
     invalid: Counter[str] = field(default_factory=Counter)  # error_code -> count
+    skipped: list[SkippedRecord] = field(default_factory=list)  # the first SKIPPED_LISTED
+    leads_read: int = 0
+    patterns_read: int = 0
+    scored_span: tuple[str, str] | None = None  # first and last scored_at read
     tiers: Counter[str] = field(default_factory=Counter)
+    clients: Counter[str] = field(default_factory=Counter)  # client_id -> leads
+    unknown_clients: set[str] = field(default_factory=set)
     # (tier, channel, status) with status in REPORTED_STATUSES
     entries: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    # (day, channel, status): the send's quota day, else the day it asked for
-    per_day: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    # (client, day, channel, status): the send's quota day, else the day it asked
+    # for; summed over clients, it is summary.json's per_day
+    per_client_day: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
     # (client, channel, resource_id, usage_day) -> sends
     usage: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
     limits: dict[tuple[str, str, str], int | None] = field(default_factory=dict)
@@ -221,11 +312,33 @@ class Summary:
     # (weekday 0=Mon, hour) of send_at, local to its zone
     send_times: Counter[tuple[int, int]] = field(default_factory=Counter)
 
+    def read(self, history: History) -> None:
+        """What the history holds before any lead is decided: counts, span, rejects."""
+        self.leads_read = len(history.leads)
+        self.patterns_read = len(history.patterns)
+        if history.leads:
+            times = [lead.scored_at for lead in history.leads]
+            self.scored_span = (min(times).isoformat(), max(times).isoformat())
+        for rejected in history.rejected:
+            self.skip(rejected.source, rejected.where, rejected.error)
+
+    def skip(self, source: str, where: str, error: InvalidRecord) -> None:
+        self.invalid[error.code] += 1
+        if len(self.skipped) < SKIPPED_LISTED:
+            self.skipped.append(SkippedRecord(source, where, error.code, error.message))
+
+    def skip_undecidable(self, lead: ScoredLead, error: InvalidRecord) -> None:
+        leads = [s.name for s in self.sources if s.kind == "leads"]
+        self.skip(leads[0] if leads else "leads", f"lead {lead.lead_id}", error)
+
     def add(self, decision: Decision, lead: ScoredLead, setup: ClientSetup) -> None:
         allocation = decision.allocation
         tier = allocation.als_tier.value
         self.leads += 1
         self.tiers[tier] += 1
+        self.clients[lead.client_id] += 1
+        if not setup.known:
+            self.unknown_clients.add(lead.client_id)
         for entry, steps, wanted in zip(
             allocation.channels, decision.deferrals, decision.wanted_days, strict=True
         ):
@@ -233,7 +346,7 @@ class Summary:
             status = reported_status(entry.status, steps)
             self.entries[(tier, channel, status)] += 1
             day = entry.usage_day or (wanted or lead.scored_at.date()).isoformat()
-            self.per_day[(day, channel, status)] += 1
+            self.per_client_day[(lead.client_id, day, channel, status)] += 1
             if wanted is not None:
                 self.demand[(lead.client_id, channel, wanted.isoformat())] += 1
             if entry.status == ALLOCATED and entry.send_at is not None:
@@ -336,6 +449,25 @@ class Summary:
                 spreads.append(max(per_resource) - min(per_resource))
         return round(statistics.fmean(spreads), 4) if spreads else 0.0
 
+    def per_day(self) -> Counter[tuple[str, str, str]]:
+        """(day, channel, status) -> entries, over every client."""
+        days: Counter[tuple[str, str, str]] = Counter()
+        for (_, day, channel, status), n in self.per_client_day.items():
+            days[(day, channel, status)] += n
+        return days
+
+    def inputs(self) -> Inputs:
+        first, last = self.scored_span or (None, None)
+        return Inputs(
+            sources=self.sources,
+            leads_read=self.leads_read,
+            patterns_read=self.patterns_read,
+            first_scored_at=first,
+            last_scored_at=last,
+            skipped=tuple(self.skipped),
+            skipped_total=sum(self.invalid.values()),
+        )
+
     def result(self) -> ReplaySummary:
         totals = self.status_totals()
         return ReplaySummary(
@@ -345,11 +477,17 @@ class Summary:
             statuses={s: totals[s] for s in REPORTED_STATUSES},
             by_tier=self.tier_counts(),
             entries=tuple(EntryCount(*key, n) for key, n in sorted(self.entries.items())),
-            per_day=tuple(DayCount(*key, n) for key, n in sorted(self.per_day.items())),
+            per_day=tuple(DayCount(*key, n) for key, n in sorted(self.per_day().items())),
             resources=self.resource_use(),
             capacity_needed=self.capacity_needs(),
             usage_balance_spread=self.balance(),
             send_times=tuple(SendTimeCount(*key, n) for key, n in sorted(self.send_times.items())),
+            per_client_day=tuple(
+                ClientDayCount(*key, n) for key, n in sorted(self.per_client_day.items())
+            ),
+            leads_by_client=dict(sorted(self.clients.items())),
+            unknown_clients=tuple(sorted(self.unknown_clients)),
+            inputs=self.inputs(),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -1,16 +1,34 @@
-"""The replay summary's figures, and the statuses every report counts."""
+"""The replay summary's figures, what it says a replay read and skipped, and the
+statuses every report counts."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import allocator.batch
 from allocator.batch import BatchDecider, event_time
-from allocator.decision import Decision
+from allocator.decision import Decision, Schedule
 from allocator.directory import ClientDirectory, build_snapshot
+from allocator.errors import InvalidRecord
 from allocator.patterns import NO_PATTERNS
 from allocator.quota import MemoryQuotaStore
-from allocator.replay.summary import Summary
+from allocator.replay import command
+from allocator.replay.options import ReplayOptions
+from allocator.replay.rules import Rules
+from allocator.replay.runner import replay
+from allocator.replay.sources import Bound, History, Rejected
+from allocator.replay.summary import SKIPPED_LISTED, InputSource, Summary
 from allocator.tiers import DISPLAY_ORDER
+from streams.cli import main
 from streams.metrics import Metrics
-from tests.factories import client, lead, resource
+from tests.factories import client, how, lead, resource
+from tests.replay_data import BAD_LINES, replay_args, write_history
 
 
 def test_balance_is_mean_spread_across_equal_limit_resources() -> None:
@@ -92,3 +110,185 @@ async def test_metrics_and_the_replay_summary_count_the_same_statuses() -> None:
 
 def test_tiers_are_shown_best_first() -> None:
     assert [t.value for t in DISPLAY_ORDER] == ["hot", "warm", "cool", "cold", "unqualified"]
+
+
+# --- what a replay read and skipped -------------------------------------------
+
+
+def rejected(source: str, line: int) -> Rejected:
+    return Rejected(source, f"line {line}", InvalidRecord("invalid_json", None, "x", "not JSON"))
+
+
+def test_read_notes_the_history_span_counts_and_every_reject() -> None:
+    history = History(
+        leads=[
+            lead(50, lead_id="b", scored_at="2026-11-27T08:00:00+00:00"),
+            lead(50, lead_id="a", scored_at="2026-11-26T23:30:00-05:00"),  # 04:30Z on the 27th
+            lead(50, lead_id="c", scored_at="2026-11-26T09:15:00+00:00"),
+        ],
+        patterns=[how(["email"])],
+        rejected=[rejected("leads.jsonl", 2), rejected("patterns.jsonl", 7)],
+    )
+    summary = Summary({"name": "t"})
+    summary.read(history)
+    inputs = summary.result().inputs
+    assert (inputs.leads_read, inputs.patterns_read) == (3, 1)
+    # the earliest and latest instants, each as it was written
+    assert inputs.first_scored_at == "2026-11-26T09:15:00+00:00"
+    assert inputs.last_scored_at == "2026-11-27T08:00:00+00:00"
+    assert [(s.source, s.where, s.code) for s in inputs.skipped] == [
+        ("leads.jsonl", "line 2", "invalid_json"),
+        ("patterns.jsonl", "line 7", "invalid_json"),
+    ]
+    assert inputs.skipped_total == 2 and summary.result().invalid_by_code == {"invalid_json": 2}
+
+
+def test_skipped_records_are_listed_up_to_a_bound_and_all_counted() -> None:
+    summary = Summary({"name": "t"})
+    summary.read(History([], [], [rejected("big.jsonl", n) for n in range(1, 251)]))
+    inputs = summary.result().inputs
+    assert len(inputs.skipped) == SKIPPED_LISTED == 100
+    assert inputs.skipped[-1].where == "line 100"
+    assert inputs.skipped_total == 250
+    assert summary.result().invalid_by_code == {"invalid_json": 250}
+    assert (inputs.first_scored_at, inputs.last_scored_at) == (None, None)
+
+
+async def test_a_replay_counts_per_client_and_day_and_names_its_sources(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # acme has one email domain with room for one send a day; umbrella is not
+    # among the clients given; lead "odd" fails its rules (simulated).
+    planned = allocator.batch._planned
+
+    def failing(one: Any, *args: Any) -> Any:
+        if one.lead_id == "odd":
+            raise OverflowError("date value out of range")
+        return planned(one, *args)
+
+    monkeypatch.setattr(allocator.batch, "_planned", failing)
+    at = "2026-11-26T12:00:00+00:00"  # a Thursday: email goes out on Friday the 27th
+    history = History(
+        leads=[
+            lead(30, lead_id="a1", scored_at=at),
+            lead(30, lead_id="a2", scored_at=at),
+            lead(30, lead_id="u1", client_id="umbrella", scored_at=at),
+            lead(30, lead_id="odd", scored_at=at),
+        ],
+        patterns=[],
+        rejected=[],
+    )
+    sources = (InputSource("leads", "file", "h.jsonl", 4), InputSource("clients", "file", "c", 1))
+    run = await replay(
+        history,
+        [client()],
+        [resource("email", "d1", limit=1)],
+        Rules(),
+        Schedule(),
+        MemoryQuotaStore(),
+        sources=sources,
+    )
+    result = run.summary.result()
+    assert result.leads == 3 and result.leads_by_client == {"acme": 2, "umbrella": 1}
+    assert result.unknown_clients == ("umbrella",)
+    # cold leads ask for email only: acme's first on Friday, its second deferred
+    # to Monday the 30th (the next weekday); umbrella has no resource, so no
+    # day was asked for and its entry counts on the day it was scored
+    assert [asdict(d) for d in result.per_client_day] == [
+        {
+            "client_id": "acme",
+            "day": "2026-11-27",
+            "channel": "email",
+            "status": "allocated",
+            "count": 1,
+        },
+        {
+            "client_id": "acme",
+            "day": "2026-11-30",
+            "channel": "email",
+            "status": "deferred",
+            "count": 1,
+        },
+        {
+            "client_id": "umbrella",
+            "day": "2026-11-26",
+            "channel": "email",
+            "status": "no_resource",
+            "count": 1,
+        },
+    ]
+    # per_day is the same days summed over clients
+    assert [(d.day, d.status, d.count) for d in result.per_day] == [
+        ("2026-11-26", "no_resource", 1),
+        ("2026-11-27", "allocated", 1),
+        ("2026-11-30", "deferred", 1),
+    ]
+    assert result.inputs.sources == sources
+    (odd,) = result.inputs.skipped
+    assert (odd.source, odd.where, odd.code) == ("h.jsonl", "lead odd", "undecidable")
+    assert result.invalid_by_code == {"undecidable": 1}
+
+
+def test_the_command_reports_its_inputs_and_keeps_its_output(tmp_path: Path) -> None:
+    paths = write_history(tmp_path, leads=400)  # every one of BAD_LINES
+    assert main(replay_args(paths, tmp_path / "plain.jsonl")) == 0
+    report = tmp_path / "r"
+    assert main(replay_args(paths, tmp_path / "out.jsonl", "--report", str(report))) == 0
+    # a report never changes the allocations written
+    assert (tmp_path / "out.jsonl").read_bytes() == (tmp_path / "plain.jsonl").read_bytes()
+
+    inputs = json.loads((report / "summary.json").read_text())["inputs"]
+    lines = paths["leads"].read_text().splitlines()
+    valid = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row.get("als_score"), int) and "scored_at" in row:
+            valid.append(datetime.fromisoformat(row["scored_at"]))
+    assert inputs["leads_read"] == len(valid) == 400
+    patterns = len(paths["patterns"].read_text().splitlines())
+    assert datetime.fromisoformat(inputs["first_scored_at"]) == min(valid)
+    assert datetime.fromisoformat(inputs["last_scored_at"]) == max(valid)
+    assert [
+        (s["kind"], s["origin"], s["name"], s["records"], s["skipped"]) for s in inputs["sources"]
+    ] == [
+        ("leads", "file", str(paths["leads"]), 400, 3),
+        ("patterns", "file", str(paths["patterns"]), patterns, 0),
+        ("clients", "file", str(paths["clients"]), 3, 0),
+        ("resources", "file", str(paths["resources"]), 13, 0),
+    ]
+    # the bad lines, by their line numbers in the file (tests/replay_data.py)
+    expected = [index + 1 + n for n, index in enumerate(sorted(BAD_LINES))]
+    assert [(s["where"], s["code"]) for s in inputs["skipped_listed"]] == [
+        (f"line {expected[0]}", "invalid_field"),
+        (f"line {expected[1]}", "invalid_json"),
+        (f"line {expected[2]}", "missing_field"),
+    ]
+
+
+def test_a_topic_source_says_its_window() -> None:
+    options = ReplayOptions(
+        out=Path("out.jsonl"),
+        leads_topic="scored-leads",
+        patterns_topic="patterns",
+        start=Bound(offset=1200),
+        end=Bound.parse("2026-11-27T00:00:00Z"),
+    )
+    history = History([lead(50)], [], [])
+    leads, patterns, clients, resources = command._sources(options, history, [client()], [])
+    assert (leads.origin, leads.name, leads.records) == ("topic", "scored-leads", 1)
+    assert leads.window == (
+        "from offset 1200 up to (not including) record time 2026-11-27T00:00:00+00:00"
+    )
+    # patterns are read from the topic's start whatever --from says
+    assert patterns.window == (
+        "from the start up to (not including) record time 2026-11-27T00:00:00+00:00"
+    )
+    assert (clients.origin, clients.name, clients.records) == (
+        "database",
+        "ALLOCATOR_DATABASE_URL",
+        1,
+    )
+    assert resources.records == 0
