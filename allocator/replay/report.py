@@ -1,17 +1,22 @@
 """The replay report: summary.json (compare.json) and an HTML page of plotly charts.
 
-The page embeds plotly.js, so it opens offline.
+The page embeds plotly.js once, so it opens offline. It says what it covers
+(the inputs, the span of the leads, what was skipped and why), names every
+status in words with one colour everywhere, has a client menu on the charts
+per client, and draws a comparison's two sides next to each other.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from dataclasses import asdict
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from allocator.channels import (
@@ -22,7 +27,13 @@ from allocator.channels import (
     REPORTED_STATUSES,
     Channel,
 )
-from allocator.replay.summary import Comparison, ReplaySummary
+from allocator.replay.summary import (
+    Comparison,
+    DayCount,
+    Inputs,
+    ReplaySummary,
+    ResourceUse,
+)
 
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 COLOURS = {
@@ -31,62 +42,191 @@ COLOURS = {
     EXHAUSTED: "#c92a2a",
     NO_RESOURCE: "#868e96",
 }
+# A status in words, as legends and tables name it. "deferred" is what
+# channels.reported_status says and the worker's metrics count: allocated on a
+# later day than asked, a subset of what an allocation record calls allocated.
+STATUS_LABELS = {
+    ALLOCATED: "allocated on the day asked for",
+    DEFERRED: "deferred: allocated on a later day",
+    EXHAUSTED: "exhausted",
+    NO_RESOURCE: "no resource",
+}
+STATUS_MEANINGS = {
+    ALLOCATED: "a resource had room on the day the send asked for.",
+    DEFERRED: "allocated too, but on a later day than the send asked for (within the "
+    "client's max_defer_days). The allocation records call these allocated; like the "
+    "worker's metrics, this report counts them apart, and the demo's table shows them as "
+    "“of which deferred”.",
+    EXHAUSTED: "every active resource of the channel was full on every day up to the "
+    "client's max_defer_days.",
+    NO_RESOURCE: "the client has no active resource for the channel (or is not among the "
+    "clients given).",
+}
+SIDE_COLOURS = {"baseline": "#495057", "variant": "#7048e8"}
+CHANGE_LABELS = {
+    "sends_moved_in_time": "sends moved to another time",
+    "sends_on_another_resource": "sends on another resource, same time",
+    "sends_newly_served": "sends newly served",
+    "sends_no_longer_served": "sends no longer served",
+}
+ALL_CLIENTS = "all clients"
+
+
+class Shown(str):
+    """A number already written out ("+12", "75%"): a cell right-aligned like a number."""
+
+
+Cell = str | int | float
+
+
+# --- charts -------------------------------------------------------------------
+
+
+def _client_menu(fig: go.Figure, views: Sequence[str], owners: Sequence[int]) -> None:
+    """A menu over the figure that shows one view's traces (owners[i]: trace i's view)."""
+    if len(views) < 2:
+        return
+    buttons = [
+        {
+            "label": view if view == ALL_CLIENTS else f"client: {view}",
+            "method": "restyle",
+            "args": [{"visible": [o == v for o in owners]}],
+        }
+        for v, view in enumerate(views)
+    ]
+    fig.update_layout(
+        updatemenus=[
+            {
+                "buttons": buttons,
+                "active": 0,
+                "direction": "down",
+                "showactive": True,
+                "x": 1,
+                "xanchor": "right",
+                "y": 1,
+                "yanchor": "bottom",
+                "pad": {"b": 30},
+            }
+        ]
+    )
+
+
+def _views(summary: ReplaySummary) -> list[tuple[str, list[DayCount]]]:
+    """(view, its days): every client together, then each client alone."""
+    per_client: dict[str, list[DayCount]] = defaultdict(list)
+    for d in summary.per_client_day:
+        per_client[d.client_id].append(DayCount(d.day, d.channel, d.status, d.count))
+    return [(ALL_CLIENTS, list(summary.per_day))] + [
+        (client, per_client[client]) for client in sorted(per_client)
+    ]
 
 
 def per_day_figure(summary: ReplaySummary) -> go.Figure:
+    views = _views(summary)
     channels = [c.value for c in Channel if any(r.channel == c.value for r in summary.per_day)]
     fig = make_subplots(
         rows=max(len(channels), 1),
         cols=1,
         shared_xaxes=True,
-        subplot_titles=channels or ["no sends"],
-        vertical_spacing=0.05,
+        subplot_titles=channels or ["no channel entries"],
+        vertical_spacing=0.06,
     )
-    for row, channel in enumerate(channels, start=1):
+    owners: list[int] = []
+    for v, (_, days) in enumerate(views):
+        # One legend entry per status, always: plotly leaves a trace without
+        # points out of the legend, which hid the grey no-resource bars' key.
         for status in REPORTED_STATUSES:
-            points = [r for r in summary.per_day if r.channel == channel and r.status == status]
             fig.add_trace(
                 go.Bar(
-                    x=[p.day for p in points],
-                    y=[p.count for p in points],
-                    name=status,
+                    x=[None],
+                    y=[None],
+                    name=STATUS_LABELS[status],
                     marker_color=COLOURS[status],
-                    legendgroup=status,
-                    showlegend=row == 1,
+                    legendgroup=f"{v}:{status}",
+                    visible=v == 0,
+                    hoverinfo="skip",
                 ),
-                row=row,
+                row=1,
                 col=1,
             )
+            owners.append(v)
+        for row, channel in enumerate(channels, start=1):
+            for status in REPORTED_STATUSES:
+                points = [d for d in days if d.channel == channel and d.status == status]
+                if not points:
+                    continue
+                fig.add_trace(
+                    go.Bar(
+                        x=[p.day for p in points],
+                        y=[p.count for p in points],
+                        name=STATUS_LABELS[status],
+                        marker_color=COLOURS[status],
+                        legendgroup=f"{v}:{status}",
+                        showlegend=False,
+                        visible=v == 0,
+                        hovertemplate=f"{channel}, %{{x}}: %{{y}} {STATUS_LABELS[status]}"
+                        "<extra></extra>",
+                    ),
+                    row=row,
+                    col=1,
+                )
+                owners.append(v)
+    for row in range(1, len(channels) + 1):
+        fig.update_yaxes(title_text="channel entries", row=row, col=1)
+    # Said, not guessed: plotly types an axis from its first trace, here the
+    # legend's pointless [None], and would then draw the first row's days nowhere.
+    fig.update_xaxes(type="date")
+    _client_menu(fig, [view for view, _ in views], owners)
     fig.update_layout(
         barmode="stack",
-        height=220 * max(len(channels), 1) + 100,
-        title="Channel sends per day, by status (day: the quota day, or the day asked for)",
+        height=220 * max(len(channels), 1) + 160,
+        title="Channel entries per day, by status (day: the send's quota day, else the day "
+        "it asked for)",
+        margin={"t": 110},
     )
     return fig
 
 
+def _resource_label(r: ResourceUse) -> str:
+    return f"{r.client_id} / {r.resource_id}"
+
+
 def utilisation_figure(summary: ReplaySummary) -> go.Figure:
-    labels: list[str] = []
-    means: list[float] = []
-    peaks: list[float] = []
-    for r in summary.resources:
-        if r.mean_utilisation is None or r.peak_utilisation is None:
-            continue  # no daily limit: nothing to measure against
-        labels.append(f"{r.client_id}/{r.resource_id}")
-        means.append(100 * r.mean_utilisation)
-        peaks.append(100 * r.peak_utilisation)
-    fig = go.Figure(
-        [
-            go.Bar(name="mean per day", x=labels, y=means),
-            go.Bar(name="peak day", x=labels, y=peaks),
-        ]
-    )
+    limited = [r for r in summary.resources if r.daily_limit]  # no limit: nothing to measure
+    views = [(ALL_CLIENTS, limited)] + [
+        (client, [r for r in limited if r.client_id == client])
+        for client in sorted({r.client_id for r in limited})
+    ]
+    fig = go.Figure()
+    owners: list[int] = []
+    for v, (_, rows) in enumerate(views):
+        shares = (
+            ("mean day", [r.mean_utilisation or 0.0 for r in rows]),
+            ("busiest day", [r.peak_utilisation or 0.0 for r in rows]),
+        )
+        for name, share in shares:
+            fig.add_trace(
+                go.Bar(
+                    name=name,
+                    x=[_resource_label(r) for r in rows],
+                    y=[100 * x for x in share],
+                    customdata=[[r.daily_limit, r.channel] for r in rows],
+                    marker_color="#74c0fc" if name == "mean day" else "#1864ab",
+                    legendgroup=f"{v}:{name}",
+                    visible=v == 0,
+                    hovertemplate=f"%{{x}} (%{{customdata[1]}}): {name} %{{y:.0f}}% "
+                    "of its daily limit of %{customdata[0]} sends<extra></extra>",
+                )
+            )
+            owners.append(v)
     fig.add_hline(y=100, line_dash="dash", annotation_text="daily limit")
+    _client_menu(fig, [view for view, _ in views], owners)
     fig.update_layout(
         barmode="group",
         title="Resource utilisation against its daily limit (%)",
-        yaxis_title="% of limit",
-        height=450,
+        yaxis_title="% of the resource's daily limit",
+        height=480,
+        margin={"t": 110},
     )
     return fig
 
@@ -97,23 +237,23 @@ def tier_figure(summary: ReplaySummary) -> go.Figure:
     fig = go.Figure(
         [
             go.Bar(
-                name=DEFERRED,
+                name=STATUS_LABELS[status],
                 x=order,
-                marker_color=COLOURS[DEFERRED],
-                y=[100 * t.deferred_share for t in tiers],
-            ),
-            go.Bar(
-                name=EXHAUSTED,
-                x=order,
-                marker_color=COLOURS[EXHAUSTED],
-                y=[100 * t.exhausted_share for t in tiers],
-            ),
+                marker_color=COLOURS[status],
+                y=[100 * share for share in shares],
+                hovertemplate="%{x}: %{y:.1f}% of the tier's channel entries<extra></extra>",
+            )
+            for status, shares in (
+                (DEFERRED, [t.deferred_share for t in tiers]),
+                (EXHAUSTED, [t.exhausted_share for t in tiers]),
+            )
         ]
     )
     fig.update_layout(
         barmode="group",
         height=400,
-        yaxis_title="% of channel entries",
+        xaxis_title="tier",
+        yaxis_title="% of the tier's channel entries",
         title="Share of channel entries deferred and exhausted, by tier",
     )
     return fig
@@ -124,75 +264,443 @@ def send_time_figure(summary: ReplaySummary) -> go.Figure:
     for point in summary.send_times:
         grid[point.weekday][point.hour] = point.count
     fig = go.Figure(
-        go.Heatmap(z=grid, x=[f"{h:02d}" for h in range(24)], y=WEEKDAYS, colorscale="Blues")
+        go.Heatmap(
+            z=grid,
+            x=[f"{h:02d}" for h in range(24)],
+            y=WEEKDAYS,
+            colorscale="Blues",
+            colorbar={"title": {"text": "sends"}},
+            hovertemplate="%{y} %{x}:00 local: %{z} sends<extra></extra>",
+        )
     )
     fig.update_layout(
         title="Send times by weekday and local hour",
         height=380,
         yaxis_autorange="reversed",
-        xaxis_title="local hour",
+        xaxis_title="local hour of the send",
     )
     return fig
 
 
-def _cell(value: Any, column: str) -> str:
-    if value is None:  # a capacity or limit of None means no daily cap
-        return "unlimited" if "capacity" in column or "limit" in column else ""
-    return html.escape(str(value))
+def _sides(comparison: Comparison) -> list[tuple[str, str, ReplaySummary]]:
+    """(side, its name in a legend, its summary)."""
 
+    def name(side: str, summary: ReplaySummary) -> str:
+        return side if summary.rules_name == side else f"{side} ({summary.rules_name})"
 
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_cell(r.get(c), c)}</td>" for c in columns) + "</tr>" for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _comparison_html(comparison: Comparison) -> str:
-    base, variant = comparison.baseline, comparison.variant
-    status_rows: list[dict[str, Any]] = [
-        {
-            "status": s,
-            "baseline": base.statuses[s],
-            "variant": variant.statuses[s],
-            "change": variant.statuses[s] - base.statuses[s],
-        }
-        for s in REPORTED_STATUSES
+    return [
+        ("baseline", name("baseline", comparison.baseline), comparison.baseline),
+        ("variant", name("variant", comparison.variant), comparison.variant),
     ]
-    capacity: dict[tuple[str, str], dict[str, Any]] = {}
-    for side, summary in (("baseline", base), ("variant", variant)):
-        for row in summary.capacity_needed:
-            entry = capacity.setdefault(
-                (row.client_id, row.channel),
-                {"client_id": row.client_id, "channel": row.channel},
+
+
+def compare_status_figure(comparison: Comparison) -> go.Figure:
+    labels = [STATUS_LABELS[s] for s in REPORTED_STATUSES]
+    fig = go.Figure(
+        [
+            go.Bar(
+                name=name,
+                x=labels,
+                y=[summary.statuses[s] for s in REPORTED_STATUSES],
+                marker_color=SIDE_COLOURS[side],
+                text=[f"{summary.statuses[s]:,}" for s in REPORTED_STATUSES],
+                textposition="outside",
+                hovertemplate=f"{name}: %{{y}} %{{x}}<extra></extra>",
             )
-            entry[f"{side} peak demand"] = row.peak_demand
-            entry[f"{side} capacity"] = row.daily_capacity
-            entry[f"{side} shortfall"] = row.shortfall
-    moves = comparison.changes.to_json()
-    return (
-        f"<h2>Baseline vs {html.escape(variant.rules_name)}</h2>"
-        f"<pre>{html.escape(json.dumps(dict(variant.rules), indent=1))}</pre>"
-        + _table(status_rows, ["status", "baseline", "variant", "change"])
-        + "<h3>Sends that change</h3>"
-        + _table([moves], list(moves))
-        + "<h3>Capacity needed to serve every lead on the day it asked for</h3>"
-        + _table(
-            list(capacity.values()),
+            for side, name, summary in _sides(comparison)
+        ]
+    )
+    fig.update_layout(
+        barmode="group",
+        height=420,
+        title="Channel entries by status: baseline and variant side by side",
+        yaxis_title="channel entries",
+    )
+    return fig
+
+
+def compare_shortfall_figure(comparison: Comparison) -> go.Figure:
+    keys = sorted(
+        {
+            (c.client_id, c.channel)
+            for _, _, summary in _sides(comparison)
+            for c in summary.capacity_needed
+        }
+    )
+    traces = []
+    for side, name, summary in _sides(comparison):
+        shortfall = {(c.client_id, c.channel): c.shortfall for c in summary.capacity_needed}
+        traces.append(
+            go.Bar(
+                name=name,
+                x=[f"{client} / {channel}" for client, channel in keys],
+                y=[shortfall.get(key, 0) for key in keys],
+                marker_color=SIDE_COLOURS[side],
+                hovertemplate=f"{name}: %{{x}} short of %{{y}} sends on its busiest day"
+                "<extra></extra>",
+            )
+        )
+    fig = go.Figure(traces)
+    fig.update_layout(
+        barmode="group",
+        height=440,
+        title="Capacity shortfall on the busiest day, by client and channel: baseline and variant",
+        yaxis_title="sends a day beyond capacity",
+    )
+    return fig
+
+
+def compare_balance_figure(comparison: Comparison) -> go.Figure:
+    sides = _sides(comparison)
+    fig = go.Figure(
+        go.Bar(
+            x=[name for _, name, _ in sides],
+            y=[summary.usage_balance_spread for _, _, summary in sides],
+            marker_color=[SIDE_COLOURS[side] for side, _, _ in sides],
+            text=[f"{summary.usage_balance_spread:g} sends" for _, _, summary in sides],
+            textposition="outside",
+            hovertemplate="%{x}: a spread of %{y} sends a day<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=360,
+        title="Usage balance: mean daily spread of sends across equal-limit resources (0 = even)",
+        yaxis_title="spread (sends a day)",
+    )
+    return fig
+
+
+# --- HTML ---------------------------------------------------------------------
+
+
+def _number(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.4g}"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Cell]], css: str = "") -> str:
+    """A table with its header in words; numbers right-aligned, text left-aligned."""
+
+    def cell(value: Cell) -> str:
+        if isinstance(value, Shown):
+            return f'<td class="num">{html.escape(value)}</td>'
+        if isinstance(value, str):
+            return f"<td>{html.escape(value)}</td>"
+        return f'<td class="num">{_number(value)}</td>'
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
+    body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
+    klass = f' class="{css}"' if css else ""
+    return f"<table{klass}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text))
+
+
+def _legend() -> str:
+    """Every status: its colour, its name in words, what it means."""
+    items = "".join(
+        f'<li><span class="swatch" style="background:{COLOURS[s]}"></span>'
+        f"<b>{_e(STATUS_LABELS[s])}</b> (<code>{_e(s)}</code>): {_e(STATUS_MEANINGS[s])}</li>"
+        for s in REPORTED_STATUSES
+    )
+    return f'<ul class="legend">{items}</ul>'
+
+
+def _overview_html(summary: ReplaySummary) -> str:
+    s = summary.statuses
+    sentence = (
+        f"{summary.leads:,} leads decided, {summary.invalid_records:,} input records skipped; "
+        f"{summary.channel_entries:,} channel entries: {summary.allocated_any_day:,} allocated "
+        f"({s[ALLOCATED]:,} on the day asked for and {s[DEFERRED]:,} deferred to a later day), "
+        f"{s[EXHAUSTED]:,} exhausted, {s[NO_RESOURCE]:,} with no resource."
+    )
+    table = _table(
+        [
+            "leads decided",
+            "input records skipped",
+            *(STATUS_LABELS[st] for st in REPORTED_STATUSES),
+            "allocated on any day (on the day + deferred)",
+        ],
+        [
             [
-                "client_id",
-                "channel",
-                "baseline peak demand",
-                "baseline capacity",
-                "baseline shortfall",
-                "variant capacity",
-                "variant shortfall",
+                summary.leads,
+                summary.invalid_records,
+                *(s[st] for st in REPORTED_STATUSES),
+                summary.allocated_any_day,
+            ]
+        ],
+    )
+    balance = (
+        "<p>Usage balance: across each client's resources of one channel with equal daily "
+        "limits, the busiest resource's sends minus the least used one's, averaged over "
+        f"clients, channels and days, is {summary.usage_balance_spread:g} sends "
+        "(0 means sends spread perfectly evenly).</p>"
+    )
+    return f"<p>{_e(sentence)}</p>{table}{_legend()}{balance}"
+
+
+def _when(iso: str | None) -> str:
+    return "-" if iso is None else iso.replace("T", " ")
+
+
+def _inputs_html(inputs: Inputs, invalid_by_code: Mapping[str, int]) -> str:
+    if inputs.first_scored_at is not None:
+        span = (
+            f"<p>Leads scored from {_e(_when(inputs.first_scored_at))} to "
+            f"{_e(_when(inputs.last_scored_at))}: {inputs.leads_read:,} valid leads and "
+            f"{inputs.patterns_read:,} patterns read.</p>"
+        )
+    else:
+        span = f"<p>No valid lead was read ({inputs.patterns_read:,} patterns read).</p>"
+    sources = (
+        _table(
+            ["input", "read from", "name", "records read", "records skipped", "window"],
+            [
+                [s.kind, s.origin, s.name, s.records, s.skipped, s.window or "-"]
+                for s in inputs.sources
             ],
         )
-        + f"<p>Usage balance (mean max-min spread across equal-limit resources per day): "
-        f"baseline {base.usage_balance_spread}, variant {variant.usage_balance_spread}</p>"
+        if inputs.sources
+        else "<p>This summary does not record where its inputs were read.</p>"
     )
+    if not invalid_by_code:
+        return span + sources + "<p>No input record was skipped.</p>"
+    by_code = _table(
+        ["reason (error code)", "records skipped"],
+        [[code, n] for code, n in invalid_by_code.items()],
+    )
+    listed = _table(
+        ["source", "where", "reason (error code)", "what is wrong"],
+        [[r.source, r.where, r.code, r.message] for r in inputs.skipped],
+        css="skipped",
+    )
+    more = inputs.skipped_total - len(inputs.skipped)
+    rest = f"<p>… and {more:,} more skipped records, counted above.</p>" if more > 0 else ""
+    return (
+        span
+        + sources
+        + "<h3>Skipped input records, by reason</h3>"
+        + by_code
+        + (listed + rest if inputs.skipped else "")
+    )
+
+
+def _clients_html(summary: ReplaySummary) -> str:
+    totals: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(REPORTED_STATUSES, 0))
+    for d in summary.per_client_day:
+        totals[d.client_id][d.status] += d.count
+    busiest: dict[str, float] = {}
+    for r in summary.resources:
+        if r.peak_utilisation is not None:
+            busiest[r.client_id] = max(busiest.get(r.client_id, 0.0), r.peak_utilisation)
+    rows: list[list[Cell]] = [
+        [
+            client,
+            summary.leads_by_client[client],
+            *(totals[client][s] for s in REPORTED_STATUSES),
+            Shown(f"{100 * busiest[client]:.0f}%") if client in busiest else "-",
+        ]
+        for client in summary.clients()
+    ]
+    table = _table(
+        [
+            "client",
+            "leads",
+            *(STATUS_LABELS[s] for s in REPORTED_STATUSES),
+            "busiest resource-day (% of its daily limit)",
+        ],
+        rows,
+    )
+    unknown = (
+        "<p>Clients not among the clients given, decided with no resources: "
+        f"{_e(', '.join(summary.unknown_clients))}.</p>"
+        if summary.unknown_clients
+        else ""
+    )
+    menu = (
+        "<p>The two charts below show every client together; their menu (top right) "
+        "shows one client's channel entries and resources.</p>"
+        if summary.per_client_day
+        else ""
+    )
+    return table + unknown + menu
+
+
+def _unlimited_note(summary: ReplaySummary) -> str:
+    unlimited = sorted(_resource_label(r) for r in summary.resources if not r.daily_limit)
+    if not unlimited:
+        return ""
+    return (
+        "<p>Resources without a daily limit are not in the utilisation chart: "
+        f"{_e(', '.join(unlimited))}.</p>"
+    )
+
+
+def _capacity_table(summary: ReplaySummary) -> str:
+    return _table(
+        [
+            "client",
+            "channel",
+            "busiest day asked for",
+            "sends asked for that day",
+            "daily capacity (sends)",
+            "shortfall (sends)",
+        ],
+        [
+            [
+                c.client_id,
+                c.channel,
+                c.peak_day,
+                c.peak_demand,
+                "unlimited" if c.daily_capacity is None else c.daily_capacity,
+                c.shortfall,
+            ]
+            for c in summary.capacity_needed
+        ],
+    )
+
+
+def _rule_value(key: str, value: Any) -> str:
+    """A Rules.describe() value in words; empty means the replay's own setup."""
+    if key == "patterns":
+        return "used" if value else "not used"
+    if value is None:
+        return "each client's own"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items()) or "as given"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "none"
+    return str(value)
+
+
+RULE_LABELS = {
+    "name": "name",
+    "patterns": "WHEN/HOW patterns",
+    "max_defer_days": "days a send may be deferred",
+    "type_limits": "daily limit by resource type",
+    "resource_limits": "daily limit of named resources",
+    "send_hours": "default send hour by channel",
+    "extra_resources": "resources added",
+}
+
+
+def _comparison_html(comparison: Comparison, figures: list[go.Figure]) -> str:
+    """The comparison's section; its charts are appended to `figures` and drawn
+    where their placeholders stand."""
+    base, variant = comparison.baseline, comparison.variant
+    rules = _table(
+        ["rule", "baseline", "variant"],
+        [
+            [RULE_LABELS.get(key, key), _rule_value(key, base.rules.get(key)), _rule_value(key, v)]
+            for key, v in variant.rules.items()
+        ],
+    )
+    status_rows: list[list[Cell]] = [
+        [
+            STATUS_LABELS[s],
+            base.statuses[s],
+            variant.statuses[s],
+            Shown(f"{variant.statuses[s] - base.statuses[s]:+,}"),
+        ]
+        for s in REPORTED_STATUSES
+    ]
+    status_rows.append(
+        [
+            "allocated on any day",
+            base.allocated_any_day,
+            variant.allocated_any_day,
+            Shown(f"{variant.allocated_any_day - base.allocated_any_day:+,}"),
+        ]
+    )
+    statuses = _table(
+        ["status", "baseline", "variant", "change (variant minus baseline)"], status_rows
+    )
+    moves = comparison.changes.to_json()
+    changes = _table([CHANGE_LABELS[k] for k in moves], [list(moves.values())])
+    capacity: dict[tuple[str, str], dict[str, Cell]] = {}
+    for side, summary in (("baseline", base), ("variant", variant)):
+        for row in summary.capacity_needed:
+            entry = capacity.setdefault((row.client_id, row.channel), {})
+            entry[f"{side} demand"] = row.peak_demand
+            entry[f"{side} capacity"] = (
+                "unlimited" if row.daily_capacity is None else row.daily_capacity
+            )
+            entry[f"{side} shortfall"] = row.shortfall
+    columns = [
+        "baseline demand",
+        "baseline capacity",
+        "baseline shortfall",
+        "variant capacity",
+        "variant shortfall",
+    ]
+    needs = _table(
+        [
+            "client",
+            "channel",
+            "sends asked for on the busiest day",
+            "baseline daily capacity",
+            "baseline shortfall",
+            "variant daily capacity",
+            "variant shortfall",
+        ],
+        [
+            [client, channel, *(e.get(c, "-") for c in columns)]
+            for (client, channel), e in sorted(capacity.items())
+        ],
+    )
+    a, b = base.usage_balance_spread, variant.usage_balance_spread
+    verdict = (
+        "the same"
+        if a == b
+        else ("more even under the variant" if b < a else "less even under the variant")
+    )
+    balance = (
+        "<p>Usage balance measures how evenly a client's sends spread across its resources "
+        "of one channel with equal daily limits: per client, channel and day, the busiest "
+        "resource's sends minus the least used one's, averaged; 0 is perfectly even. "
+        f"Baseline: {a:g} sends; variant: {b:g} sends ({verdict}).</p>"
+    )
+    charts = [
+        compare_status_figure(comparison),
+        compare_shortfall_figure(comparison),
+        compare_balance_figure(comparison),
+    ]
+    first = len(figures)
+    figures.extend(charts)
+    return (
+        f"<h2>Baseline vs {_e(variant.rules_name)}</h2>"
+        + rules
+        + _chart(first)
+        + statuses
+        + "<h3>Sends that change</h3>"
+        + "<p>Lead by lead and channel by channel, how the variant's sends differ from "
+        "the baseline's.</p>"
+        + changes
+        + "<h3>Capacity needed to serve every lead on the day it asked for</h3>"
+        + _chart(first + 1)
+        + needs
+        + "<h3>Usage balance</h3>"
+        + balance
+        + _chart(first + 2)
+    )
+
+
+def _chart(index: int) -> str:
+    """Where figure `index` of the page goes (filled in by write_report)."""
+    return f"<!--chart {index}-->"
+
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#212529}
+h1{margin-bottom:.2em}h2{margin-top:2em;border-bottom:1px solid #dee2e6;padding-bottom:.2em}
+table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ced4da;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f1f3f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
+table.skipped td{font-size:.9em}
+ul.legend{list-style:none;padding:0}ul.legend li{margin:.3em 0}
+.swatch{display:inline-block;width:1em;height:1em;margin-right:.5em;vertical-align:middle}
+"""
 
 
 def _json(data: dict[str, Any]) -> str:
@@ -214,32 +722,35 @@ def write_report(
         tier_figure(summary),
         send_time_figure(summary),
     ]
-    charts = "".join(
-        f'<section class="chart">{fig.to_html(full_html=False, include_plotlyjs=(i == 0))}'
-        "</section>"
-        for i, fig in enumerate(figures)
+    body = (
+        "<h1>Allocator replay report</h1>"
+        f"<p>Rules: {_e(summary.rules_name)}</p>"
+        "<h2>Inputs covered</h2>"
+        + _inputs_html(summary.inputs, summary.invalid_by_code)
+        + "<h2>Statuses</h2>"
+        + _overview_html(summary)
+        + "<h2>Per client: channel entries per day and resource use</h2>"
+        + _clients_html(summary)
+        + _chart(0)
+        + _chart(1)
+        + _unlimited_note(summary)
+        + "<h2>Capacity needed to serve every lead on the day it asked for</h2>"
+        + _capacity_table(summary)
+        + "<h2>Deferrals and exhaustion by tier, and send times</h2>"
+        + _chart(2)
+        + _chart(3)
+        + (_comparison_html(comparison, figures) if comparison is not None else "")
     )
-    overview = _table(
-        [{"leads": summary.leads, "invalid records": summary.invalid_records, **summary.statuses}],
-        ["leads", "invalid records", *REPORTED_STATUSES],
+    for index, fig in enumerate(figures):
+        drawn = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{index}")
+        body = body.replace(_chart(index), f'<section class="chart">{drawn}</section>')
+    page = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>Allocator replay report</title>"
+        f"<style>{STYLE}</style>"
+        # The library once, inline: the page opens offline and draws every chart.
+        f'<script type="text/javascript">{get_plotlyjs()}</script>'
+        f"</head>\n<body>{body}</body></html>\n"
     )
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Allocator replay report</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head>
-<body><h1>Allocator replay report</h1>
-<p>Rules: {html.escape(summary.rules_name)}</p>
-{overview}
-<h2>Capacity needed to serve every lead on the day it asked for</h2>
-{
-        _table(
-            [asdict(c) for c in summary.capacity_needed],
-            ["client_id", "channel", "peak_day", "peak_demand", "daily_capacity", "shortfall"],
-        )
-    }
-{charts}
-{_comparison_html(comparison) if comparison else ""}
-</body></html>
-"""
     (out / "index.html").write_text(page, encoding="utf-8")
     return out / "index.html"

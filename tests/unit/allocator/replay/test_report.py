@@ -1,34 +1,56 @@
 """The replay report: summary.json and compare.json as written, and index.html read
-as HTML (never rendered): plotly embedded for offline use, each chart named and
-fed from the summary, the tables' cells."""
+as HTML (never rendered here; tests/integration/test_report_browser.py renders it):
+plotly embedded for offline use, each chart named and fed from the summary, a
+legend for every status, the client menu, the inputs covered, the tables' cells
+in words."""
 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from allocator.errors import ErrorCode
 from allocator.replay.report import write_report
 from allocator.replay.rules import Rules
 from allocator.replay.summary import (
     CapacityNeed,
+    ClientDayCount,
     Comparison,
     DayCount,
     EntryCount,
+    Inputs,
+    InputSource,
     ReplaySummary,
     ResourceUse,
     SendChanges,
     SendTimeCount,
+    SkippedRecord,
     TierCounts,
 )
 
 CHART_TITLES = [
-    "Channel sends per day, by status (day: the quota day, or the day asked for)",
+    "Channel entries per day, by status (day: the send's quota day, else the day it asked for)",
     "Resource utilisation against its daily limit (%)",
     "Share of channel entries deferred and exhausted, by tier",
     "Send times by weekday and local hour",
 ]
+COMPARISON_TITLES = [
+    "Channel entries by status: baseline and variant side by side",
+    "Capacity shortfall on the busiest day, by client and channel: baseline and variant",
+    "Usage balance: mean daily spread of sends across equal-limit resources (0 = even)",
+]
+# The statuses in words, as a reader of the page sees them (written out here,
+# not imported: the test is an independent reading of what the page must say).
+WORDS = {
+    "allocated": "allocated on the day asked for",
+    "deferred": "deferred: allocated on a later day",
+    "exhausted": "exhausted",
+    "no_resource": "no resource",
+}
 
 
 def statuses(allocated: int, deferred: int, exhausted: int, no_resource: int) -> dict[str, int]:
@@ -40,8 +62,11 @@ def statuses(allocated: int, deferred: int, exhausted: int, no_resource: int) ->
     }
 
 
+LEADS_FILE = "/data/leads.jsonl"
+
+
 def sample(name: str = "baseline", spread: float = 0.5) -> ReplaySummary:
-    """Three leads of acme: two hot (email and linkedin each), one cold (email)."""
+    """Three leads: two hot of acme (email and linkedin each), one cold of globex (email)."""
     return ReplaySummary(
         rules={**Rules().describe(), "name": name},
         leads=3,
@@ -70,21 +95,53 @@ def sample(name: str = "baseline", spread: float = 0.5) -> ReplaySummary:
         ),
         usage_balance_spread=spread,
         send_times=(SendTimeCount(4, 9, 2), SendTimeCount(0, 10, 1)),
+        per_client_day=(
+            ClientDayCount("acme", "2026-11-27", "email", "allocated", 2),
+            ClientDayCount("acme", "2026-11-30", "linkedin", "deferred", 1),
+            ClientDayCount("globex", "2026-11-27", "email", "allocated", 1),
+        ),
+        leads_by_client={"acme": 2, "globex": 1},
+        unknown_clients=("globex",),
+        inputs=Inputs(
+            sources=(
+                InputSource("leads", "file", LEADS_FILE, 3, 2),
+                InputSource(
+                    "patterns",
+                    "topic",
+                    "patterns",
+                    4,
+                    0,
+                    "from the start up to (not including) offset 9",
+                ),
+                InputSource("clients", "database", "ALLOCATOR_DATABASE_URL", 2),
+                InputSource("resources", "database", "ALLOCATOR_DATABASE_URL", 2),
+            ),
+            leads_read=3,
+            patterns_read=4,
+            first_scored_at="2026-11-26T09:00:00+00:00",
+            last_scored_at="2026-11-27T17:30:00+00:00",
+            skipped=(
+                SkippedRecord(LEADS_FILE, "line 2", "invalid_json", "value is not JSON"),
+                SkippedRecord(LEADS_FILE, "line 5", "invalid_json", "value is not JSON"),
+            ),
+            skipped_total=2,
+        ),
     )
 
 
 class Page(HTMLParser):
-    """What a reader of the page gets: scripts, headings, paragraphs, tables, charts."""
+    """What a reader of the page gets: scripts, headings, paragraphs, list items,
+    tables, charts."""
 
     def __init__(self, text: str) -> None:
         super().__init__()
         self.scripts: list[tuple[dict[str, str | None], str]] = []
         self.headings: list[str] = []
         self.paragraphs: list[str] = []
+        self.items: list[str] = []
         self.tables: list[list[list[str]]] = []
         self.chart_divs = 0
         self.tags: list[str] = []
-        self._open: list[str] = []
         self._text: list[str] = []
         self._attrs: dict[str, str | None] = {}
         self.feed(text)
@@ -92,8 +149,7 @@ class Page(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append(tag)
-        self._open.append(tag)
-        if tag in ("script", "h1", "h2", "h3", "p", "th", "td"):
+        if tag in ("script", "h1", "h2", "h3", "p", "li", "th", "td"):
             self._text, self._attrs = [], dict(attrs)
         if tag == "table":
             self.tables.append([])
@@ -106,8 +162,6 @@ class Page(HTMLParser):
         self._text.append(data)
 
     def handle_endtag(self, tag: str) -> None:
-        if self._open and self._open[-1] == tag:
-            self._open.pop()
         text = "".join(self._text)
         if tag == "script":
             self.scripts.append((self._attrs, text))
@@ -115,8 +169,18 @@ class Page(HTMLParser):
             self.headings.append(text)
         elif tag == "p":
             self.paragraphs.append(text)
+        elif tag == "li":
+            self.items.append(text)
         elif tag in ("th", "td"):
             self.tables[-1][-1].append(text)
+
+    def table_after(self, heading: str, skip: int = 0) -> list[list[str]]:
+        """The table `skip` tables after the first one that starts with `heading`."""
+        starts = [i for i, t in enumerate(self.tables) if t and t[0][0] == heading]
+        return self.tables[starts[0] + skip]
+
+    def text(self) -> str:
+        return " ".join([*self.headings, *self.paragraphs, *self.items])
 
     def figures(self) -> list[tuple[list[dict[str, Any]], dict[str, Any]]]:
         """(traces, layout) of every Plotly.newPlot call, in page order."""
@@ -141,6 +205,22 @@ def read(directory: Path) -> Page:
     return Page((directory / "index.html").read_text(encoding="utf-8"))
 
 
+def shown(traces: list[dict[str, Any]], mask: list[bool] | None = None) -> list[dict[str, Any]]:
+    """The traces a reader sees: those visible at first, or under a menu's mask."""
+    if mask is None:
+        return [t for t in traces if t.get("visible", True) is not False]
+    return [t for t, on in zip(traces, mask, strict=True) if on]
+
+
+def drawn(traces: list[dict[str, Any]]) -> list[tuple[str, str, list[str], list[int]]]:
+    """(axis, name, x, y) of the traces that draw bars (not the legend's keys)."""
+    return [
+        (t.get("xaxis", "x"), t["name"], t["x"], t["y"])
+        for t in traces
+        if t["x"] != [None]  # a legend key draws nothing
+    ]
+
+
 def test_summary_json_is_the_summary_sorted_and_no_compare_json_without_a_variant(
     tmp_path: Path,
 ) -> None:
@@ -155,6 +235,7 @@ def test_summary_json_is_the_summary_sorted_and_no_compare_json_without_a_varian
     # figures derived on the way out, counted by hand
     assert written["invalid_records"] == 2
     assert written["channel_entries"] == 8
+    assert written["allocated_any_day"] == 4  # 3 on the day asked for + 1 deferred
     assert written["by_tier"]["hot"] == {
         "leads": 2,
         "channel_entries": 4,
@@ -163,6 +244,26 @@ def test_summary_json_is_the_summary_sorted_and_no_compare_json_without_a_varian
         "exhausted_share": 0.0,
     }
     assert written["resources"][1]["daily_limit"] is None
+    assert written["leads_by_client"] == {"acme": 2, "globex": 1}
+    assert written["per_client_day"][2] == {
+        "client_id": "globex",
+        "day": "2026-11-27",
+        "channel": "email",
+        "status": "allocated",
+        "count": 1,
+    }
+    inputs = written["inputs"]
+    assert inputs["sources"][0] == {
+        "kind": "leads",
+        "origin": "file",
+        "name": LEADS_FILE,
+        "records": 3,
+        "skipped": 2,
+        "window": None,
+    }
+    assert inputs["first_scored_at"] == "2026-11-26T09:00:00+00:00"
+    assert inputs["skipped_total"] == 2
+    assert inputs["skipped_listed"][1]["where"] == "line 5"
 
 
 def test_the_page_embeds_plotly_and_fetches_nothing(tmp_path: Path) -> None:
@@ -180,23 +281,26 @@ def test_the_page_names_its_four_charts_and_draws_them_from_the_summary(tmp_path
     assert [layout["title"]["text"] for _, layout in figures] == CHART_TITLES
     per_day, utilisation, tiers, send_times = figures
 
-    # one subplot per channel with sends, in channel order; one trace per status
+    # one subplot per channel with entries, in channel order; days on a date axis
     traces, layout = per_day
     assert [a["text"] for a in layout["annotations"]] == ["email", "linkedin"]
-    allocated_email = next(t for t in traces if t["name"] == "allocated" and t["xaxis"] == "x")
-    assert (allocated_email["x"], allocated_email["y"]) == (["2026-11-27"], [3])
+    assert layout["xaxis"]["type"] == "date"
+    assert drawn(shown(traces)) == [
+        ("x", WORDS["allocated"], ["2026-11-27"], [3]),
+        ("x2", WORDS["deferred"], ["2026-11-30"], [1]),
+    ]
 
     # the unlimited mail vendor has no utilisation to show
     traces, _ = utilisation
-    assert [(t["name"], t["x"], t["y"]) for t in traces] == [
-        ("mean per day", ["acme/d1"], [75.0]),
-        ("peak day", ["acme/d1"], [75.0]),
+    assert [(t["name"], t["x"], t["y"]) for t in shown(traces)] == [
+        ("mean day", ["acme / d1"], [75.0]),
+        ("busiest day", ["acme / d1"], [75.0]),
     ]
 
     traces, _ = tiers
     assert [(t["name"], t["x"], t["y"]) for t in traces] == [
-        ("deferred", ["hot", "cold"], [25.0, 0.0]),
-        ("exhausted", ["hot", "cold"], [0.0, 0.0]),
+        (WORDS["deferred"], ["hot", "cold"], [25.0, 0.0]),
+        (WORDS["exhausted"], ["hot", "cold"], [0.0, 0.0]),
     ]
 
     (heatmap,), _ = send_times
@@ -205,31 +309,169 @@ def test_the_page_names_its_four_charts_and_draws_them_from_the_summary(tmp_path
     assert sum(map(sum, heatmap["z"])) == 3
 
 
-def test_the_tables_show_totals_and_an_unlimited_capacity(tmp_path: Path) -> None:
+def test_every_status_has_a_legend_entry_even_without_bars(tmp_path: Path) -> None:
+    # The sample has no exhausted or no-resource entry on any day: their keys
+    # must show all the same (the grey bars once had none).
+    page = read(write_report(tmp_path, sample()).parent)
+    traces, _ = page.figures()[0]
+    keys = [t["name"] for t in shown(traces) if t.get("showlegend", True)]
+    assert keys == list(WORDS.values())
+    colours = {t["name"]: t["marker"]["color"] for t in shown(traces)}
+    assert len(set(colours.values())) == 4
+    # and on the page, each status with its colour, its name and what it means
+    legend = [item for item in page.items if "):" in item]
+    assert [item.split(" (")[0] for item in legend] == list(WORDS.values())
+    assert all(f"({code})" in item for code, item in zip(WORDS, legend, strict=True))
+
+
+def test_deferred_is_said_to_be_allocated_on_a_later_day_a_subset_of_allocated(
+    tmp_path: Path,
+) -> None:
+    page = read(write_report(tmp_path, sample()).parent)
+    deferred = next(item for item in page.items if item.startswith(WORDS["deferred"]))
+    assert "later day than the send asked for" in deferred
+    assert "allocation records call these allocated" in deferred
+    assert "of which deferred" in deferred  # the demo's words
+    # the overview adds them up as a record does: 3 on the day + 1 deferred = 4 allocated
+    assert any(
+        "4 allocated (3 on the day asked for and 1 deferred to a later day)" in p
+        for p in page.paragraphs
+    )
+    overview = page.table_after("leads decided")
+    assert overview == [
+        [
+            "leads decided",
+            "input records skipped",
+            *WORDS.values(),
+            "allocated on any day (on the day + deferred)",
+        ],
+        ["3", "2", "3", "1", "0", "4", "4"],
+    ]
+
+
+def test_a_client_menu_shows_one_clients_days_and_resources(tmp_path: Path) -> None:
+    page = read(write_report(tmp_path, sample()).parent)
+    (traces, layout), (use_traces, use_layout) = page.figures()[:2]
+    (menu,) = layout["updatemenus"]
+    assert [b["label"] for b in menu["buttons"]] == [
+        "all clients",
+        "client: acme",
+        "client: globex",
+    ]
+    by_label = {b["label"]: b["args"][0]["visible"] for b in menu["buttons"]}
+    assert drawn(shown(traces, by_label["client: globex"])) == [
+        ("x", WORDS["allocated"], ["2026-11-27"], [1]),
+    ]
+    assert drawn(shown(traces, by_label["client: acme"])) == [
+        ("x", WORDS["allocated"], ["2026-11-27"], [2]),
+        ("x2", WORDS["deferred"], ["2026-11-30"], [1]),
+    ]
+    # every view keeps a key for every status
+    keys = [t["name"] for t in shown(traces, by_label["client: globex"]) if t["x"] == [None]]
+    assert keys == list(WORDS.values())
+
+    # globex has no resource with a limit: its resources' menu lists acme only
+    (menu,) = use_layout["updatemenus"]
+    assert [b["label"] for b in menu["buttons"]] == ["all clients", "client: acme"]
+    acme = menu["buttons"][1]["args"][0]["visible"]
+    assert [t["x"] for t in shown(use_traces, acme)] == [["acme / d1"], ["acme / d1"]]
+
+    # the per-client table, and what is not drawn is said
+    assert page.table_after("client") == [
+        ["client", "leads", *WORDS.values(), "busiest resource-day (% of its daily limit)"],
+        ["acme", "2", "2", "1", "0", "0", "75%"],
+        ["globex", "1", "1", "0", "0", "0", "-"],
+    ]
+    assert "Clients not among the clients given, decided with no resources: globex." in (
+        page.paragraphs
+    )
+    assert any("without a daily limit" in p and "acme / post" in p for p in page.paragraphs)
+
+
+def test_the_page_says_which_inputs_it_covers_and_what_it_skipped(tmp_path: Path) -> None:
+    page = read(write_report(tmp_path, sample()).parent)
+    assert "Inputs covered" in page.headings
+    assert (
+        "Leads scored from 2026-11-26 09:00:00+00:00 to 2026-11-27 17:30:00+00:00: "
+        "3 valid leads and 4 patterns read." in page.paragraphs
+    )
+    assert page.table_after("input") == [
+        ["input", "read from", "name", "records read", "records skipped", "window"],
+        ["leads", "file", LEADS_FILE, "3", "2", "-"],
+        [
+            "patterns",
+            "topic",
+            "patterns",
+            "4",
+            "0",
+            "from the start up to (not including) offset 9",
+        ],
+        ["clients", "database", "ALLOCATOR_DATABASE_URL", "2", "0", "-"],
+        ["resources", "database", "ALLOCATOR_DATABASE_URL", "2", "0", "-"],
+    ]
+    assert page.table_after("reason (error code)") == [
+        ["reason (error code)", "records skipped"],
+        ["invalid_json", "2"],
+    ]
+    assert page.table_after("source") == [
+        ["source", "where", "reason (error code)", "what is wrong"],
+        [LEADS_FILE, "line 2", "invalid_json", "value is not JSON"],
+        [LEADS_FILE, "line 5", "invalid_json", "value is not JSON"],
+    ]
+
+
+def test_skipped_records_beyond_the_listed_ones_are_counted(tmp_path: Path) -> None:
+    base = sample()
+    listed = (SkippedRecord("f", "line 1", ErrorCode.INVALID_JSON, "not JSON"),)
+    summary = replace(
+        base,
+        invalid_by_code={"invalid_json": 250},
+        inputs=Inputs(sources=base.inputs.sources, skipped=listed, skipped_total=250),
+    )
+    page = read(write_report(tmp_path, summary).parent)
+    assert "… and 249 more skipped records, counted above." in page.paragraphs
+    assert "No valid lead was read (0 patterns read)." in page.paragraphs
+
+
+def test_a_summary_without_inputs_or_skips_says_so(tmp_path: Path) -> None:
+    summary = replace(sample(), invalid_by_code={}, inputs=Inputs())
+    page = read(write_report(tmp_path, summary).parent)
+    assert "This summary does not record where its inputs were read." in page.paragraphs
+    assert "No input record was skipped." in page.paragraphs
+
+
+def test_the_capacity_table_is_in_words_with_an_unlimited_capacity(tmp_path: Path) -> None:
     page = read(write_report(tmp_path, sample()).parent)
     assert page.headings[0] == "Allocator replay report"
     assert "Rules: baseline" in page.paragraphs
-    overview, capacity = page.tables
-    assert overview == [
-        ["leads", "invalid records", "allocated", "deferred", "exhausted", "no_resource"],
-        ["3", "2", "3", "1", "0", "4"],
-    ]
-    assert capacity == [
-        ["client_id", "channel", "peak_day", "peak_demand", "daily_capacity", "shortfall"],
+    assert page.table_after("client", skip=1) == [
+        [
+            "client",
+            "channel",
+            "busiest day asked for",
+            "sends asked for that day",
+            "daily capacity (sends)",
+            "shortfall (sends)",
+        ],
         ["acme", "direct_mail", "2026-11-27", "1", "unlimited", "0"],
         ["acme", "linkedin", "2026-11-27", "1", "0", "1"],
     ]
+    assert any("is 0.5 sends (0 means sends spread perfectly evenly)" in p for p in page.paragraphs)
 
 
 def test_a_rules_name_is_text_not_markup(tmp_path: Path) -> None:
     page = read(write_report(tmp_path, sample(name="<b>bold</b> & co")).parent)
     assert "Rules: <b>bold</b> & co" in page.paragraphs
-    assert "b" not in page.tags
+    assert page.tags.count("b") == len(WORDS)  # the legend's status names only
 
 
-def test_a_comparison_writes_compare_json_and_its_section(tmp_path: Path) -> None:
+def test_a_comparison_writes_compare_json_and_draws_both_sides(tmp_path: Path) -> None:
     baseline = sample()
-    variant = sample(name="double limits", spread=0.25)
+    variant = replace(
+        sample(name="double limits", spread=0.25),
+        statuses=statuses(6, 0, 0, 2),
+        capacity_needed=(CapacityNeed("acme", "linkedin", "2026-11-27", 1, 1, 0),),
+    )
     changes = SendChanges(moved_in_time=5, on_another_resource=1, newly_served=2)
     comparison = Comparison(baseline, variant, changes)
     page = read(write_report(tmp_path, baseline, comparison).parent)
@@ -241,16 +483,53 @@ def test_a_comparison_writes_compare_json_and_its_section(tmp_path: Path) -> Non
     assert written["usage_balance_spread"] == {"baseline": 0.5, "variant": 0.25}
 
     assert "Baseline vs double limits" in page.headings
-    statuses_table, moves = page.tables[2:4]
-    assert statuses_table[0] == ["status", "baseline", "variant", "change"]
-    assert statuses_table[1] == ["allocated", "3", "3", "0"]
-    assert moves == [
+    assert page.table_after("rule") == [
+        ["rule", "baseline", "variant"],
+        ["name", "baseline", "double limits"],
+        ["WHEN/HOW patterns", "used", "used"],
+        ["days a send may be deferred", "each client's own", "each client's own"],
+        ["daily limit by resource type", "as given", "as given"],
+        ["daily limit of named resources", "as given", "as given"],
+        ["default send hour by channel", "as given", "as given"],
+        ["resources added", "none", "none"],
+    ]
+    assert page.table_after("status") == [
+        ["status", "baseline", "variant", "change (variant minus baseline)"],
+        [WORDS["allocated"], "3", "6", "+3"],
+        [WORDS["deferred"], "1", "0", "-1"],
+        [WORDS["exhausted"], "0", "0", "+0"],
+        [WORDS["no_resource"], "4", "2", "-2"],
+        ["allocated on any day", "4", "6", "+2"],
+    ]
+    assert page.table_after("sends moved to another time") == [
         [
-            "sends_moved_in_time",
-            "sends_on_another_resource",
-            "sends_newly_served",
-            "sends_no_longer_served",
+            "sends moved to another time",
+            "sends on another resource, same time",
+            "sends newly served",
+            "sends no longer served",
         ],
         ["5", "1", "2", "0"],
     ]
-    assert any("baseline 0.5, variant 0.25" in p for p in page.paragraphs)
+
+    figures = page.figures()
+    assert page.chart_divs == 7
+    assert [layout["title"]["text"] for _, layout in figures[4:]] == COMPARISON_TITLES
+    (status_traces, _), (shortfall_traces, _), ((balance,), _) = figures[4:]
+    assert [(t["name"], t["y"]) for t in status_traces] == [
+        ("baseline", [3, 1, 0, 4]),
+        ("variant (double limits)", [6, 0, 0, 2]),
+    ]
+    assert status_traces[0]["x"] == list(WORDS.values())
+    assert [(t["name"], t["x"], t["y"]) for t in shortfall_traces] == [
+        ("baseline", ["acme / direct_mail", "acme / linkedin"], [0, 1]),
+        ("variant (double limits)", ["acme / direct_mail", "acme / linkedin"], [0, 0]),
+    ]
+    assert (balance["x"], balance["y"]) == (["baseline", "variant (double limits)"], [0.5, 0.25])
+
+    # usage balance in a sentence, never a dict's repr
+    assert any(
+        "Baseline: 0.5 sends; variant: 0.25 sends (more even under the variant)." in p
+        for p in page.paragraphs
+    )
+    assert not re.search(r"\{'\w+': ", page.text())
+    assert "{'baseline'" not in (tmp_path / "index.html").read_text()
