@@ -153,6 +153,22 @@ async def load_snapshot(db: AsyncSession) -> Snapshot:
     return build_snapshot(clients, resources)
 
 
+async def list_clients(db: AsyncSession) -> list[Client]:
+    """Every client, by client_id."""
+    table = schema.clients
+    rows = await db.execute(select(table).order_by(table.c.client_id))
+    return [Client.model_validate(dict(row._mapping)) for row in rows]
+
+
+async def list_resources(db: AsyncSession, client_id: str | None = None) -> list[Resource]:
+    """Every resource (of `client_id` if given), by client, channel and resource_id."""
+    table = schema.resources
+    query = select(table).order_by(table.c.client_id, table.c.channel, table.c.resource_id)
+    if client_id is not None:
+        query = query.where(table.c.client_id == client_id)
+    return [Resource.model_validate(dict(row._mapping)) for row in await db.execute(query)]
+
+
 async def save_pattern(db: AsyncSession, pattern: ConversionPattern) -> None:
     """Keep the latest pattern per (client, type, channel); an older one changes nothing."""
     row: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""`allocator clients load` / `allocator resources load`: JSON Lines upserts, all or nothing.
+"""`allocator clients|resources|leads load`: JSON Lines upserts, all or nothing.
 
 A file is read and checked whole before the database is touched, so a bad
 line (LoadError) or an unreadable file (OSError) writes nothing; the rows are
@@ -7,22 +7,95 @@ then written in one transaction, so a failing write writes nothing either.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
+from allocator.errors import ErrorCode, InvalidRecord, LoadError
 from allocator.files import load_all
-from allocator.models import Client, Resource, validate
-from allocator.store.database import Database, upsert_clients, upsert_resources
+from allocator.models import Client, Resource, ScoredLead, validate
+from allocator.store.database import Database, upsert_clients, upsert_leads, upsert_resources
+
+T = TypeVar("T")
+
+# The fields that tell a resource line from a client line. A line of the other
+# kind is the wrong file, not a bad record: loaded as a client, a resource line
+# passes (it has a client_id, and every other client field has a default) and
+# resets that client to UTC and the default deferral.
+RESOURCE_FIELDS = ("channel", "resource_id")
+
+
+class OtherKindLine(InvalidRecord):
+    """A line of the other kind of file (a resource in a clients file, or the reverse)."""
+
+
+class WrongFile(LoadError):
+    """Every bad line of the file is of the other kind: a resources file given
+    to `clients load`, or the reverse. Said in two lines, not one per line."""
+
+    def __init__(
+        self, path: str, problems: list[tuple[int, InvalidRecord]], found: str, meant: str
+    ) -> None:
+        super().__init__(path, problems)
+        first = problems[0][0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        self.args = (
+            f"{path}: line {first}{more} {found}: this looks like a {meant} file; "
+            "nothing written\n"
+            f"  load it with: allocator {meant} load {path}",
+        )
+
+
+def _client(data: dict[str, Any]) -> Client:
+    present = [f for f in RESOURCE_FIELDS if data.get(f) is not None]
+    if present:
+        raise OtherKindLine(
+            ErrorCode.INVALID_FIELD,
+            present[0],
+            data[present[0]],
+            f"{' and '.join(present)}: resource fields in a clients file; "
+            "this looks like a resources file",
+        )
+    return validate(Client, data)
+
+
+def _resource(data: dict[str, Any]) -> Resource:
+    if all(data.get(f) is None for f in RESOURCE_FIELDS):
+        raise OtherKindLine(
+            ErrorCode.MISSING_FIELD,
+            RESOURCE_FIELDS[0],
+            None,
+            "channel and resource_id: both missing; this looks like a clients file",
+        )
+    return validate(Resource, data)
+
+
+def _read(
+    path: str | Path, parse: Callable[[dict[str, Any]], T], found: str, meant: str
+) -> list[T]:
+    """Every record of the file; WrongFile if each bad line is of the other kind
+    (`parse` raises OtherKindLine for those), else LoadError naming every bad line."""
+    try:
+        return load_all(path, parse)
+    except LoadError as err:
+        if all(isinstance(e, OtherKindLine) for _, e in err.problems):
+            raise WrongFile(err.path, err.problems, found, meant) from None
+        raise
 
 
 def read_clients(path: str | Path) -> list[Client]:
     """Every client of the file; LoadError naming every bad line."""
-    return load_all(path, lambda data: validate(Client, data))
+    return _read(path, _client, "has channel or resource_id", "resources")
 
 
 def read_resources(path: str | Path) -> list[Resource]:
     """Every resource of the file; LoadError naming every bad line."""
-    return load_all(path, lambda data: validate(Resource, data))
+    return _read(path, _resource, "has no channel or resource_id", "clients")
+
+
+def read_leads(path: str | Path) -> list[ScoredLead]:
+    """Every scored lead of the file; LoadError naming every bad line."""
+    return load_all(path, lambda data: validate(ScoredLead, data))
 
 
 async def write_clients(db: Database, clients: Sequence[Client]) -> None:
@@ -33,6 +106,11 @@ async def write_clients(db: Database, clients: Sequence[Client]) -> None:
 async def write_resources(db: Database, resources: Sequence[Resource]) -> None:
     async with db.session() as session, session.begin():
         await upsert_resources(session, resources)
+
+
+async def write_leads(db: Database, leads: Sequence[ScoredLead]) -> None:
+    async with db.session() as session, session.begin():
+        await upsert_leads(session, leads)
 
 
 async def load_clients(db: Database, path: str | Path) -> int:
@@ -46,4 +124,11 @@ async def load_resources(db: Database, path: str | Path) -> int:
     """Upsert every resource of the file (the last line of a key wins); lines read."""
     rows = read_resources(path)
     await write_resources(db, rows)
+    return len(rows)
+
+
+async def load_leads(db: Database, path: str | Path) -> int:
+    """Upsert every lead of the file (the last line of a lead_id wins); lines read."""
+    rows = read_leads(path)
+    await write_leads(db, rows)
     return len(rows)
