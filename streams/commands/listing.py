@@ -1,0 +1,91 @@
+"""`allocator clients list` and `allocator resources list [--client C]`: what the
+database holds, as the worker will read it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from allocator.directory import daily_limit
+from allocator.models import Client, Resource
+from allocator.store.database import list_clients, list_resources
+from streams.commands.output import cell, console, print_json, table
+from streams.commands.store import open_database
+
+
+async def _clients(database_url: str) -> list[Client]:
+    async with open_database(database_url) as db, db.session() as session:
+        return await list_clients(session)
+
+
+async def _resources(database_url: str, client_id: str | None) -> list[Resource]:
+    async with open_database(database_url) as db, db.session() as session:
+        return await list_resources(session, client_id)
+
+
+def show_clients(database_url: str, as_json: bool) -> int:
+    clients = asyncio.run(_clients(database_url))
+    if as_json:
+        print_json([client.model_dump(mode="json") for client in clients])
+        return 0
+    out = console()
+    out.print(f"{len(clients)} client(s)", markup=False, highlight=False)
+    if clients:
+        shown = table("client_id", "timezone", "max_defer_days")
+        for client in clients:
+            shown.add_row(
+                cell(client.client_id), cell(client.timezone), cell(client.max_defer_days)
+            )
+        out.print(shown)
+    return 0
+
+
+def resource_row(resource: Resource) -> dict[str, Any]:
+    """A resource as listed: its own fields and the daily limit the worker applies."""
+    return {
+        "client_id": resource.client_id,
+        "channel": resource.channel.value,
+        "resource_type": resource.resource_type.value,
+        "resource_id": resource.resource_id,
+        "daily_limit": resource.daily_limit,  # None: the type's default
+        "effective_daily_limit": daily_limit(resource),  # None: unlimited
+        "active": resource.active,
+    }
+
+
+def _limit(row: dict[str, Any]) -> str:
+    effective = row["effective_daily_limit"]
+    if effective is None:
+        return "unlimited"
+    return str(effective) if row["daily_limit"] is not None else f"{effective} (default)"
+
+
+def show_resources(database_url: str, client_id: str | None, as_json: bool) -> int:
+    rows = [resource_row(r) for r in asyncio.run(_resources(database_url, client_id))]
+    if as_json:
+        print_json(rows)
+        return 0
+    whose = f" of client {client_id!r}" if client_id is not None else ""
+    out = console()
+    out.print(f"{len(rows)} resource(s){whose}", markup=False, highlight=False)
+    if not rows:
+        return 0
+    shown = table(
+        "client_id",
+        "channel",
+        "resource_type",
+        "resource_id",
+        "daily limit",
+        "active",
+    )
+    for row in rows:
+        shown.add_row(
+            cell(row["client_id"]),
+            cell(row["channel"]),
+            cell(row["resource_type"]),
+            cell(row["resource_id"]),
+            cell(_limit(row)),
+            cell("yes" if row["active"] else "no (paused)"),
+        )
+    out.print(shown)
+    return 0
