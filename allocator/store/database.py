@@ -51,7 +51,11 @@ class Database:
         await self.engine.dispose()
 
     async def __aenter__(self) -> Database:
-        await self.create_schema()
+        try:
+            await self.create_schema()
+        except BaseException:
+            await self.close()  # an engine left open outlives its loop (aiosqlite)
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
