@@ -24,7 +24,8 @@ __all__ = [
 
 
 def open_quota_store(url: str, prefix: str = "", retention_days: int = 3) -> QuotaStore:
-    """`redis://...` (shared, the production choice) or `memory://` (one process only)."""
+    """`redis://...` (one Redis), `redis+cluster://...` (a Redis Cluster; see
+    redis_store.RedisTarget for both) or `memory://` (one process only)."""
     if url.startswith("memory://"):
         return MemoryQuotaStore()
     from allocator.quota.redis_store import RedisQuotaStore

@@ -41,10 +41,16 @@ class MemoryQuotaStore:
                 return Reservation(step, resource_id)
         return None
 
-    async def usage(self, channel: Channel, resource_ids: Sequence[str], day: date) -> list[int]:
+    # `client_id` as the Redis store takes it; one counter per resource id here,
+    # as on one Redis, whichever clients list it.
+    async def usage(
+        self, channel: Channel, resource_ids: Sequence[str], day: date, *, client_id: str = ""
+    ) -> list[int]:
         return [self.counters.get((channel, rid, day), 0) for rid in resource_ids]
 
-    async def increment(self, channel: Channel, resource_id: str, day: date) -> int:
+    async def increment(
+        self, channel: Channel, resource_id: str, day: date, *, client_id: str = ""
+    ) -> int:
         key = (channel, resource_id, day)
         self.counters[key] = self.counters.get(key, 0) + 1
         return self.counters[key]

@@ -1,59 +1,154 @@
-"""Redis quota store: one Lua call reserves a whole batch atomically and holds the answers.
+"""Redis quota store: Lua calls reserve a whole batch atomically and hold the answers.
 
 Redis runs a script without interleaving any other command, so no number of
 concurrent workers can push a counter past its limit, and the hot path makes
 one round trip per batch instead of one call per resource per lead.
 
-Redis Cluster: a script may only touch keys of one hash slot, and the
-contract's key format has no hash tag, so a batch would span slots. The design
-copes by running the quota store on one primary (with a replica for failover),
-which is ample: Redis spends about 20 microseconds per reservation. The script
-builds its keys from the prefix rather than receiving them in KEYS, which a
-single primary allows; see README, "Redis Cluster", for the cluster variant.
+One Redis or a Redis Cluster, chosen by the URL (`redis://` or
+`redis+cluster://`, see `RedisTarget`). On a cluster a script may only touch
+keys of one hash slot, so every key of a client carries the client's hash tag
+(keys.py) and a batch is split into one script call per slot (the clients
+whose tags share it); the calls go out in one pipeline, which the cluster
+client sends as one round trip per primary, all primaries at once. On one
+Redis the batch is one call per `requests_per_call` leads, as before. Either
+way the script receives every key it touches in KEYS.
+
+Optionally (`wait_replicas`) each round trip ends with WAIT, so that no
+answer is handed back before a replica has it: Redis replicates
+asynchronously, and a failover otherwise loses what the primary acknowledged
+and had not yet sent on (README, "Redis Cluster").
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 from importlib.resources import files
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.exceptions
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
 
 from allocator.channels import Channel
 from allocator.errors import ServiceUnavailable
-from allocator.quota.base import Held, LeadRequest, Reservation, ResourceQuota, counter_key
+from allocator.quota.base import ChannelAsk, Held, LeadRequest, Reservation
+from allocator.quota.keys import KeyLayout
+
+log = logging.getLogger(__name__)
 
 _SCRIPT = files("allocator.quota").joinpath("reserve.lua").read_text()
 
 # The latest any zone's local day ends is UTC-12's: 12 h after UTC midnight.
 _LATEST_DAY_END = timedelta(days=1, hours=14)
 
+# URL schemes of a Redis Cluster, and the scheme redis-py reads for each.
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+# Query parameters the allocator reads itself; redis-py would refuse them.
+_WAIT_REPLICAS = "wait_replicas"
+_WAIT_TIMEOUT_MS = "wait_timeout_ms"
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """What ALLOCATOR_REDIS_URL names, read once.
+
+    `redis://host:port/db` (or `rediss://`) is one Redis; `redis+cluster://host:port`
+    (or `rediss+cluster://`) is a Redis Cluster, found from that one node (the
+    client learns the others and follows failovers). Either may end with
+    `?wait_replicas=N&wait_timeout_ms=T`: after each reservation round trip,
+    WAIT until N replicas have it, for at most T ms (default 100), and report
+    Redis unavailable if fewer did. Other query parameters go to redis-py.
+    """
+
+    url: str  # what redis-py reads: redis:// or rediss://, without the allocator's parameters
+    cluster: bool
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 100
+
+    @classmethod
+    def parse(cls, url: str) -> RedisTarget:
+        parts = urlsplit(url)
+        cluster = parts.scheme in _CLUSTER_SCHEMES
+        scheme = _CLUSTER_SCHEMES.get(parts.scheme, parts.scheme)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        own = {k: v for k, v in query if k in (_WAIT_REPLICAS, _WAIT_TIMEOUT_MS)}
+        rest = [(k, v) for k, v in query if k not in own]
+        try:
+            replicas = int(own.get(_WAIT_REPLICAS, "0"))
+            timeout = int(own.get(_WAIT_TIMEOUT_MS, "100"))
+        except ValueError as exc:
+            raise ValueError(
+                f"Redis URL: {_WAIT_REPLICAS} and {_WAIT_TIMEOUT_MS} are whole numbers"
+            ) from exc
+        if replicas < 0 or timeout <= 0:
+            # WAIT's timeout 0 means "forever": a dead replica would hang the worker.
+            raise ValueError(f"Redis URL: {_WAIT_REPLICAS} >= 0 and {_WAIT_TIMEOUT_MS} > 0")
+        plain = urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
+        return cls(plain, cluster, replicas, timeout)
+
+
+@dataclass
+class _Call:
+    """One script call: the positions in the batch of its leads, its KEYS and its batch JSON."""
+
+    positions: list[int]
+    keys: list[str]
+    batch: str
+
 
 class RedisQuotaStore:
     def __init__(
         self,
-        redis: Redis,
+        redis: Redis | RedisCluster,
         *,
         prefix: str = "",
         retention_days: int = 3,
         requests_per_call: int = 250,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 100,
     ) -> None:
         self._redis = redis
-        self._prefix = prefix
+        self._cluster = isinstance(redis, RedisCluster)
+        self.keys = KeyLayout(prefix, self._cluster)
         self._retention = timedelta(days=retention_days)
         self._per_call = requests_per_call
-        self._reserve = redis.register_script(_SCRIPT)
+        self._wait = (wait_replicas, wait_timeout_ms)
+        self._sha = redis.register_script(_SCRIPT).sha
+        self._slots: dict[str, int] = {}  # client_id -> slot of its tag
+        # (channel, resource_id) -> the first client seen with it, to warn
+        # once when a cluster gives one physical sender two counters.
+        self._owner: dict[tuple[Channel, str], str] = {}
 
     @classmethod
-    def from_url(cls, url: str, **options: int | str) -> RedisQuotaStore:
-        client = Redis.from_url(url, decode_responses=True)
-        return cls(client, **options)  # type: ignore[arg-type]
+    def from_url(
+        cls, url: str, *, prefix: str = "", retention_days: int = 3, requests_per_call: int = 250
+    ) -> RedisQuotaStore:
+        target = RedisTarget.parse(url)
+        client: Redis | RedisCluster
+        if target.cluster:
+            client = RedisCluster.from_url(target.url, decode_responses=True)
+        else:
+            client = Redis.from_url(target.url, decode_responses=True)
+        return cls(
+            client,
+            prefix=prefix,
+            retention_days=retention_days,
+            requests_per_call=requests_per_call,
+            wait_replicas=target.wait_replicas,
+            wait_timeout_ms=target.wait_timeout_ms,
+        )
+
+    @property
+    def cluster(self) -> bool:
+        return self._cluster
 
     def expires_at(self, day: date) -> int:
         """Unix time a counter of `day` may go: a few days after that day ends
@@ -62,42 +157,188 @@ class RedisQuotaStore:
         return int(max(day_end.timestamp(), time.time()) + self._retention.total_seconds())
 
     async def reserve(self, requests: Sequence[LeadRequest]) -> list[Held]:
-        held: list[Held] = []
+        if not requests:
+            return []
+        calls = [
+            self._call(requests, chunk)
+            for group in self._groups(requests)
+            for chunk in _chunks(group, self._per_call)
+        ]
         async with redis_outages():
-            for start in range(0, len(requests), self._per_call):
-                held.extend(await self._reserve_chunk(requests[start : start + self._per_call]))
-        return held
+            answers = await self._run(calls)
+        held: dict[int, Held] = {}  # by position in `requests`: each is in exactly one call
+        for call, values in zip(calls, answers, strict=True):
+            for position, value in zip(call.positions, values, strict=True):
+                held[position] = _held(value)
+        return [held[position] for position in range(len(requests))]
 
-    async def _reserve_chunk(self, requests: Sequence[LeadRequest]) -> list[Held]:
+    def _groups(self, requests: Sequence[LeadRequest]) -> list[list[int]]:
+        """Positions of the leads that may share a script call: all of them on
+        one Redis; on a cluster, those whose clients' tags hash to the same slot."""
+        if not self._cluster:
+            return [list(range(len(requests)))]
+        by_slot: dict[int, list[int]] = {}
+        for position, request in enumerate(requests):
+            by_slot.setdefault(self._slot(request.client_id), []).append(position)
+        return list(by_slot.values())
+
+    def _slot(self, client_id: str) -> int:
+        slot = self._slots.get(client_id)
+        if slot is None:
+            slot = self._slots[client_id] = key_slot(self.keys.client_prefix(client_id).encode())
+        return slot
+
+    def _call(self, requests: Sequence[LeadRequest], positions: list[int]) -> _Call:
+        keys: list[str] = []
+        index: dict[str, int] = {}
+
+        def at(key: str) -> int:
+            """The key's 1-based index in KEYS, declaring it on first use."""
+            found = index.get(key)
+            if found is None:
+                keys.append(key)
+                found = index[key] = len(keys)
+            return found
+
         expiry_of: dict[date, int] = {}  # a batch names the same few days again and again
+
+        def expiry(day: date) -> int:
+            at_ = expiry_of.get(day)
+            if at_ is None:
+                at_ = expiry_of[day] = self.expires_at(day)
+            return at_
+
+        # An ask is the same for every lead of a client, channel and day: encoded once.
+        encoded: dict[tuple[str, ChannelAsk], str] = {}
         items = []
-        for request in requests:
+        for position in positions:
+            request = requests[position]
+            client = request.client_id
             asks = []
             for ask in request.asks:
-                expiries = tuple(
-                    expiry_of.get(day) or expiry_of.setdefault(day, self.expires_at(day))
-                    for day in ask.days
-                )
-                asks.append(_ask_json(ask.channel, ask.days, expiries, ask.resources))
-            hold_until = expiry_of.get(request.hold_day) or self.expires_at(request.hold_day)
+                text = encoded.get((client, ask))
+                if text is None:
+                    text = encoded[(client, ask)] = self._ask_json(client, ask, at, expiry)
+                asks.append(text)
+            held = at(self.keys.held(client, request.hold_key))
             items.append(
-                f"[{json.dumps(request.hold_key)},{json.dumps(request.plan)},"
-                f'"{hold_until}",[{",".join(asks)}]]'
+                f'[{held},{json.dumps(request.plan)},"{expiry(request.hold_day)}",'
+                f"[{','.join(asks)}]]"
             )
-        batch = "[" + ",".join(items) + "]"
-        raw = await self._reserve(keys=[], args=[self._prefix, batch])
-        return [_held(value) for value in raw]
+        return _Call(positions, keys, "[" + ",".join(items) + "]")
 
-    async def usage(self, channel: Channel, resource_ids: Sequence[str], day: date) -> list[int]:
+    def _ask_json(
+        self,
+        client_id: str,
+        ask: ChannelAsk,
+        at: Callable[[str], int],
+        expiry: Callable[[date], int],
+    ) -> str:
+        """An ask as the script reads it (reserve.lua): counter key indexes per day."""
+        if self._cluster:
+            self._note_owners(client_id, ask)
+        ids = [r.resource_id for r in ask.resources]
+        return json.dumps(
+            [
+                [
+                    [at(self.keys.counter(client_id, ask.channel, i, day)) for i in ids]
+                    for day in ask.days
+                ],
+                [str(expiry(day)) for day in ask.days],  # strings: Lua numbers are doubles
+                ids,
+                [-1 if r.limit is None else r.limit for r in ask.resources],
+            ]
+        )
+
+    def _note_owners(self, client_id: str, ask: ChannelAsk) -> None:
+        """On a cluster each client counts its own use of a resource id: two
+        clients listing one physical sender each get its full limit. Say so once."""
+        for resource in ask.resources:
+            key = (ask.channel, resource.resource_id)
+            first = self._owner.setdefault(key, client_id)
+            if first != client_id and first != "":
+                log.warning(
+                    "resource %s %r is listed by clients %r and %r: on Redis Cluster each "
+                    "client counts it separately, so together they may exceed its daily limit",
+                    ask.channel.value,
+                    resource.resource_id,
+                    first,
+                    client_id,
+                )
+                self._owner[key] = ""  # warned: once per resource
+
+    async def _run(self, calls: list[_Call]) -> list[list[str]]:
+        """The calls' answers, in one pipeline (loading the script where it is missing)."""
+        for _ in range(3):
+            results = await self._pipeline(calls)
+            if not any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
+                break
+            # A fresh server, or a replica promoted since the script was loaded:
+            # load it (on every primary of a cluster) and run the calls again,
+            # which is safe because every lead is held by the attempt that decided it.
+            await self._redis.script_load(_SCRIPT)
+        else:
+            raise ServiceUnavailable("redis", RuntimeError("the script keeps going missing"))
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        answers, acks = results[: len(calls)], results[len(calls) :]
+        wanted, timeout = self._wait
+        if any(int(ack) < wanted for ack in acks):
+            raise ServiceUnavailable(
+                "redis",
+                NotReplicated(f"fewer than {wanted} replica(s) acknowledged within {timeout} ms"),
+            )
+        return answers
+
+    async def _pipeline(self, calls: list[_Call]) -> list[Any]:
+        wanted, timeout = self._wait
+        rewrite_found = "1" if wanted else "0"
+        if isinstance(self._redis, RedisCluster):
+            await self._redis.initialize()  # the slot map, before asking it for nodes
+            cluster_pipe = self._redis.pipeline()
+            nodes: dict[str, ClusterNode] = {}
+            for call in calls:
+                # redis-py refuses pipe.evalsha on a cluster (it cannot know the
+                # keys are in one slot); the raw command routes by its KEYS.
+                cluster_pipe.execute_command(
+                    "EVALSHA", self._sha, len(call.keys), *call.keys, call.batch, rewrite_found
+                )
+                node = self._redis.get_node_from_key(call.keys[0])
+                if node is None:  # only ever None when asked for a replica
+                    raise redis.exceptions.SlotNotCoveredError(call.keys[0])
+                nodes[node.name] = node
+            if wanted:
+                # One WAIT per primary, after its calls: the cluster pipeline
+                # sends a node's commands on one connection, in order, and WAIT
+                # waits for that connection's writes.
+                for node in nodes.values():
+                    cluster_pipe.execute_command("WAIT", wanted, timeout, target_nodes=node)
+            return await cluster_pipe.execute(raise_on_error=False)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for call in calls:
+                pipe.execute_command(
+                    "EVALSHA", self._sha, len(call.keys), *call.keys, call.batch, rewrite_found
+                )
+            if wanted:
+                pipe.execute_command("WAIT", wanted, timeout)
+            return await pipe.execute(raise_on_error=False)
+
+    async def usage(
+        self, channel: Channel, resource_ids: Sequence[str], day: date, *, client_id: str = ""
+    ) -> list[int]:
+        """The counters; on a cluster, `client_id`'s (each client's keys carry its tag)."""
         if not resource_ids:
             return []
-        keys = [counter_key(self._prefix, channel, rid, day) for rid in resource_ids]
+        keys = [self.keys.counter(client_id, channel, rid, day) for rid in resource_ids]
         async with redis_outages():
             values = await self._redis.mget(keys)
         return [int(v) if v is not None else 0 for v in values]
 
-    async def increment(self, channel: Channel, resource_id: str, day: date) -> int:
-        key = counter_key(self._prefix, channel, resource_id, day)
+    async def increment(
+        self, channel: Channel, resource_id: str, day: date, *, client_id: str = ""
+    ) -> int:
+        key = self.keys.counter(client_id, channel, resource_id, day)
         async with redis_outages(), self._redis.pipeline(transaction=True) as pipe:
             pipe.incr(key)
             pipe.expireat(key, self.expires_at(day))
@@ -108,6 +349,14 @@ class RedisQuotaStore:
         await self._redis.aclose()
 
 
+class NotReplicated(Exception):
+    """WAIT came back with fewer replicas than asked for."""
+
+
+def _chunks(positions: list[int], size: int) -> list[list[int]]:
+    return [positions[start : start + size] for start in range(0, len(positions), size)]
+
+
 # Failures that mean "Redis is not there right now"; anything else (a script
 # error, a key of the wrong type) is a bug and is raised as it is.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -115,10 +364,30 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
     redis.exceptions.ReadOnlyError,
+    # A cluster between a primary's death and its replica's promotion: slots
+    # not served (CLUSTERDOWN, MASTERDOWN), a slot map that has none for a
+    # slot, resharding (TRYAGAIN), redirections exhausted (ClusterError).
+    redis.exceptions.ClusterError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.SlotNotCoveredError,
     ConnectionError,
     TimeoutError,
     OSError,
 )
+
+
+def _unavailable(exc: BaseException) -> bool:
+    # The cluster client raises a bare RedisClusterException for everything
+    # from "no node answers" to "this command cannot run on a cluster": an
+    # outage only when an outage caused it.
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    cause = exc.__cause__
+    return (
+        type(exc) is redis.exceptions.RedisClusterException
+        and cause is not None
+        and (_unavailable(cause))
+    )
 
 
 @asynccontextmanager
@@ -126,27 +395,10 @@ async def redis_outages() -> AsyncIterator[None]:
     """Raise ServiceUnavailable for a Redis failure that may pass."""
     try:
         yield
-    except _UNAVAILABLE as exc:
-        raise ServiceUnavailable("redis", exc) from exc
-
-
-@lru_cache(maxsize=8192)
-def _ask_json(
-    channel: Channel,
-    days: tuple[date, ...],
-    expiries: tuple[int, ...],
-    resources: tuple[ResourceQuota, ...],
-) -> str:
-    """An ask as the script reads it: the same for every lead of a client, channel and day."""
-    return json.dumps(
-        [
-            channel.value,
-            [day.isoformat() for day in days],
-            [str(at) for at in expiries],  # strings: Lua numbers are doubles
-            [r.resource_id for r in resources],
-            [-1 if r.limit is None else r.limit for r in resources],
-        ]
-    )
+    except Exception as exc:
+        if _unavailable(exc):
+            raise ServiceUnavailable("redis", exc) from exc
+        raise
 
 
 def _held(value: str | bytes) -> Held:

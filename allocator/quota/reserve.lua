@@ -7,34 +7,43 @@
 -- the same event of the same client asks again: a redelivery counts nothing
 -- and gets the first answer, whatever changed in between.
 -- The same rule in Python: allocator/quota/base.py choose_resource and
--- allocator/quota/memory.py; the same counter key format: base.py counter_key.
--- The hold key (<prefix>allocator:held:<hold key>) is only built here.
+-- allocator/quota/memory.py. The key names are built by the client
+-- (allocator/quota/keys.py) and declared in KEYS: the script touches no other
+-- key, which Redis Cluster requires (every key of one call is in one slot;
+-- redis_store.py splits a batch per slot).
 --
--- ARGV[1] = key prefix; ARGV[2] = the batch as JSON, a list of leads, each
---   [hold_key, plan, hold expiry, [ask, ...]], an ask being
---   [channel, [day, ...], [counter expiry, ...], [resource_id, ...], [limit or -1, ...]]
--- (an ask is the same for every lead of a client, channel and day, so the
--- client caches its JSON; see redis_store.py)
--- (One JSON argument instead of one argument per key: encoding thousands of
--- arguments per call cost the client more than Redis spent running the script.)
+-- KEYS = every counter and hold key of the call, each once.
+-- ARGV[1] = the batch as JSON, a list of leads, each
+--   [hold key index, plan, hold expiry, [ask, ...]], an ask being
+--   [[[counter key index, ...] per day], [counter expiry per day], [resource_id, ...], [limit or -1, ...]]
+--   (indexes into KEYS; per day one counter index per resource, in the order of the ids)
+-- ARGV[2] = "1" to write an answer found held back unchanged (same value, same
+--   expiry). Only when the client WAITs for replicas after the call: WAIT
+--   waits for this connection's last write, and a call that only read held
+--   answers would otherwise wait for nothing, although the write that made
+--   them (perhaps in an earlier, failed attempt) may not be on a replica yet.
+-- (An ask is the same for every lead of a client, channel and day, so the
+-- client encodes it once per call; one JSON argument instead of one argument
+-- per lead and key: argument encoding cost the client more than Redis spent
+-- running the script.)
 -- Returns, per lead, the held answer as JSON: [plan, [pick, ...]], a pick being
 -- "<step>:<resource_id>" or "-" (exhausted). An empty pick list encodes as {}.
-local prefix = ARGV[1]
-local batch = cjson.decode(ARGV[2])
+local batch = cjson.decode(ARGV[1])
+local rewrite_found = ARGV[2] == '1'
 local out = {}
 for i, lead in ipairs(batch) do
-  local held_key = prefix .. 'allocator:held:' .. lead[1]
+  local held_key = KEYS[lead[1]]
   local held = redis.call('GET', held_key)
   if not held then
     local picks = {}
     for a, ask in ipairs(lead[4]) do
-      local channel, days, expiries, ids, limits = ask[1], ask[2], ask[3], ask[4], ask[5]
+      local day_keys, expiries, ids, limits = ask[1], ask[2], ask[3], ask[4]
       local pick = '-'
       local n = #ids
-      for d, day in ipairs(days) do
+      for d, indexes in ipairs(day_keys) do
         local keys = {}
         for j = 1, n do
-          keys[j] = prefix .. 'ratelimit:' .. channel .. ':' .. ids[j] .. ':daily:' .. day
+          keys[j] = KEYS[indexes[j]]
         end
         local counts = redis.call('MGET', unpack(keys))
         local best, best_count = nil, nil
@@ -56,6 +65,8 @@ for i, lead in ipairs(batch) do
     end
     held = cjson.encode({lead[2], picks})
     redis.call('SET', held_key, held, 'EXAT', lead[3])
+  elseif rewrite_found then
+    redis.call('SET', held_key, held, 'KEEPTTL')
   end
   out[i] = held
 end

@@ -1,0 +1,67 @@
+"""Where the quota keys live in Redis: one Redis, or a Redis Cluster with one hash tag per client.
+
+One Redis (contract rule 3.6, unchanged):
+
+    <prefix>ratelimit:<channel>:<resource_id>:daily:<YYYY-MM-DD>
+    <prefix>allocator:held:<hold key>
+
+Redis Cluster: the client's hash tag goes between the prefix and the contract's
+key, so that all of a client's counters and holds share one slot and one
+script call can reserve them atomically:
+
+    <prefix>{<client tag>}ratelimit:<channel>:<resource_id>:daily:<YYYY-MM-DD>
+    <prefix>{<client tag>}allocator:held:<hold key>
+
+The prefix stays first so that it still namespaces everything a run writes
+(`replay:NAME:`, a test's own prefix; streams/local.py forget_keys scans by
+it). Redis hashes the text between the first `{` and the first `}` after it,
+so two things keep that text exactly the client's tag, whatever the rest of
+the key holds: the prefix may contain no brace (checked here), and the tag is
+the client id with `%`, `{` and `}` percent-escaped, so it contains none
+either. Escaping `%` too keeps the tag one-to-one with the client id, so two
+clients never share keys by accident.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from allocator.channels import Channel
+from allocator.quota.base import counter_key
+
+
+def client_tag(client_id: str) -> str:
+    """The hash tag of a client's keys on Redis Cluster: `{acme}` for `acme`."""
+    if not client_id:
+        # `{}` is no tag at all: Redis would hash each whole key to its own slot.
+        raise ValueError("a Redis Cluster quota key needs the lead's client_id")
+    escaped = client_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    return "{" + escaped + "}"
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    prefix: str = ""
+    cluster: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cluster and ("{" in self.prefix or "}" in self.prefix):
+            # A brace in the prefix would come before the client's tag, and a
+            # `{...}` of its own would put every client in the prefix's slot
+            # (or, with `{}`, hash each key apart).
+            raise ValueError(
+                f"on Redis Cluster the quota key prefix may not contain braces: {self.prefix!r}"
+            )
+
+    def client_prefix(self, client_id: str) -> str:
+        """What precedes the contract's key for this client's keys."""
+        if not self.cluster:
+            return self.prefix
+        return self.prefix + client_tag(client_id)
+
+    def counter(self, client_id: str, channel: Channel, resource_id: str, day: date) -> str:
+        return counter_key(self.client_prefix(client_id), channel, resource_id, day)
+
+    def held(self, client_id: str, hold_key: str) -> str:
+        return f"{self.client_prefix(client_id)}allocator:held:{hold_key}"
