@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from streams.local import own_redis_server, port_open
+from streams.local import OwnRedisCluster, own_redis_server, port_open
 
 # What this run talked to; tests/conftest.py prints it in the terminal summary
 # (pytest captures fixture output, so a print alone would not show).
@@ -64,6 +64,24 @@ def redis_url() -> Iterator[str]:
             yield url
     else:
         raise RuntimeError("no Redis: set ALLOCATOR_TEST_REDIS_URL or start redis-server")
+
+
+@contextmanager
+def redis_cluster_url() -> Iterator[str]:
+    """A Redis Cluster: ALLOCATOR_TEST_REDIS_CLUSTER_URL (`redis+cluster://host:port`),
+    else three primaries with a replica each, started here on loopback."""
+    url = os.environ.get("ALLOCATOR_TEST_REDIS_CLUSTER_URL")
+    if url:
+        say(f"[services] Redis Cluster from ALLOCATOR_TEST_REDIS_CLUSTER_URL: {url}")
+        yield url
+    elif shutil.which("redis-server") and shutil.which("redis-cli"):
+        with OwnRedisCluster() as cluster:
+            say(f"[services] Redis Cluster: own 3 primaries + 3 replicas at {cluster.url}")
+            yield cluster.url
+    else:
+        raise RuntimeError(
+            "no Redis Cluster: set ALLOCATOR_TEST_REDIS_CLUSTER_URL or install redis-server"
+        )
 
 
 @contextmanager
