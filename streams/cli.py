@@ -160,6 +160,39 @@ def parser() -> argparse.ArgumentParser:
     )
     _json_flag(show)
 
+    broker = _leaf(
+        commands,
+        "broker",
+        "run the embedded broker in the foreground (for a worker run by hand)",
+        "Run the embedded Kafka-compatible broker (Tansu) until Ctrl-C, on the "
+        "given port, keeping topics in memory. The README's walkthrough uses it.",
+    )
+    broker.add_argument("--port", type=int, default=9092, help="loopback port (default 9092)")
+    samples = _leaf(
+        commands,
+        "samples",
+        "write sample clients, resources, patterns and leads as JSON Lines files",
+    )
+    samples.add_argument("folder", help="where to write them (made if missing)")
+    samples.add_argument("--leads", type=int, default=50, help="sample leads (default 50)")
+    send = _leaf(
+        commands,
+        "send",
+        "send a JSON Lines file's records to a topic (default: the scored leads)",
+    )
+    send.add_argument("file", help="JSON Lines, one record per line")
+    send.add_argument("--topic", help="default ALLOCATOR_TOPIC_SCORED_LEADS")
+    read = _leaf(
+        commands,
+        "read",
+        "print a topic's records from its start (default: the allocations)",
+    )
+    read.add_argument("--topic", help="default ALLOCATOR_TOPIC_ALLOCATIONS")
+    read.add_argument("--limit", type=int, default=20, help="records to print (default 20)")
+    read.add_argument(
+        "--seconds", type=float, default=10.0, help="how long to wait for them (default 10)"
+    )
+
     replay = _leaf(
         commands,
         "replay",
@@ -227,7 +260,24 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_demo(args.leads)
 
+    if args.command in ("broker", "samples"):
+        from pathlib import Path
+
+        from streams.commands import walkthrough
+
+        if args.command == "broker":
+            return walkthrough.broker(args.port)
+        return walkthrough.samples(Path(args.folder), args.leads)
+
     settings = Settings()
+    if args.command in ("send", "read"):
+        from pathlib import Path
+
+        from streams.commands import walkthrough
+
+        if args.command == "send":
+            return walkthrough.send(Path(args.file), args.topic, settings)
+        return walkthrough.read(args.topic, args.limit, args.seconds, settings)
     if args.command == "topics":
         from streams.commands import topics
 
