@@ -163,7 +163,7 @@ def parser() -> argparse.ArgumentParser:
     broker = _leaf(
         commands,
         "broker",
-        "run the embedded broker in the foreground (for a worker run by hand)",
+        "run the embedded broker in the foreground",
         "Run the embedded Kafka-compatible broker (Tansu) until Ctrl-C, on the "
         "given port, keeping topics in memory. The README's walkthrough uses it.",
     )
@@ -171,21 +171,21 @@ def parser() -> argparse.ArgumentParser:
     samples = _leaf(
         commands,
         "samples",
-        "write sample clients, resources, patterns and leads as JSON Lines files",
+        "write sample clients, resources, patterns and leads",
     )
     samples.add_argument("folder", help="where to write them (made if missing)")
     samples.add_argument("--leads", type=int, default=50, help="sample leads (default 50)")
     send = _leaf(
         commands,
         "send",
-        "send a JSON Lines file's records to a topic (default: the scored leads)",
+        "send a JSON Lines file to a topic (the scored leads)",
     )
     send.add_argument("file", help="JSON Lines, one record per line")
     send.add_argument("--topic", help="default ALLOCATOR_TOPIC_SCORED_LEADS")
     read = _leaf(
         commands,
         "read",
-        "print a topic's records from its start (default: the allocations)",
+        "print a topic's records (the allocations)",
     )
     read.add_argument("--topic", help="default ALLOCATOR_TOPIC_ALLOCATIONS")
     read.add_argument("--limit", type=int, default=20, help="records to print (default 20)")

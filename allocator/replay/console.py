@@ -118,9 +118,15 @@ def show_comparison(comparison: Comparison) -> None:
     out.print(table)
     for key, count in comparison.changes.to_json().items():
         out.print(f"{key.replace('_', ' ')}: {count}")
-    # Printed as the first release printed it (a dict's repr), since scripts may read it.
-    spread = {
-        "baseline": comparison.baseline.usage_balance_spread,
-        "variant": comparison.variant.usage_balance_spread,
-    }
-    out.print(f"usage balance spread: {spread}")
+    # In words: scripts read compare.json, which keeps the numbers as they were.
+    base, variant = (
+        comparison.baseline.usage_balance_spread,
+        comparison.variant.usage_balance_spread,
+    )
+    verdict = "as even" if base == variant else ("more even" if variant < base else "less even")
+    out.print(
+        f"usage balance (mean gap in sends between a client's resources of equal limit "
+        f"on a day; 0 is even): baseline {base:g}, variant {variant:g} ({verdict} "
+        "under the variant)",
+        soft_wrap=True,  # one line, for grep
+    )

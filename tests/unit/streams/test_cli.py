@@ -31,7 +31,20 @@ from streams.commands.output import cell
 from streams.commands.worker import HELP
 from streams.samples import SAMPLES_DIR
 
-COMMANDS = ("worker", "demo", "topics", "clients", "resources", "leads", "dlq", "replay")
+COMMANDS = (
+    "worker",
+    "demo",
+    "topics",
+    "clients",
+    "resources",
+    "leads",
+    "dlq",
+    "broker",
+    "samples",
+    "send",
+    "read",
+    "replay",
+)
 CLIENTS = SAMPLES_DIR / "clients.jsonl"
 RESOURCES = SAMPLES_DIR / "resources.jsonl"
 

@@ -69,7 +69,8 @@ def test_the_comparison_shows_changes_signed_and_how_sends_moved(
         "sends on another resource: 27",
         "sends newly served: 203",
         "sends no longer served: 169",
-        "usage balance spread: {'baseline': 0.5, 'variant': 0.4}",
+        "usage balance (mean gap in sends between a client's resources of equal limit on a "
+        "day; 0 is even): baseline 0.5, variant 0.4 (more even under the variant)",
     ]
 
 
