@@ -6,21 +6,22 @@ import asyncio
 from datetime import date
 
 from allocator.channels import Channel
-from allocator.quota import ResourceQuota
+from allocator.quota import ChannelAsk, LeadRequest, ResourceQuota
 from allocator.quota.redis_store import RedisQuotaStore
-from tests.factories import ask
 
 SEATS = tuple(ResourceQuota(f"seat-{i}", 17) for i in range(3))
 DAY = date(2026, 11, 27)
+CLIENT = "acme"  # on Redis Cluster its keys carry the tag {acme}
 
 
 async def _client(url: str, prefix: str, event_ids: list[str]) -> dict[str, str | None]:
     store = RedisQuotaStore.from_url(url, prefix=prefix)
+    asks = (ChannelAsk(Channel.LINKEDIN, (DAY,), SEATS),)
     results: dict[str, str | None] = {}
     try:
         for start in range(0, len(event_ids), 20):  # batches, as the stream worker does
             chunk = event_ids[start : start + 20]
-            requests = [ask(e, Channel.LINKEDIN, (DAY,), SEATS) for e in chunk]
+            requests = [LeadRequest(e, "plan", asks, DAY, CLIENT) for e in chunk]
             for event_id, held in zip(chunk, await store.reserve(requests), strict=True):
                 [pick] = held.picks
                 results[event_id] = pick.resource_id if pick else None

@@ -1,3 +1,6 @@
+"""The Redis quota store on one Redis. Each check is a function of the URL and a
+key prefix, so that test_quota_redis_cluster.py runs the same ones on a Redis Cluster."""
+
 from __future__ import annotations
 
 import random
@@ -6,19 +9,33 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from multiprocessing import get_context
 
+import pytest
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from allocator.channels import Channel
+from allocator.errors import ServiceUnavailable
 from allocator.quota import ChannelAsk, LeadRequest, MemoryQuotaStore, ResourceQuota
-from allocator.quota.redis_store import RedisQuotaStore
+from allocator.quota.redis_store import RedisQuotaStore, RedisTarget
 from tests.integration import quota_worker
 
 DAY = date(2026, 11, 27)
 
 
-async def test_concurrent_processes_never_exceed_seat_limits(
-    redis_url: str, redis_prefix: str
-) -> None:
+def raw_redis(url: str) -> Redis | RedisCluster:
+    """A plain client of the store's Redis, to look at its keys."""
+    target = RedisTarget.parse(url)
+    if target.cluster:
+        return RedisCluster.from_url(target.url, decode_responses=True)
+    return Redis.from_url(target.url, decode_responses=True)
+
+
+def acme_key(url: str, prefix: str, key: str) -> str:
+    """The contract's `key` of client acme as stored: `{acme}` before it on a cluster."""
+    return f"{prefix}{{acme}}{key}" if RedisTarget.parse(url).cluster else f"{prefix}{key}"
+
+
+async def check_concurrent_processes_never_exceed_seat_limits(url: str, prefix: str) -> None:
     """8 asyncio clients in 2 processes, 3 seats x 17, 2,000 leads: exactly 51 succeed."""
     event_ids = [f"ev-{i}" for i in range(2000)]
     halves = [event_ids[0::2], event_ids[1::2]]
@@ -26,9 +43,7 @@ async def test_concurrent_processes_never_exceed_seat_limits(
     def run_all() -> dict[str, str | None]:
         merged: dict[str, str | None] = {}
         with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
-            futures = [
-                pool.submit(quota_worker.run, redis_url, redis_prefix, half, 4) for half in halves
-            ]
+            futures = [pool.submit(quota_worker.run, url, prefix, half, 4) for half in halves]
             for future in futures:
                 merged.update(future.result())
         return merged
@@ -39,8 +54,10 @@ async def test_concurrent_processes_never_exceed_seat_limits(
     assert sum(per_seat.values()) == 51
     assert per_seat == {"seat-0": 17, "seat-1": 17, "seat-2": 17}
 
-    redis = Redis.from_url(redis_url, decode_responses=True)
-    keys = [f"{redis_prefix}ratelimit:linkedin:seat-{i}:daily:2026-11-27" for i in range(3)]
+    redis = raw_redis(url)
+    keys = [
+        acme_key(url, prefix, f"ratelimit:linkedin:seat-{i}:daily:2026-11-27") for i in range(3)
+    ]
     assert await redis.mget(keys) == ["17", "17", "17"]
 
     again = run_all()  # the same 2,000 event ids redelivered
@@ -51,55 +68,140 @@ async def test_concurrent_processes_never_exceed_seat_limits(
     await redis.aclose()
 
 
-async def test_redis_and_memory_stores_agree(redis_url: str, redis_prefix: str) -> None:
+# Clients of the parity check: plain ids, and ids with the characters a hash
+# tag is made of, which must still keep each client's keys in one slot.
+CLIENTS = ("acme", "globex", "{x}", "a}b{c", "%7B", "ü {")
+
+
+def parity_requests() -> list[LeadRequest]:
+    """600 leads of 6 clients over 3 days; some events repeat (idempotency)."""
     rng = random.Random(7)
     days = (DAY, date(2026, 11, 30), date(2026, 12, 1))
     requests = []
     for _ in range(600):
+        client = rng.choice(CLIENTS)
         asks = []
         for channel in rng.sample(list(Channel), rng.randint(0, 3)):
             n = rng.randint(1, 4)
+            # Each client its own resources: the memory store (the reference)
+            # has one counter per resource id whoever lists it, as one Redis
+            # does; on a cluster each client counts its own (README).
             resources = tuple(
-                sorted(ResourceQuota(f"r{j}", rng.choice([None, 0, 1, 3, 5])) for j in range(n))
+                sorted(
+                    ResourceQuota(f"{client}/r{j}", rng.choice([None, 0, 1, 3, 5]))
+                    for j in range(n)
+                )
             )
             asks.append(ChannelAsk(channel, days[: rng.randint(1, 3)], resources))
-        event = f"e{rng.randint(0, 450)}"  # some events repeat: idempotency
+        event = f"{client}|e{rng.randint(0, 75)}"  # hold keys name the client, as in production
         plan = f"plan-{rng.randint(0, 1)}-ü/é"  # a repeat may come with another plan
-        requests.append(LeadRequest(event, plan, tuple(asks), DAY))
+        requests.append(LeadRequest(event, plan, tuple(asks), DAY, client))
+    return requests
+
+
+async def check_redis_and_memory_stores_agree(url: str, prefix: str) -> None:
+    requests = parity_requests()
     memory = MemoryQuotaStore()
-    redis_store = RedisQuotaStore.from_url(redis_url, prefix=redis_prefix, requests_per_call=37)
+    redis_store = RedisQuotaStore.from_url(url, prefix=prefix, requests_per_call=37)
     try:
         assert await redis_store.reserve(requests) == await memory.reserve(requests)
         for (channel, rid, day), count in memory.counters.items():
-            assert await redis_store.usage(channel, [rid], day) == [count]
+            client = rid.rsplit("/", 1)[0]
+            assert await redis_store.usage(channel, [rid], day, client_id=client) == [count]
     finally:
         await redis_store.close()
 
 
-async def test_a_repeat_gets_the_first_plan_and_picks(redis_url: str, redis_prefix: str) -> None:
+async def check_a_repeat_gets_the_first_plan_and_picks(url: str, prefix: str) -> None:
     seats = (ResourceQuota("seat-a", 1), ResourceQuota("seat-b", 1))
-    first = LeadRequest("ev", "first plan", (ChannelAsk(Channel.LINKEDIN, (DAY,), seats),), DAY)
+    asks = (ChannelAsk(Channel.LINKEDIN, (DAY,), seats),)
+    first = LeadRequest("ev", "first plan", asks, DAY, "acme")
     # The same event again after its setup changed: another plan, other days, no asks at all.
-    later = LeadRequest("ev", "later plan", (), date(2026, 12, 24))
-    store = RedisQuotaStore.from_url(redis_url, prefix=redis_prefix)
+    later = LeadRequest("ev", "later plan", (), date(2026, 12, 24), "acme")
+    store = RedisQuotaStore.from_url(url, prefix=prefix)
     try:
         [held] = await store.reserve([first])
         assert held.plan == "first plan" and held.picks[0] is not None
         assert await store.reserve([later]) == [held]
-        assert await store.usage(Channel.LINKEDIN, ["seat-a", "seat-b"], DAY) == [1, 0]
-        redis = Redis.from_url(redis_url)
-        ttl = await redis.ttl(f"{redis_prefix}allocator:held:ev")
+        usage = await store.usage(Channel.LINKEDIN, ["seat-a", "seat-b"], DAY, client_id="acme")
+        assert usage == [1, 0]
+        redis = raw_redis(url)
+        ttl = await redis.ttl(acme_key(url, prefix, "allocator:held:ev"))
         await redis.aclose()
         assert ttl > 3 * 86400  # held as long as the counters it names
     finally:
         await store.close()
 
 
-async def test_increment_and_usage(redis_url: str, redis_prefix: str) -> None:
-    store = RedisQuotaStore.from_url(redis_url, prefix=redis_prefix)
+async def check_increment_and_usage(url: str, prefix: str) -> None:
+    store = RedisQuotaStore.from_url(url, prefix=prefix)
     try:
-        assert await store.increment(Channel.SMS, "+1555", DAY) == 1
-        assert await store.increment(Channel.SMS, "+1555", DAY) == 2
-        assert await store.usage(Channel.SMS, ["+1555", "+1666"], DAY) == [2, 0]
+        assert await store.increment(Channel.SMS, "+1555", DAY, client_id="acme") == 1
+        assert await store.increment(Channel.SMS, "+1555", DAY, client_id="acme") == 2
+        assert await store.usage(Channel.SMS, ["+1555", "+1666"], DAY, client_id="acme") == [2, 0]
+    finally:
+        await store.close()
+
+
+async def test_concurrent_processes_never_exceed_seat_limits(
+    redis_url: str, redis_prefix: str
+) -> None:
+    await check_concurrent_processes_never_exceed_seat_limits(redis_url, redis_prefix)
+
+
+async def test_redis_and_memory_stores_agree(redis_url: str, redis_prefix: str) -> None:
+    await check_redis_and_memory_stores_agree(redis_url, redis_prefix)
+
+
+async def test_a_repeat_gets_the_first_plan_and_picks(redis_url: str, redis_prefix: str) -> None:
+    await check_a_repeat_gets_the_first_plan_and_picks(redis_url, redis_prefix)
+
+
+async def test_increment_and_usage(redis_url: str, redis_prefix: str) -> None:
+    await check_increment_and_usage(redis_url, redis_prefix)
+
+
+async def test_one_redis_keeps_the_contract_keys(redis_url: str, redis_prefix: str) -> None:
+    """No hash tag on one Redis: the keys are exactly the contract's, whatever the client."""
+    seats = (ResourceQuota("seat-a", None),)
+    request = LeadRequest("ev", "p", (ChannelAsk(Channel.LINKEDIN, (DAY,), seats),), DAY, "{x}")
+    store = RedisQuotaStore.from_url(redis_url, prefix=redis_prefix)
+    redis = raw_redis(redis_url)
+    try:
+        await store.reserve([request])
+        keys = {k async for k in redis.scan_iter(match=f"{redis_prefix}*")}
+        assert keys == {
+            f"{redis_prefix}ratelimit:linkedin:seat-a:daily:2026-11-27",
+            f"{redis_prefix}allocator:held:ev",
+        }
+    finally:
+        await redis.aclose()
+        await store.close()
+
+
+async def test_wait_for_a_replica_that_one_redis_lacks_is_an_outage(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """`?wait_replicas=1` on a Redis without replicas: every batch is reported
+    unavailable (retried), none is handed back unreplicated."""
+    seats = (ResourceQuota("seat-a", None),)
+    request = LeadRequest("ev", "p", (ChannelAsk(Channel.LINKEDIN, (DAY,), seats),), DAY, "acme")
+    given = RedisTarget.parse(redis_url)
+    redis = raw_redis(redis_url)
+    replicas = (await redis.info("replication")).get("connected_slaves", 0)
+    await redis.aclose()
+    if replicas:
+        pytest.skip("this Redis has replicas: WAIT would succeed")
+    separator = "&" if "?" in given.url else "?"
+    store = RedisQuotaStore.from_url(
+        f"{given.url}{separator}wait_replicas=1&wait_timeout_ms=10", prefix=redis_prefix
+    )
+    try:
+        try:
+            await store.reserve([request])
+        except ServiceUnavailable as exc:
+            assert "replica" in str(exc)
+        else:
+            raise AssertionError("a batch no replica acknowledged was handed back")
     finally:
         await store.close()
