@@ -1,18 +1,137 @@
-"""Configuration: every ALLOCATOR_* environment variable, with its default."""
+"""Configuration: every ALLOCATOR_* environment variable, with its default.
+
+The Kafka security settings also give every Kafka client its TLS and SASL
+options (Settings.kafka_client_options, kafka_broker_credentials for faust),
+and say in one line why a broker refused them (kafka_login_refusal).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from allocator.channels import DEFAULT_SEND_HOUR, Channel
 from allocator.decision import Schedule
+
+if TYPE_CHECKING:
+    from faust.types.auth import CredentialsT
+
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+_SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
+_TLS_PROTOCOLS = ("SSL", "SASL_SSL")
+_PROTOCOL_VARIABLE = "ALLOCATOR_KAFKA_SECURITY_PROTOCOL"
+
+
+def _invalid(reason: str) -> PydanticCustomError:
+    """A settings error in our words alone (a ValueError would add "Value error, ")."""
+    return PydanticCustomError("kafka_security", "{reason}", {"reason": reason})
+
+
+class KafkaLoginRefused(Exception):
+    """A broker answered but refused this client's TLS handshake or SASL login.
+    Retrying cannot help, so it is one line naming the variables to fix."""
+
+
+# How long kafka_login_refusal waits for one broker's answer.
+_PROBE_SECONDS = 15.0
+
+
+async def kafka_login_refusal(
+    bootstrap: str, options: Mapping[str, Any]
+) -> KafkaLoginRefused | None:
+    """Why the brokers of `bootstrap` refuse a client made with `options`
+    (Settings.kafka_client_options), or None: one accepts it, or none answers
+    (an outage, not a login problem).
+
+    For a client whose start failed: aiokafka only logs why it could not
+    bootstrap and raises "Unable to bootstrap from ...", so this connects once
+    more, the way it does, to get the reason itself.
+    """
+    from aiokafka.conn import collect_hosts, create_conn
+    from aiokafka.errors import (
+        KafkaConnectionError,
+        SaslAuthenticationFailed,
+        UnsupportedSaslMechanismError,
+    )
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    user = options.get("sasl_plain_username")
+    mechanism = options.get("sasl_mechanism")
+    protocol = options.get("security_protocol", "PLAINTEXT")
+    for host, port, _ in collect_hosts(bootstrap, randomize=False):
+        where = f"{host}:{port}"
+        try:
+            async with asyncio.timeout(_PROBE_SECONDS):
+                conn = await create_conn(host, port, **options)
+                try:
+                    await conn.send(MetadataRequest([]))  # what aiokafka's bootstrap asks next
+                finally:
+                    conn.close()
+        except SaslAuthenticationFailed:
+            return KafkaLoginRefused(
+                f"Kafka at {where} refused the {mechanism} login of user {user!r}: "
+                "check ALLOCATOR_KAFKA_SASL_USERNAME and ALLOCATOR_KAFKA_SASL_PASSWORD"
+            )
+        except UnsupportedSaslMechanismError as exc:
+            return KafkaLoginRefused(
+                f"Kafka at {where} does not accept the SASL mechanism {mechanism} "
+                f"({exc}): fix ALLOCATOR_KAFKA_SASL_MECHANISM"
+            )
+        except ssl.SSLCertVerificationError as exc:
+            return KafkaLoginRefused(
+                f"the TLS certificate of Kafka at {where} is not trusted "
+                f"({exc.verify_message}): set ALLOCATOR_KAFKA_SSL_CAFILE to the CA that signed it"
+            )
+        except (ssl.SSLError, ConnectionResetError, KafkaConnectionError):
+            # It accepted the connection and dropped it as the handshake began:
+            # what a listener does to a client speaking another protocol (TLS to
+            # a plaintext port, no SASL to a SASL one, and the reverse).
+            return KafkaLoginRefused(
+                f"Kafka at {where} dropped the connection as it began: does that listener "
+                f"speak {protocol}? check {_PROTOCOL_VARIABLE} and the port in "
+                "ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS"
+            )
+        except Exception:  # refused, timed out, unknown host: this one does not answer
+            continue
+        return None
+    return None
+
+
+class _SaslExchangesHidden(logging.Filter):
+    """aiokafka logs every request and response at DEBUG, SASL ones too: with
+    PLAIN the request is b"user\\0user\\0password". This shows those as hidden."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(map(_is_sasl_exchange, record.args)):
+            record.args = tuple(
+                "<SASL exchange hidden>" if _is_sasl_exchange(arg) else arg for arg in record.args
+            )
+        return True
+
+
+def _is_sasl_exchange(value: object) -> bool:
+    return type(value).__name__.startswith("SaslAuthenticate")
+
+
+_SASL_FILTER = _SaslExchangesHidden()
+
+
+def _hide_sasl_exchanges() -> None:
+    """On the logger of aiokafka's connections (idempotent): whoever takes
+    the password from Settings gets its DEBUG lines masked, the worker's
+    (faust's own clients) and the commands' alike."""
+    logging.getLogger("aiokafka.conn").addFilter(_SASL_FILTER)
 
 
 def masked(url: str) -> str:
@@ -36,6 +155,22 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ALLOCATOR_", extra="ignore")
 
     kafka_bootstrap_servers: str = "localhost:9092"
+    # TLS and SASL towards the brokers (Confluent Cloud, MSK, a secured
+    # cluster). Every Kafka client of the allocator takes them from
+    # kafka_client_options() or, faust's, from kafka_broker_credentials().
+    # Inconsistent values fail here, when Settings is made, naming the variable:
+    # a connection would only fail later, and in the client's words.
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    # A PEM bundle of the CAs that signed the brokers' certificates; unset,
+    # the system's CAs (a public cloud's brokers have publicly signed ones).
+    kafka_ssl_cafile: Path | None = None
+    # validate_default: a SASL protocol with one of these unset must fail even
+    # though nothing was given. The password comes before the user so that
+    # the user's check (the last) sees every other SASL value.
+    kafka_sasl_mechanism: SaslMechanism | None = Field(default=None, validate_default=True)
+    # SecretStr: printed, logged or dumped it shows as '**********'.
+    kafka_sasl_password: SecretStr | None = Field(default=None, validate_default=True)
+    kafka_sasl_username: str | None = Field(default=None, validate_default=True)
     # redis://... for the shared counters; memory:// keeps them in the worker's
     # own memory (one worker only: the embedded demo without any Redis).
     redis_url: str = "redis://localhost:6379/0"
@@ -91,6 +226,87 @@ class Settings(BaseSettings):
     # (Tansu 0.6.0) does not support; see topics.md, "Delivery guarantees".
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
 
+    @field_validator(
+        "kafka_ssl_cafile",
+        "kafka_sasl_mechanism",
+        "kafka_sasl_password",
+        "kafka_sasl_username",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `ALLOCATOR_KAFKA_SSL_CAFILE=` in a compose file or a shell means unset,
+        # not a file named "" (or Path("."), which is not a CA bundle).
+        return None if value == "" else value
+
+    @field_validator("kafka_ssl_cafile")
+    @classmethod
+    def _usable_cafile(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is None:
+            return None
+        protocol = info.data.get("kafka_security_protocol", "PLAINTEXT")
+        if protocol not in _TLS_PROTOCOLS:
+            # Ignoring it would let someone believe the connection is encrypted.
+            raise _invalid(
+                f"a CA file is for TLS, but {_PROTOCOL_VARIABLE} is {protocol}: "
+                "set it to SSL or SASL_SSL, or unset ALLOCATOR_KAFKA_SSL_CAFILE"
+            )
+        if not path.is_file():
+            raise _invalid(f"ALLOCATOR_KAFKA_SSL_CAFILE: there is no file {path}")
+        try:
+            ssl.create_default_context(cafile=str(path))
+        except (ssl.SSLError, OSError) as exc:
+            raise _invalid(
+                f"ALLOCATOR_KAFKA_SSL_CAFILE: {path} is not a readable PEM CA bundle "
+                f"({exc.strerror or exc})"
+            ) from None
+        return path
+
+    @field_validator("kafka_sasl_mechanism", "kafka_sasl_password")
+    @classmethod
+    def _needed_by_sasl(cls, value: Any, info: ValidationInfo) -> Any:
+        # Only a missing value fails here: an error about a given password
+        # would carry the password into the message (pydantic shows the input).
+        protocol = info.data.get("kafka_security_protocol", "PLAINTEXT")
+        if protocol in _SASL_PROTOCOLS and value is None:
+            what = {
+                "kafka_sasl_mechanism": "a mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)",
+                "kafka_sasl_password": "a password",
+            }[str(info.field_name)]
+            raise _invalid(
+                f"{_PROTOCOL_VARIABLE}={protocol} needs {what} in "
+                f"ALLOCATOR_{str(info.field_name).upper()}"
+            )
+        return value
+
+    @field_validator("kafka_sasl_username")
+    @classmethod
+    def _sasl_complete(cls, username: str | None, info: ValidationInfo) -> str | None:
+        protocol = info.data.get("kafka_security_protocol", "PLAINTEXT")
+        if protocol in _SASL_PROTOCOLS:
+            if username is None:
+                raise _invalid(
+                    f"{_PROTOCOL_VARIABLE}={protocol} needs a user in ALLOCATOR_KAFKA_SASL_USERNAME"
+                )
+            return username
+        given = [
+            name
+            for name, value in (
+                ("MECHANISM", info.data.get("kafka_sasl_mechanism")),
+                ("PASSWORD", info.data.get("kafka_sasl_password")),
+                ("USERNAME", username),
+            )
+            if value is not None
+        ]
+        if given:
+            # A login that is never sent: say so rather than connect without it.
+            names = "/".join(given)
+            raise _invalid(
+                f"ALLOCATOR_KAFKA_SASL_{names} given, but {_PROTOCOL_VARIABLE}={protocol} "
+                "logs in without SASL: set it to SASL_SSL (or SASL_PLAINTEXT), or unset them"
+            )
+        return username
+
     @classmethod
     def from_environment(cls, environment: Mapping[str, str]) -> Settings:
         """Settings from an explicit mapping of ALLOCATOR_* variables (for child processes)."""
@@ -103,13 +319,69 @@ class Settings(BaseSettings):
     def described(self) -> str:
         """What a worker says about itself at start: where it connects, secrets masked."""
         return (
-            f"brokers {self.kafka_bootstrap_servers}; app id {self.app_id}; "
+            f"brokers {self.kafka_bootstrap_servers} ({self.kafka_security_described()}); "
+            f"app id {self.app_id}; "
             f"topics {self.topic_scored_leads}, {self.topic_conversion_patterns} -> "
             f"{self.topic_allocations}, DLQ {self.topic_dlq}; "
             f"database {masked(self.database_url)}; redis {masked(self.redis_url)}; "
             f"quota key prefix {self.quota_key_prefix!r}; batch {self.batch_size} leads or "
             f"{self.batch_seconds}s; {self.processing_guarantee}"
         )
+
+    def kafka_security_described(self) -> str:
+        """The security in use, for the start line: the user, never the password."""
+        parts: list[str] = [self.kafka_security_protocol]
+        if self.kafka_security_protocol in _SASL_PROTOCOLS:
+            parts.append(f"{self.kafka_sasl_mechanism} as {self.kafka_sasl_username!r}")
+        if self.kafka_security_protocol in _TLS_PROTOCOLS:
+            parts.append(f"CA {self.kafka_ssl_cafile or 'system'}")
+        return ", ".join(parts)
+
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        """A TLS client context trusting ALLOCATOR_KAFKA_SSL_CAFILE (else the
+        system's CAs) and checking the broker's host name; None without TLS."""
+        if self.kafka_security_protocol not in _TLS_PROTOCOLS:
+            return None
+        from aiokafka.helpers import create_ssl_context  # the core imports no client at load
+
+        context: ssl.SSLContext = create_ssl_context(cafile=self.kafka_ssl_cafile)
+        return context
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Keyword arguments of every aiokafka client (admin, consumer, producer)
+        the allocator makes besides faust's. Holds the password: never log it."""
+        options: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        context = self.kafka_ssl_context()
+        if context is not None:
+            options["ssl_context"] = context
+        if self.kafka_security_protocol in _SASL_PROTOCOLS:
+            assert self.kafka_sasl_password is not None  # the validators saw to it
+            _hide_sasl_exchanges()
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        return options
+
+    def kafka_broker_credentials(self) -> CredentialsT | None:
+        """faust's `broker_credentials` for the same settings; None for PLAINTEXT.
+
+        faust derives the protocol from the credentials: SASLCredentials is
+        SASL_SSL when it has a TLS context and SASL_PLAINTEXT without one."""
+        import faust  # the worker's, imported only when it asks
+
+        context = self.kafka_ssl_context()
+        if self.kafka_security_protocol in _SASL_PROTOCOLS:
+            assert self.kafka_sasl_password is not None
+            _hide_sasl_exchanges()
+            return faust.SASLCredentials(
+                username=self.kafka_sasl_username,
+                password=self.kafka_sasl_password.get_secret_value(),
+                ssl_context=context,
+                mechanism=self.kafka_sasl_mechanism,
+            )
+        if context is not None:
+            return faust.SSLCredentials(context)
+        return None
 
     def schedule(self) -> Schedule:
         """The configured default send hours: the worker's, and a replay's baseline."""
