@@ -98,6 +98,8 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     app = AllocatorApp(
         settings.app_id,
         broker=_brokers(settings.kafka_bootstrap_servers),
+        # TLS/SASL (ALLOCATOR_KAFKA_*) for faust's consumer, producers and admin client.
+        broker_credentials=settings.kafka_broker_credentials(),
         store="memory://",
         # Our topics carry our own bytes (raw, set per topic below) so that a
         # record that is not JSON reaches the agent and then the DLQ.

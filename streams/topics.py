@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError
 
-from allocator.config import Settings
+from allocator.config import Settings, kafka_login_refusal
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,19 @@ def new_topic(settings: Settings, name: str) -> NewTopic:
 async def ensure_topics(settings: Settings, names: list[str] | None = None) -> dict[str, int]:
     """Create the missing topics (`new_topic`); partition count of every topic."""
     names = names or external_topics(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
+    options = settings.kafka_client_options()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **options)
+    try:
+        await admin.start()
+    except KafkaConnectionError:
+        # The worker's first connection (prepare() runs this before faust): a
+        # refused login or TLS handshake is said in one line here, rather than
+        # as "Unable to bootstrap" or faust retrying it forever.
+        refusal = await kafka_login_refusal(settings.kafka_bootstrap_servers, options)
+        await admin.close()
+        if refusal is not None:
+            raise refusal from None
+        raise
     try:
         existing = set(await admin.list_topics())
         missing = [n for n in names if n not in existing]

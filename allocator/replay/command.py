@@ -84,6 +84,7 @@ def _history(options: ReplayOptions, settings: Settings) -> History:
             options.patterns_topic,
             options.start,
             options.end,
+            settings.kafka_client_options(),
         )
     else:
         leads, patterns, rejected = [], [], []

@@ -8,12 +8,13 @@ the replay or drop a valid one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from allocator.config import kafka_login_refusal
 from allocator.errors import InvalidRecord
 from allocator.files import parse_lines
 from allocator.models import (
@@ -98,15 +99,34 @@ class Bound:
 
 RawRecord = tuple[int, int, int, bytes | None]  # partition, offset, timestamp ms, value
 
+# aiokafka client options: TLS and SASL (Settings.kafka_client_options(); the
+# callers have the Settings). None or {}: plaintext, as the defaults.
+ClientOptions = Mapping[str, Any] | None
 
-async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
+
+async def topic_partitions(
+    bootstrap: str, topic: str, client_options: ClientOptions = None
+) -> list[int]:
     """The topic's partitions, asked of the cluster. (A consumer without a group
     or a subscription knows no topic's metadata on Kafka, and naming the topic
-    in a metadata request could auto-create it, so all topics are listed.)"""
-    from aiokafka.admin import AIOKafkaAdminClient
+    in a metadata request could auto-create it, so all topics are listed.)
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+    The first connection of every topic reader here and in streams.local: a
+    refused TLS handshake or SASL login raises config.KafkaLoginRefused, one
+    line naming the variables."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaConnectionError
+
+    options = dict(client_options or {})
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **options)
+    try:
+        await admin.start()
+    except KafkaConnectionError:
+        refusal = await kafka_login_refusal(bootstrap, options)
+        await admin.close()
+        if refusal is not None:
+            raise refusal from None
+        raise
     try:
         described = await admin.describe_topics()
     finally:
@@ -120,7 +140,13 @@ async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
 
 
 async def read_topic(
-    bootstrap: str, topic: str, start: Bound | None, end: Bound | None, idle_ms: int = 1500
+    bootstrap: str,
+    topic: str,
+    start: Bound | None,
+    end: Bound | None,
+    idle_ms: int = 1500,
+    *,
+    client_options: ClientOptions = None,
 ) -> list[RawRecord]:
     """Records of `topic` between the bounds, read without a consumer group and
     without committing anything. Ordered by (timestamp, partition, offset).
@@ -131,7 +157,7 @@ async def read_topic(
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    partitions = await topic_partitions(bootstrap, topic)
+    partitions = await topic_partitions(bootstrap, topic, client_options)
     if not partitions:
         raise ValueError(f"topic {topic!r} does not exist or has no partitions")
     consumer = AIOKafkaConsumer(
@@ -139,6 +165,7 @@ async def read_topic(
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        **(client_options or {}),
     )
     await consumer.start()
     try:
@@ -223,11 +250,20 @@ def topic_history(
     patterns_topic: str | None,
     start: Bound | None,
     end: Bound | None,
+    client_options: ClientOptions = None,
 ) -> tuple[list[ScoredLead], list[ConversionPattern], list[Rejected]]:
     async def read_both() -> tuple[list[RawRecord], list[RawRecord]]:
-        leads = await read_topic(bootstrap, leads_topic, start, end) if leads_topic else []
-        # Patterns from before the window still held during it: read from the start.
-        patterns = await read_topic(bootstrap, patterns_topic, None, end) if patterns_topic else []
+        leads: list[RawRecord] = []
+        patterns: list[RawRecord] = []
+        if leads_topic:
+            leads = await read_topic(
+                bootstrap, leads_topic, start, end, client_options=client_options
+            )
+        if patterns_topic:
+            # Patterns from before the window still held during it: read from the start.
+            patterns = await read_topic(
+                bootstrap, patterns_topic, None, end, client_options=client_options
+            )
         return leads, patterns
 
     raw_leads, raw_patterns = asyncio.run(read_both())
