@@ -9,6 +9,8 @@ without a Kafka distribution or Docker:
         use(broker.bootstrap)              # "127.0.0.1:PORT"
     with KafkaCluster(3) as cluster:       # three nodes, one KRaft quorum
         cluster.nodes[0].kill(); ...; cluster.nodes[0].restart()
+    with KafkaBroker(sasl_ssl=SaslSslListener(chain, key, scram_users={"alice": "pw"})) as broker:
+        use(broker.sasl_ssl_bootstrap)     # TLS + SASL (PLAIN, SCRAM-SHA-512)
 
 `python -m streams.kafka_local` (`make kafka`) resolves the jars ahead of time.
 For the tests and the demo only; production points at a real Kafka cluster.
@@ -30,6 +32,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -311,6 +314,94 @@ def _tail(path: Path, chars: int = 3000) -> str:
         return ""
 
 
+# The Java class of each SASL mechanism's server-side login module.
+_LOGIN_MODULES = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
+
+
+@dataclass(frozen=True)
+class SaslSslListener:
+    """A client listener with TLS and SASL, beside the PLAINTEXT one that the
+    controller, the other nodes and the readiness check keep using (so a
+    secured test broker starts exactly as an open one does).
+
+    `certificate_chain` is PEM: the broker's certificate first, then the CAs
+    that signed it; it must name 127.0.0.1, the address the listener
+    advertises. `private_key` is its key, unencrypted PKCS#8 PEM ("BEGIN
+    PRIVATE KEY"), the one form Kafka's PEM key store reads without a key
+    password. `plain_users` (name -> password) log in with SASL/PLAIN and live
+    in the listener's JAAS configuration; `scram_users` log in with
+    SCRAM-SHA-512 and are written into the cluster's metadata when the storage
+    is formatted (`kafka-storage format --add-scram`), as a real cluster's
+    admin would create them.
+    """
+
+    certificate_chain: str
+    private_key: str
+    plain_users: Mapping[str, str] = field(default_factory=dict)
+    scram_users: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not (self.plain_users or self.scram_users):
+            raise ValueError("a SASL_SSL listener needs at least one PLAIN or SCRAM user")
+        if "-----BEGIN PRIVATE KEY-----" not in self.private_key:
+            raise ValueError(
+                "the listener's private key must be unencrypted PKCS#8 PEM "
+                "('BEGIN PRIVATE KEY'); convert it with `openssl pkcs8 -topk8 -nocrypt`"
+            )
+        for name, password in [*self.plain_users.items(), *self.scram_users.items()]:
+            # They go into a JAAS line and a StorageTool argument unquoted.
+            if not (name.isalnum() and password.isalnum()):
+                raise ValueError(f"SASL user {name!r}: names and passwords must be alphanumeric")
+
+    @property
+    def mechanisms(self) -> list[str]:
+        return [
+            mechanism
+            for mechanism, users in (
+                ("PLAIN", self.plain_users),
+                ("SCRAM-SHA-512", self.scram_users),
+            )
+            if users
+        ]
+
+    def properties(self) -> dict[str, str]:
+        """The broker settings of this listener (listener.name.sasl_ssl.*)."""
+        prefix = "listener.name.sasl_ssl."
+        found = {
+            f"{prefix}ssl.keystore.type": "PEM",
+            # Inline PEM, not ssl.keystore.location: a PEM key store file
+            # needs an encrypted key and ssl.key.password.
+            f"{prefix}ssl.keystore.certificate.chain": self.certificate_chain,
+            f"{prefix}ssl.keystore.key": self.private_key,
+            f"{prefix}sasl.enabled.mechanisms": ",".join(self.mechanisms),
+        }
+        users = {
+            "PLAIN": "".join(f' user_{name}="{pw}"' for name, pw in self.plain_users.items()),
+            "SCRAM-SHA-512": "",  # SCRAM users are in the metadata, not in the JAAS line
+        }
+        for mechanism in self.mechanisms:
+            jaas = f"{_LOGIN_MODULES[mechanism]} required{users[mechanism]};"
+            found[f"{prefix}{mechanism.lower()}.sasl.jaas.config"] = jaas
+        return found
+
+    def format_arguments(self) -> list[str]:
+        """StorageTool's --add-scram arguments: the SCRAM users, created with the storage."""
+        arguments: list[str] = []
+        for name, password in self.scram_users.items():
+            arguments += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
+        return arguments
+
+
+def _property(key: str, value: str) -> str:
+    """One line of a .properties file: Java reads backslash escapes, so a
+    multi-line value (a PEM block) is written with \\n and stays one line."""
+    escaped = value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    return f"{key}={escaped}\n"
+
+
 class KafkaBroker:
     """One Kafka node (broker and KRaft controller in one JVM) on loopback; a context manager.
 
@@ -330,9 +421,13 @@ class KafkaBroker:
         config: Mapping[str, str] | None = None,
         jvm_options: Sequence[str] = DEFAULT_JVM_OPTIONS,
         class_data_sharing: bool = True,
+        sasl_ssl: SaslSslListener | None = None,
     ) -> None:
         if port is None or controller_port is None:
             port, controller_port = _free_ports(2)
+        # A port of its own for the secured listener, when there is one.
+        self.sasl_ssl = sasl_ssl
+        self.sasl_ssl_port = _free_ports(1)[0] if sasl_ssl is not None else None
         self.node_id = node_id
         self.port = port
         self.controller_port = controller_port
@@ -354,6 +449,13 @@ class KafkaBroker:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def sasl_ssl_bootstrap(self) -> str:
+        """The SASL_SSL listener's address (the node must have been made with `sasl_ssl`)."""
+        if self.sasl_ssl_port is None:
+            raise RuntimeError("this broker has no SASL_SSL listener")
+        return f"127.0.0.1:{self.sasl_ssl_port}"
+
+    @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -369,18 +471,24 @@ class KafkaBroker:
 
     def properties(self) -> dict[str, str]:
         data = self._dir / "data"
+        listeners = [f"PLAINTEXT://127.0.0.1:{self.port}"]
+        protocols = ["PLAINTEXT:PLAINTEXT"]
+        secured: dict[str, str] = {}
+        if self.sasl_ssl is not None:
+            listeners.append(f"SASL_SSL://{self.sasl_ssl_bootstrap}")
+            protocols.append("SASL_SSL:SASL_SSL")
+            secured = self.sasl_ssl.properties()
         return {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
-            "listeners": (
-                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
-            ),
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listeners": ",".join([*listeners, f"CONTROLLER://127.0.0.1:{self.controller_port}"]),
+            "advertised.listeners": ",".join(listeners),
+            "listener.security.protocol.map": ",".join([*protocols, "CONTROLLER:PLAINTEXT"]),
             "inter.broker.listener.name": "PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
             "controller.quorum.voters": self.voters,
             "log.dirs": str(data),
+            **secured,
             **self.config,
         }
 
@@ -405,7 +513,7 @@ class KafkaBroker:
         if self.directory is None:
             self.directory = Path(tempfile.mkdtemp(prefix=f"kafka-{self.node_id}-"))
             (self._dir / "server.properties").write_text(
-                "".join(f"{key}={value}\n" for key, value in self.properties().items())
+                "".join(_property(key, value) for key, value in self.properties().items())
             )
             (self._dir / "log4j2.properties").write_text(LOG4J2.format(log=self.log_path))
         jvm += [f"-Dlog4j2.configurationFile={self._dir / 'log4j2.properties'}"]
@@ -432,6 +540,7 @@ class KafkaBroker:
                 self.cluster_id,
                 "--config",
                 str(self._dir / "server.properties"),
+                *(self.sasl_ssl.format_arguments() if self.sasl_ssl is not None else []),
             ],
             capture_output=True,
             text=True,
