@@ -36,6 +36,9 @@ class Pipeline:
     timings: dict[str, str] = field(default_factory=lambda: dict(SHORT_GROUP_TIMINGS))
     # More ALLOCATOR_* settings for this test's workers.
     extra_env: dict[str, str] = field(default_factory=dict)
+    # More librdkafka settings for the independent client's producer and
+    # consumer (security.protocol, sasl.*, ssl.ca.location on a secured broker).
+    client_config: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -96,7 +99,9 @@ class Pipeline:
         records: list[tuple[bytes | None, bytes | None]],
         partition: int | None = None,
     ) -> None:
-        producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5})
+        producer = Producer(
+            {"bootstrap.servers": self.bootstrap, "linger.ms": 5, **self.client_config}
+        )
         for key, value in records:
             if partition is None:
                 producer.produce(topic, key=key, value=value)
@@ -120,6 +125,7 @@ class Pipeline:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed" if committed_only else "read_uncommitted",
+                **self.client_config,
             }
         )
         try:
