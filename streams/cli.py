@@ -305,7 +305,13 @@ def _dlq_show(args: argparse.Namespace, settings: Settings) -> int:
     if args.limit < 0:
         raise CommandError(f"--limit {args.limit}: give 0 (all) or more", USAGE)
     return dlq.show(
-        settings.kafka_bootstrap_servers, settings.topic_dlq, since, code, args.limit, args.json
+        settings.kafka_bootstrap_servers,
+        settings.topic_dlq,
+        since,
+        code,
+        args.limit,
+        args.json,
+        settings.kafka_client_options(),
     )
 
 

@@ -62,6 +62,10 @@ def database_url_problem(url: str) -> str | None:
         return f"{given}; use {wanted}://, e.g. {fixed}"
     if parsed.port is not None and not 0 < parsed.port < 65536:
         return f"port {parsed.port} is not a TCP port (1-65535)"
+    if known == "postgresql" and "sslmode" in parsed.query:
+        # libpq's word; asyncpg refuses it as an unexpected keyword argument.
+        mode = parsed.query["sslmode"]
+        return f"asyncpg takes ?ssl={mode}, not libpq's ?sslmode={mode}"
     return _sqlite_folder_problem(parsed) if backend == "sqlite" else None
 
 

@@ -90,11 +90,13 @@ def entry(partition: int, offset: int, timestamp_ms: int, value: bytes | None) -
     return Entry(partition, offset, timestamp_ms, letter, value)
 
 
-async def read_entries(bootstrap: str, topic: str, since: datetime | None) -> list[Entry]:
+async def read_entries(
+    bootstrap: str, topic: str, since: datetime | None, client_options: dict[str, Any] | None = None
+) -> list[Entry]:
     """Every record of `topic` from `since` (or its start), in time order."""
     start = Bound(at=since) if since is not None else None
     try:
-        records = await read_topic(bootstrap, topic, start, None)
+        records = await read_topic(bootstrap, topic, start, None, client_options=client_options)
     except ValueError as exc:  # the reader's word for a topic that is not there
         raise CommandError(
             f"topic {topic!r} (ALLOCATOR_TOPIC_DLQ) does not exist on {bootstrap}: "
@@ -124,8 +126,9 @@ def show(
     code: ErrorCode | None,
     limit: int,
     json_output: bool,
+    client_options: dict[str, Any] | None = None,
 ) -> int:
-    entries = asyncio.run(read_entries(bootstrap, topic, since))
+    entries = asyncio.run(read_entries(bootstrap, topic, since, client_options))
     if code is not None:
         entries = [e for e in entries if e.code == code.value]
     counts = Counter(e.code for e in entries)

@@ -19,7 +19,7 @@ import pydantic
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
-from allocator.config import Settings
+from allocator.config import KafkaLoginRefused, Settings
 from allocator.errors import LoadError, ServiceUnavailable
 from allocator.store.urls import VARIABLE as DATABASE_VARIABLE
 from allocator.store.urls import UnsupportedDatabaseUrl, database_url_problem, shown_url
@@ -72,8 +72,8 @@ def explain(exc: BaseException) -> CommandError:
     """The one- or two-line message and exit status for any exception a command raised."""
     if isinstance(exc, CommandError):
         return exc
-    if isinstance(exc, UnsupportedDatabaseUrl):
-        return CommandError(str(exc), USAGE)
+    if isinstance(exc, UnsupportedDatabaseUrl | KafkaLoginRefused):
+        return CommandError(str(exc), USAGE)  # both name the variables to fix
     if isinstance(exc, pydantic.ValidationError) and exc.title == Settings.__name__:
         return _settings_error(exc)
     if isinstance(exc, LoadError):

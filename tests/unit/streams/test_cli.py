@@ -459,3 +459,18 @@ def test_a_cell_shows_markup_and_control_characters_as_they_are() -> None:
         "a\\nb\\u0000",
         "-",
     ]
+
+
+def test_libpq_sslmode_is_named_with_asyncpg_s_word() -> None:
+    from allocator.store.urls import database_url_problem
+
+    problem = database_url_problem("postgresql+asyncpg://u@db/x?sslmode=require")
+    assert problem == "asyncpg takes ?ssl=require, not libpq's ?sslmode=require"
+
+
+def test_a_refused_kafka_login_is_one_line() -> None:
+    from allocator.config import KafkaLoginRefused
+    from streams.commands.errors import explain
+
+    error = explain(KafkaLoginRefused("Kafka refused the login of 'alice': check ..."))
+    assert error.message.count("\n") == 0 and "alice" in error.message
