@@ -2,6 +2,15 @@
 check-then-increment `select_resource`, against the same Redis in one run.
 
     python bench/quota_bench.py [--leads 20000] [--batch 500] [--redis URL]
+                                [--cluster [URL]] [--rounds N]
+
+`--cluster` also runs the batched path on a Redis Cluster (URL
+`redis+cluster://host:port`, or without one a cluster of three primaries and
+three replicas started here on loopback): leads of one client (one slot, one
+primary), of 12 clients (a batch split into one script call per slot, sent to
+the three primaries at once), and of 12 clients with `wait_replicas=1` (each
+round trip waits for a replica); the same two client mixes on the one Redis
+are the baseline. `--rounds` repeats those figures and prints the medians.
 
 The naive path reads every resource's counter (one GET per resource), picks
 the least used, then INCRs it: one round trip per resource per lead plus one,
@@ -13,8 +22,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import statistics
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import date
 
 from redis.asyncio import Redis
@@ -23,23 +35,41 @@ from allocator.channels import Channel
 from allocator.quota import ChannelAsk, LeadRequest, ResourceQuota, choose_resource
 from allocator.quota.base import counter_key
 from allocator.quota.redis_store import RedisQuotaStore
-from streams.local import forget_keys
+from streams.local import OwnRedisCluster, forget_keys
 
 DAY = date(2026, 11, 27)
 
 
 async def batched(
-    url: str, prefix: str, leads: int, batch: int, resources: tuple[ResourceQuota, ...]
+    url: str,
+    prefix: str,
+    leads: int,
+    batch: int,
+    resources: tuple[ResourceQuota, ...],
+    clients: int = 1,
 ) -> float:
     store = RedisQuotaStore.from_url(url, prefix=prefix)
-    asks = (ChannelAsk(Channel.EMAIL, (DAY,), resources),)
-    requests = [LeadRequest(f"ev-{i}", "plan", asks, DAY) for i in range(leads)]
+    if clients == 1:
+        asks = [(ChannelAsk(Channel.EMAIL, (DAY,), resources),)]
+    else:  # each client its own resources, as a cluster wants them (README, "Redis Cluster")
+        asks = [
+            (ChannelAsk(Channel.EMAIL, (DAY,), tuple(_owned(r, c) for r in resources)),)
+            for c in range(clients)
+        ]
+    requests = [
+        LeadRequest(f"ev-{i}", "plan", asks[i % clients], DAY, f"client-{i % clients}")
+        for i in range(leads)
+    ]
     start = time.perf_counter()
     for i in range(0, leads, batch):
         await store.reserve(requests[i : i + batch])
     elapsed = time.perf_counter() - start
     await store.close()
     return leads / elapsed
+
+
+def _owned(resource: ResourceQuota, client: int) -> ResourceQuota:
+    return ResourceQuota(f"client-{client}/{resource.resource_id}", resource.limit)
 
 
 async def naive(
@@ -66,6 +96,40 @@ async def naive(
     return leads / elapsed, overshoot
 
 
+@contextlib.contextmanager
+def cluster_url(given: str) -> Iterator[str]:
+    if given:
+        yield given
+    else:
+        with OwnRedisCluster() as cluster:
+            yield cluster.url
+
+
+async def cluster_figures(
+    redis_url: str, cluster: str, leads: int, batch: int, run: str, rounds: int
+) -> None:
+    """Batched reservations/s: one Redis vs the cluster, medians of `rounds`, interleaved."""
+    roomy = tuple(ResourceQuota(f"domain-{i}.io", 10**9) for i in range(5))
+    cases = {
+        "one Redis, 1 client": (redis_url, 1),
+        "one Redis, 12 clients": (redis_url, 12),
+        "cluster, 1 client": (cluster, 1),
+        "cluster, 12 clients": (cluster, 12),
+        "cluster, 12 clients, WAIT 1": (f"{cluster}?wait_replicas=1&wait_timeout_ms=100", 12),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in cases}
+    for r in range(rounds):
+        for i, (name, (url, clients)) in enumerate(cases.items()):
+            prefix = f"bench:{run}:c{r}-{i}:"
+            rates[name].append(await batched(url, prefix, leads, batch, roomy, clients))
+            forget_keys(url, prefix)
+    base = statistics.median(rates["one Redis, 12 clients"])
+    print(f"{leads} reservations over 5 resources, batches of {batch}, median of {rounds}:")
+    for name, values in rates.items():
+        rate = statistics.median(values)
+        print(f"  {name:<28} {rate:>10,.0f} reservations/s  {rate / base:>5.2f}x")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -73,6 +137,8 @@ async def main() -> None:
     parser.add_argument("--leads", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--cluster", nargs="?", const="", default=None, metavar="URL")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     roomy = tuple(ResourceQuota(f"domain-{i}.io", 10**9) for i in range(5))
     tight = tuple(ResourceQuota(f"seat-{i}", 17) for i in range(3))
@@ -101,6 +167,9 @@ async def main() -> None:
         f"  naive: {overshoot} reservations past the limits; "
         f"batched: counters {tight_counts} (limit 17)"
     )
+    if args.cluster is not None:
+        with cluster_url(args.cluster) as cluster:
+            await cluster_figures(args.redis, cluster, args.leads, args.batch, run, args.rounds)
 
 
 if __name__ == "__main__":
