@@ -17,17 +17,23 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from allocator.channels import Channel
 from allocator.errors import ServiceUnavailable
+from allocator.models import ScoredLead
+from allocator.patterns import PatternSet
 from allocator.quota import ChannelAsk, Held, LeadRequest, Reservation, ResourceQuota
 from allocator.quota.keys import client_tag
 from allocator.quota.redis_store import RedisQuotaStore
 from streams.local import ClusterNode, OwnRedisCluster, forget_keys
+from streams.samples import sample_leads
 from tests import services
+from tests.integration.conftest import running_pipeline
+from tests.integration.expect import check_allocation, check_limits, usage_of
 from tests.integration.test_quota_redis import (
     CLIENTS,
     check_a_repeat_gets_the_first_plan_and_picks,
@@ -37,6 +43,7 @@ from tests.integration.test_quota_redis import (
     parity_requests,
     raw_redis,
 )
+from tests.integration.test_stream import sample_setups
 
 pytestmark = pytest.mark.integration
 
@@ -111,6 +118,49 @@ async def test_a_batch_is_one_script_call_per_slot_and_every_key_in_its_clients_
     finally:
         await raw.aclose()
         await store.close()
+
+
+async def test_the_worker_allocates_on_a_cluster(
+    broker_bootstrap: str, redis_cluster_url: str, tmp_path: Path
+) -> None:
+    """A worker with ALLOCATOR_REDIS_URL=redis+cluster://...: every lead
+    allocated by the rules, no limit passed, every counter (in its client's
+    slot) equal to the sends allocated on it."""
+    database = f"sqlite+aiosqlite:///{tmp_path}/allocator.db"
+    async with running_pipeline(
+        broker_bootstrap, database, redis_cluster_url, tmp_path
+    ) as pipeline:
+        settings = pipeline.settings
+        pipeline.start_worker()
+        rows = sample_leads(300, seed=5)
+        pipeline.produce_json(settings.topic_scored_leads, rows, "lead_id")
+        emitted = pipeline.read_json(settings.topic_allocations, 300, 90)
+        by_event = {a["event_id"]: a for a in emitted}
+        leads = {r["event_id"]: ScoredLead.model_validate(r) for r in rows}
+        assert set(leads) <= set(by_event)
+        setups = sample_setups()
+        for event, lead in leads.items():
+            check_allocation(by_event[event], lead, setups.get(lead.client_id), PatternSet())
+        used = usage_of(list(by_event.values()))
+        assert used  # the samples allocate
+        check_limits(used, setups)
+        owner = {
+            (r.channel.value, r.resource_id): client
+            for client, setup in setups.items()
+            for r in setup.resources
+        }
+        store = RedisQuotaStore.from_url(redis_cluster_url, prefix=pipeline.prefix)
+        try:
+            for (channel, resource, day), count in used.items():
+                counted = await store.usage(
+                    Channel(channel),
+                    [resource],
+                    date.fromisoformat(day),
+                    client_id=owner[(channel, resource)],
+                )
+                assert counted == [count], (channel, resource, day)
+        finally:
+            await store.close()
 
 
 # --- failover ---------------------------------------------------------------
