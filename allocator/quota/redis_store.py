@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from importlib.resources import files
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis.exceptions
 from redis.asyncio import Redis
@@ -78,9 +78,14 @@ class RedisTarget:
         parts = urlsplit(url)
         cluster = parts.scheme in _CLUSTER_SCHEMES
         scheme = _CLUSTER_SCHEMES.get(parts.scheme, parts.scheme)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        own = {k: v for k, v in query if k in (_WAIT_REPLICAS, _WAIT_TIMEOUT_MS)}
-        rest = [(k, v) for k, v in query if k not in own]
+        own: dict[str, str] = {}
+        rest: list[str] = []  # the other parameters exactly as written (redis-py unquotes them)
+        for piece in parts.query.split("&") if parts.query else ():
+            name, _, value = piece.partition("=")
+            if unquote(name) in (_WAIT_REPLICAS, _WAIT_TIMEOUT_MS):
+                own[unquote(name)] = unquote(value)
+            else:
+                rest.append(piece)
         try:
             replicas = int(own.get(_WAIT_REPLICAS, "0"))
             timeout = int(own.get(_WAIT_TIMEOUT_MS, "100"))
@@ -91,7 +96,7 @@ class RedisTarget:
         if replicas < 0 or timeout <= 0:
             # WAIT's timeout 0 means "forever": a dead replica would hang the worker.
             raise ValueError(f"Redis URL: {_WAIT_REPLICAS} >= 0 and {_WAIT_TIMEOUT_MS} > 0")
-        plain = urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
+        plain = urlunsplit((scheme, parts.netloc, parts.path, "&".join(rest), parts.fragment))
         return cls(plain, cluster, replicas, timeout)
 
 

@@ -72,6 +72,9 @@ def test_urls() -> None:
     cluster = RedisTarget.parse("rediss+cluster://u:p@h:7000?wait_replicas=1&ssl_cert_reqs=none")
     assert cluster == RedisTarget("rediss://u:p@h:7000?ssl_cert_reqs=none", True, 1, 100)
     assert RedisTarget.parse("redis+cluster://h:1?wait_timeout_ms=20").wait_timeout_ms == 20
+    # redis-py's own parameters pass as written (it unquotes them itself)
+    given = "rediss://:p%40ss@h:1/0?ssl_ca_certs=%2Ftmp%2Fca%25.pem&wait_replicas=2"
+    assert RedisTarget.parse(given).url == "rediss://:p%40ss@h:1/0?ssl_ca_certs=%2Ftmp%2Fca%25.pem"
     for bad in ("redis://h?wait_replicas=x", "redis://h?wait_timeout_ms=0"):
         with pytest.raises(ValueError):
             RedisTarget.parse(bad)
