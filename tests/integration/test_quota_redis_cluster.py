@@ -325,6 +325,12 @@ async def test_a_killed_primary_fails_over_without_losing_acknowledged_reservati
         f"({acked_before_kill} before the kill); promoted 127.0.0.1:{promoted.port} "
         f"{failover_seconds:.1f} s after the kill; {work.failures} failed attempts, longest "
         f"gap {work.longest_gap:.1f} s; lost: {losses.counted} counted, {len(losses.holds)} held"
+        + (
+            f", acknowledged {min(work.acked[n][0] for n in losses.holds) - killed_at:+.2f} "
+            f"to {max(work.acked[n][0] for n in losses.holds) - killed_at:+.2f} s from the kill"
+            if losses.holds
+            else ""
+        )
     )
     # Every batch has leads of all 12 clients, so of every primary: a batch
     # acknowledged after the kill was served by the promoted replica too.
