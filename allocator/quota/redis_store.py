@@ -25,7 +25,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from importlib.resources import files
@@ -35,7 +35,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import redis.exceptions
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.backoff import NoBackoff
 from redis.crc import key_slot
+from redis.retry import Retry
 
 from allocator.channels import Channel
 from allocator.errors import ServiceUnavailable
@@ -138,7 +140,17 @@ class RedisQuotaStore:
     ) -> RedisQuotaStore:
         target = RedisTarget.parse(url)
         client: Redis | RedisCluster
-        if target.cluster:
+        if target.cluster and target.wait_replicas:
+            # WAIT counts the replicas that have the writes of its own
+            # connection, so it must follow the calls on their node's
+            # connection. redis-py's own retry of a cluster pipeline (after a
+            # connection error or CLUSTERDOWN) sends the WAITs again without
+            # their target node, to its default node, whose answer says nothing
+            # of our writes. So this client does not retry: its caller does
+            # (ServiceUnavailable), with a pipeline built anew on the new slot map.
+            no_retry = Retry(NoBackoff(), 0)
+            client = RedisCluster.from_url(target.url, decode_responses=True, retry=no_retry)
+        elif target.cluster:
             client = RedisCluster.from_url(target.url, decode_responses=True)
         else:
             client = Redis.from_url(target.url, decode_responses=True)
@@ -169,8 +181,16 @@ class RedisQuotaStore:
             for group in self._groups(requests)
             for chunk in _chunks(group, self._per_call)
         ]
-        async with redis_outages():
-            answers = await self._run(calls)
+        try:
+            async with redis_outages():
+                answers = await self._run(calls)
+        except ServiceUnavailable as exc:
+            if isinstance(self._redis, RedisCluster) and not isinstance(exc.cause, NotReplicated):
+                # A node gone or a slot moved: learn the slot map again on the
+                # next call (redis-py does not, for a pipeline it did not retry).
+                with suppress(redis.exceptions.RedisError, OSError):
+                    await self._redis.aclose()
+            raise
         held: dict[int, Held] = {}  # by position in `requests`: each is in exactly one call
         for call, values in zip(calls, answers, strict=True):
             for position, value in zip(call.positions, values, strict=True):
