@@ -61,31 +61,29 @@ DEFAULT_JVM_OPTIONS: tuple[str, ...] = (
     "-Djava.awt.headless=true",
 )
 
-# Settings of every local node. Kafka's defaults assume three brokers and
-# production traffic; these suit one short-lived broker on loopback.
-BASE_CONFIG: Mapping[str, str] = {
-    # Kept true, as Kafka's default: a produce to an unknown topic creates it
-    # with num.partitions (4, as Tansu does). Tests and the demo still create
-    # their topics explicitly with the partition counts the app declares.
-    "auto.create.topics.enable": "true",
-    "num.partitions": "4",
-    "default.replication.factor": "1",
-    "min.insync.replicas": "1",
-    "offsets.topic.replication.factor": "1",
-    "transaction.state.log.replication.factor": "1",
-    "transaction.state.log.min.isr": "1",
-    # Kafka 4.x has share groups; their state topic defaults to 3 replicas and
-    # min ISR 2, which one broker cannot host.
-    "share.coordinator.state.topic.replication.factor": "1",
-    "share.coordinator.state.topic.min.isr": "1",
+
+def read_properties(path: Path) -> dict[str, str]:
+    """A .properties file's key=value lines (comments and blank lines skipped)."""
+    pairs = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "!")):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value.strip()
+    return pairs
+
+
+# kafka/broker.properties: what docker-compose.yml's Kafka runs too.
+BROKER_PROPERTIES = POM.parent / "broker.properties"
+
+# What a short-lived broker on a 2-core test machine adds to it.
+TEST_BOX_CONFIG: Mapping[str, str] = {
     # 50 partitions each by default: created on the first group join or the
     # first transaction (the first init_transactions took 1.95 s with 50, 1.32 s
     # with 4 here); many coordinators buy a test broker nothing.
     "offsets.topic.num.partitions": "4",
     "transaction.state.log.num.partitions": "4",
     "share.coordinator.state.topic.num.partitions": "4",
-    # A consumer group forms at once instead of waiting 3 s for more members.
-    "group.initial.rebalance.delay.ms": "0",
     # A killed node keeps its registration until its session times out: in
     # a cluster it is fenced (dropped from every ISR, its partitions led by
     # others) only then, and restarted it cannot register again before
@@ -99,8 +97,14 @@ BASE_CONFIG: Mapping[str, str] = {
 }
 
 
+def base_config() -> dict[str, str]:
+    """Settings of every local node (read when a node starts: an installed
+    package without the repository's kafka/ folder can still be imported)."""
+    return {**read_properties(BROKER_PROPERTIES), **TEST_BOX_CONFIG}
+
+
 def cluster_config(size: int) -> dict[str, str]:
-    """What a replicated cluster adds to BASE_CONFIG.
+    """What a replicated cluster adds to base_config().
 
     Replication 3 (at most `size`) unless a topic says otherwise, and acks=all
     needing two in-sync replicas, so that one node can be down.
@@ -436,7 +440,7 @@ class KafkaBroker:
         # would need --standalone or --initial-controllers and buys tests nothing.
         self.voters = voters or f"{node_id}@127.0.0.1:{controller_port}"
         self.cluster_id = cluster_id or _cluster_id()
-        self.config = {**BASE_CONFIG, **(config or {})}
+        self.config = {**base_config(), **(config or {})}
         self.jvm_options = tuple(jvm_options)
         self.class_data_sharing = class_data_sharing
         self.directory: Path | None = None

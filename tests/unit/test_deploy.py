@@ -222,3 +222,29 @@ def test_prometheus_scrapes_the_worker_service_on_its_web_port(compose: dict[str
     # the dashboard's "workers up" counts this job
     ups = [e for e in queries(json.loads(DASHBOARD.read_text())) if "up{" in e]
     assert ups and all(f'job="{job["job_name"]}"' in e for e in ups)
+
+
+def test_every_variable_the_compose_file_gives_the_worker_is_one_it_reads(
+    compose: dict[str, Any],
+) -> None:
+    read = {f"ALLOCATOR_{name.upper()}" for name in Settings.model_fields}
+    given = set(compose["services"]["worker"].get("environment", {}))
+    assert given, "the worker is given no settings"
+    assert given <= read, f"the worker never reads {sorted(given - read)}"
+
+
+def test_the_compose_kafka_runs_the_tests_broker_settings(compose: dict[str, Any]) -> None:
+    from streams.kafka_local import BROKER_PROPERTIES, KAFKA_VERSION, base_config, read_properties
+
+    kafka = compose["services"]["kafka"]
+    assert kafka["image"] == f"apache/kafka:{KAFKA_VERSION}"
+    mounts = {v.split(":")[0]: v.split(":")[1] for v in kafka["volumes"] if v.startswith("./")}
+    assert mounts["./kafka/broker.properties"] == "/mnt/shared/config/server.properties"
+    shared = read_properties(BROKER_PROPERTIES)
+    assert shared["auto.create.topics.enable"] == "false"
+    # one source: no broker setting of the file is set again in the environment
+    again = {
+        key.removeprefix("KAFKA_").lower().replace("_", ".") for key in kafka.get("environment", {})
+    }
+    assert not again & set(shared), f"set twice: {sorted(again & set(shared))}"
+    assert shared.items() <= base_config().items()  # the tests' brokers start from it
