@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from allocator.config import Settings
 from allocator.quota.redis_store import RedisTarget
+from allocator.replay.sources import topic_partitions
 from allocator.store import Database
 from allocator.store.loaders import load_clients, load_resources
 from streams.broker import EmbeddedBroker, free_port, stop_process
@@ -452,7 +453,13 @@ class TopicRecord:
 
 
 async def read_topic(
-    bootstrap: str, topic: str, want: int, seconds: float, *, pause: float = 0.0
+    bootstrap: str,
+    topic: str,
+    want: int,
+    seconds: float,
+    *,
+    pause: float = 0.0,
+    client_options: Mapping[str, Any] | None = None,
 ) -> list[TopicRecord]:
     """At least `want` records of `topic` (null values skipped) from the start,
     read without a consumer group and committing nothing; fewer if `seconds`
@@ -461,11 +468,14 @@ async def read_topic(
     `pause` sleeps between polls: a reader waiting for what a worker is still
     writing would otherwise take CPU from it (the benchmarks on two cores).
     The replay reads a time window to its end instead (allocator.replay.sources).
+    `client_options`: TLS and SASL, as Settings.kafka_client_options() gives them.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    partitions = await topic_partitions(bootstrap, topic, client_options)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **(client_options or {})
+    )
     await consumer.start()
     try:
-        partitions = sorted(consumer.partitions_for_topic(topic) or set())
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)

@@ -63,7 +63,10 @@ def send(path: Path, topic: str | None, settings: Settings) -> int:
         records.append((None if key is None else str(key).encode(), value))
 
     async def produce() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **settings.kafka_client_options(),
+        )
         await producer.start()
         try:
             for key, value in records:
@@ -82,7 +85,15 @@ def read(topic: str | None, limit: int, seconds: float, settings: Settings) -> i
     if limit < 1:
         raise CommandError(f"--limit {limit}: give 1 or more", USAGE)
     topic = topic or settings.topic_allocations
-    found = asyncio.run(read_topic(settings.kafka_bootstrap_servers, topic, limit, seconds))
+    found = asyncio.run(
+        read_topic(
+            settings.kafka_bootstrap_servers,
+            topic,
+            limit,
+            seconds,
+            client_options=settings.kafka_client_options(),
+        )
+    )
     for record in found[:limit]:
         print(record.value.decode("utf-8", "replace"))
     print(f"{min(len(found), limit)} records of {topic}", file=sys.stderr)
