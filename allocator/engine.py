@@ -56,7 +56,9 @@ class AllocatorEngine:
         setup = await self.directory.setup_for(client_id)
         quotas = setup.quotas_for(channel)
         today = self._today(setup)
-        counts = await self.quota.usage(channel, [q.resource_id for q in quotas], today)
+        counts = await self.quota.usage(
+            channel, [q.resource_id for q in quotas], today, client_id=client_id
+        )
         chosen = choose_resource(counts, quotas)
         if chosen is None:
             return None
@@ -72,13 +74,17 @@ class AllocatorEngine:
         limit = daily_limit(resource)
         if limit is None:
             return False
-        [count] = await self.quota.usage(resource.channel, [resource_id], self._today(setup))
+        [count] = await self.quota.usage(
+            resource.channel, [resource_id], self._today(setup), client_id=setup.client.client_id
+        )
         return count >= limit
 
     async def increment_usage(self, resource_type: ResourceType | str, resource_id: str) -> int:
         """Count one send on today's counter (client's zone); the new count."""
         setup, resource = await self.directory.owner_of(ResourceType(resource_type), resource_id)
-        return await self.quota.increment(resource.channel, resource_id, self._today(setup))
+        return await self.quota.increment(
+            resource.channel, resource_id, self._today(setup), client_id=setup.client.client_id
+        )
 
     async def get_optimal_send_time(
         self, db: AsyncSession, client_id: str, channel: Channel | str

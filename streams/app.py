@@ -51,11 +51,15 @@ class TimedQuota:
         with self._metrics.reservation_seconds.time():
             return await self.inner.reserve(requests)
 
-    async def usage(self, channel: Channel, resource_ids: Sequence[str], day: date) -> list[int]:
-        return await self.inner.usage(channel, resource_ids, day)
+    async def usage(
+        self, channel: Channel, resource_ids: Sequence[str], day: date, *, client_id: str = ""
+    ) -> list[int]:
+        return await self.inner.usage(channel, resource_ids, day, client_id=client_id)
 
-    async def increment(self, channel: Channel, resource_id: str, day: date) -> int:
-        return await self.inner.increment(channel, resource_id, day)
+    async def increment(
+        self, channel: Channel, resource_id: str, day: date, *, client_id: str = ""
+    ) -> int:
+        return await self.inner.increment(channel, resource_id, day, client_id=client_id)
 
     async def close(self) -> None:
         await self.inner.close()

@@ -101,11 +101,15 @@ class QuotaStore(Protocol):
         """
         ...
 
-    async def usage(self, channel: Channel, resource_ids: Sequence[str], day: date) -> list[int]:
+    async def usage(
+        self, channel: Channel, resource_ids: Sequence[str], day: date, *, client_id: str = ""
+    ) -> list[int]:
         """The counters of those resources on that day."""
         ...
 
-    async def increment(self, channel: Channel, resource_id: str, day: date) -> int:
+    async def increment(
+        self, channel: Channel, resource_id: str, day: date, *, client_id: str = ""
+    ) -> int:
         """Add one send to that counter unconditionally; the new count."""
         ...
 

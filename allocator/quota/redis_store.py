@@ -405,6 +405,8 @@ def _unavailable(exc: BaseException) -> bool:
     # The cluster client raises a bare RedisClusterException for everything
     # from "no node answers" to "this command cannot run on a cluster": an
     # outage only when an outage caused it.
+    if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
+        return False  # a wrong password does not pass by waiting (a ConnectionError in redis-py)
     if isinstance(exc, _UNAVAILABLE):
         return True
     cause = exc.__cause__

@@ -346,3 +346,29 @@ async def test_a_killed_primary_fails_over_without_losing_acknowledged_reservati
         assert cut_at - 1.0 <= when <= killed_at + 0.05, name
     if scenario == "cut-then-kill":
         assert losses.holds  # asynchronous replication: acknowledged, and gone
+
+
+async def test_the_design_s_per_call_api_works_on_a_cluster(
+    redis_cluster_url: str, cluster_prefix: str
+) -> None:
+    from allocator.directory import ClientDirectory, build_snapshot
+    from allocator.engine import AllocatorEngine
+    from tests.factories import client, resource
+
+    snapshot = build_snapshot(
+        [client("acme"), client("globex")],
+        [resource("linkedin", "seat-a", limit=2), resource("linkedin", "g-1", client_id="globex")],
+    )
+    store = RedisQuotaStore.from_url(redis_cluster_url, prefix=cluster_prefix)
+    engine = AllocatorEngine(ClientDirectory.fixed(snapshot), store)
+    try:
+        assert await engine.increment_usage("linkedin_seat", "seat-a") == 1
+        assert not await engine.check_rate_limit("linkedin_seat", "seat-a")
+        chosen = await engine.select_resource("linkedin", "acme")
+        assert chosen is not None and chosen.resource_id == "seat-a"
+        assert await engine.increment_usage("linkedin_seat", "seat-a") == 2
+        assert await engine.check_rate_limit("linkedin_seat", "seat-a")  # full at 2
+        assert await engine.select_resource("linkedin", "acme") is None
+        assert await engine.increment_usage("linkedin_seat", "g-1") == 1  # globex's own slot
+    finally:
+        await store.close()

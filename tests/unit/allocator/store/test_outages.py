@@ -49,3 +49,10 @@ async def test_the_adapters_translate_only_what_may_pass() -> None:
     with pytest.raises(redis.exceptions.ResponseError):  # WRONGTYPE and the like: a bug
         async with redis_outages():
             raise redis.exceptions.ResponseError("WRONGTYPE")
+
+
+async def test_a_wrong_redis_password_is_not_an_outage() -> None:
+    # redis-py makes AuthenticationError a ConnectionError; waiting will not fix it
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        async with redis_outages():
+            raise redis.exceptions.AuthenticationError("invalid password")
