@@ -10,7 +10,7 @@ the latest pattern held per slot.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -206,3 +206,32 @@ async def assert_counters_match(
             assert sorted(keys) == sorted(expected)
     finally:
         await redis.aclose()
+
+
+# --- redelivered copies -------------------------------------------------------
+
+
+def identical_apart_from_decided_at(copies: list[dict[str, Any]]) -> bool:
+    stripped = [{k: v for k, v in c.items() if k != "decided_at"} for c in copies]
+    return all(s == stripped[0] for s in stripped)
+
+
+def by_event(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        grouped[record["event_id"]].append(record)
+    return grouped
+
+
+def assert_each_once(copies: dict[str, list[dict[str, Any]]], wanted: set[str]) -> int:
+    """Every wanted event allocated, every redelivered copy identical to the
+    first but for decided_at, distinct allocation ids; the number of extra copies."""
+    lost = wanted - set(copies)
+    assert not lost, f"{len(lost)} leads never allocated"
+    extra = 0
+    for event in wanted:
+        assert identical_apart_from_decided_at(copies[event]), event
+        extra += len(copies[event]) - 1
+    firsts = [copies[event][0]["allocation_id"] for event in wanted]
+    assert len(set(firsts)) == len(firsts)
+    return extra

@@ -13,6 +13,7 @@ import os
 import subprocess
 import time
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,27 @@ class Pipeline:
             return out
         finally:
             consumer.close()
+
+    def trickle(self, rows: list[dict[str, Any]], chunks: int, pause: float) -> None:
+        """Produce leads in `chunks`, `pause` seconds apart, so that faults land mid-stream."""
+        size = max(len(rows) // chunks, 1)
+        for start in range(0, len(rows), size):
+            self.produce_json(
+                self.settings.topic_scored_leads, rows[start : start + size], "lead_id"
+            )
+            time.sleep(pause)
+
+    def every_copy(self, wanted: set[str], seconds: float) -> dict[str, list[dict[str, Any]]]:
+        """Every allocation record by event_id, read again until all of `wanted`
+        are there (or `seconds` pass)."""
+        deadline = time.monotonic() + seconds
+        copies: dict[str, list[dict[str, Any]]] = {}
+        while time.monotonic() < deadline and not wanted <= copies.keys():
+            records = self.read_json(self.settings.topic_allocations, 10**7, 5)
+            copies = defaultdict(list)
+            for record in records:
+                copies[record["event_id"]].append(record)
+        return dict(copies)
 
     def read_json(
         self, topic: str, want: int, timeout: float = 60, committed_only: bool = False

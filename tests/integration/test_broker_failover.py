@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from pathlib import Path
-from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
@@ -16,9 +14,8 @@ from streams.kafka_local import KafkaCluster
 from streams.samples import sample_leads
 from tests import services
 from tests.integration.conftest import running_pipeline
-from tests.integration.expect import assert_counters_match
+from tests.integration.expect import assert_counters_match, assert_each_once
 from tests.integration.pipeline import Pipeline
-from tests.integration.test_stream_faults import by_event, identical_apart_from_decided_at
 
 LEADS = 3000
 
@@ -45,7 +42,7 @@ async def _kill_a_leader_mid_stream(
     settings = pipeline.settings
     pipeline.start_worker()
     rows = sample_leads(LEADS, seed=61)
-    producer = threading.Thread(target=_trickle, args=(pipeline, rows), daemon=True)
+    producer = threading.Thread(target=pipeline.trickle, args=(rows, 30, 0.5), daemon=True)
     producer.start()
     pipeline.read(settings.topic_allocations, 300, 90)  # mid-stream
 
@@ -57,29 +54,13 @@ async def _kill_a_leader_mid_stream(
     producer.join()
 
     wanted = {r["event_id"] for r in rows}
-    deadline = time.monotonic() + 180
-    copies: dict[str, list[dict[str, Any]]] = {}
-    while time.monotonic() < deadline and len(copies) < len(wanted):
-        records = pipeline.read_json(settings.topic_allocations, 10**7, 5)
-        copies = {e: v for e, v in by_event(records).items() if e in wanted}
-    assert set(copies) == wanted, f"{len(wanted - set(copies))} leads lost"
+    every = pipeline.every_copy(wanted, 180)
+    duplicates = assert_each_once(every, wanted)
     assert pipeline.read(settings.topic_dlq, 1, 1) == []
-    duplicates = 0
-    for event, versions in copies.items():
-        assert identical_apart_from_decided_at(versions), event
-        duplicates += len(versions) - 1
     await assert_counters_match(
-        redis_url, pipeline.prefix, [v[0] for v in copies.values()], complete=True
+        redis_url, pipeline.prefix, [v[0] for v in every.values()], complete=True
     )
     print(
-        f"leader {leader} of partition 0 killed and restarted: {len(copies)} of {LEADS} "
+        f"leader {leader} of partition 0 killed and restarted: {len(wanted)} of {LEADS} "
         f"allocated, {duplicates} redelivered copies, all identical"
     )
-
-
-def _trickle(pipeline: Pipeline, rows: list[dict[str, Any]], chunks: int = 30) -> None:
-    topic = pipeline.settings.topic_scored_leads
-    size = len(rows) // chunks
-    for start in range(0, len(rows), size):
-        pipeline.produce_json(topic, rows[start : start + size], "lead_id")
-        time.sleep(0.5)

@@ -8,20 +8,19 @@ import asyncio
 import random
 import threading
 import time
-from typing import Any
 
 from allocator.models import ScoredLead, validate
 from allocator.patterns import PatternSet
 from streams.samples import sample_leads, sample_patterns
 from tests.integration.expect import (
     assert_counters_match,
+    assert_each_once,
     check_allocation,
     check_limits,
     usage_of,
 )
 from tests.integration.pipeline import Pipeline
 from tests.integration.test_stream import await_patterns, held_patterns, sample_setups
-from tests.integration.test_stream_faults import by_event, identical_apart_from_decided_at
 
 LEADS = 5000
 KILLS = 5
@@ -46,7 +45,7 @@ async def test_five_sigkills_among_three_workers_lose_nothing(
 
     rows = sample_leads(LEADS, seed=31)
     # Leads arrive over about a minute and a half, so that the kills land mid-stream.
-    producer = threading.Thread(target=_trickle, args=(pipeline, rows), daemon=True)
+    producer = threading.Thread(target=pipeline.trickle, args=(rows, 50, 1.8), daemon=True)
     producer.start()
     kills = []
     started = time.monotonic()
@@ -60,43 +59,24 @@ async def test_five_sigkills_among_three_workers_lose_nothing(
     producer.join()
 
     wanted = {r["event_id"] for r in rows}
-    deadline = time.monotonic() + 600
-    every: dict[str, list[dict[str, Any]]] = {}  # the probes of await_patterns too
-    copies: dict[str, list[dict[str, Any]]] = {}
-    while time.monotonic() < deadline:
-        every = by_event(pipeline.read_json(settings.topic_allocations, 10**7, 5))
-        copies = {e: v for e, v in every.items() if e in wanted}
-        if len(copies) == len(wanted):
-            break
-    lost = wanted - set(copies)
-    assert not lost, f"{len(lost)} leads never allocated (kills at {kills} s)"
+    every = pipeline.every_copy(wanted, 600)  # the probes of await_patterns too
+    duplicates = assert_each_once(every, wanted)
     assert pipeline.read(settings.topic_dlq, 1, 1) == []
 
     setups = sample_setups()
-    leads = {r["event_id"]: validate(ScoredLead, r) for r in rows}
-    duplicates = 0
-    for event, versions in copies.items():
-        assert identical_apart_from_decided_at(versions), event
-        duplicates += len(versions) - 1
-        lead = leads[event]
+    for row in rows:
+        lead = validate(ScoredLead, row)
         check_allocation(
-            versions[0], lead, setups.get(lead.client_id), held.get(lead.client_id, PatternSet())
+            every[lead.key][0],
+            lead,
+            setups.get(lead.client_id),
+            held.get(lead.client_id, PatternSet()),
         )
-    distinct = [versions[0] for versions in copies.values()]
-    assert len({a["allocation_id"] for a in distinct}) == len(distinct)
-    check_limits(usage_of(distinct), setups)
+    check_limits(usage_of([every[e][0] for e in wanted]), setups)
     await assert_counters_match(
         redis_url, pipeline.prefix, [v[0] for v in every.values()], complete=True
     )
     print(
-        f"{KILLS} SIGKILLs at {kills} s; {len(copies)} of {LEADS} leads allocated; "
+        f"{KILLS} SIGKILLs at {kills} s; {len(wanted)} of {LEADS} leads allocated; "
         f"{duplicates} redelivered copies, all identical"
     )
-
-
-def _trickle(pipeline: Pipeline, rows: list[dict[str, Any]], chunks: int = 50) -> None:
-    topic = pipeline.settings.topic_scored_leads
-    size = len(rows) // chunks
-    for start in range(0, len(rows), size):
-        pipeline.produce_json(topic, rows[start : start + size], "lead_id")
-        time.sleep(1.8)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -17,23 +16,15 @@ from allocator.store.database import patterns_for
 from streams.local import own_redis_server
 from streams.samples import sample_leads
 from tests.integration.conftest import _admin, running_pipeline
-from tests.integration.expect import assert_counters_match
+from tests.integration.expect import (
+    assert_counters_match,
+    by_event,
+    identical_apart_from_decided_at,
+)
 from tests.integration.pipeline import Pipeline
 from tests.integration.test_stream import await_patterns
 
 SAVE_PATTERN_RETRIES = 'allocator_transient_failures_total{operation="save_pattern"'
-
-
-def identical_apart_from_decided_at(copies: list[dict[str, Any]]) -> bool:
-    stripped = [{k: v for k, v in c.items() if k != "decided_at"} for c in copies]
-    return all(s == stripped[0] for s in stripped)
-
-
-def by_event(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for record in records:
-        grouped[record["event_id"]].append(record)
-    return grouped
 
 
 async def test_two_workers_share_partitions_and_see_every_pattern(
