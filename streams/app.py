@@ -72,8 +72,8 @@ async def _stay_stopped(commits: Commits) -> None:
     await asyncio.Event().wait()
 
 
-# faust's own commit timer, off under exactly_once: commit_between_batches
-# (create_app) commits instead, never inside a batch.
+# faust's own commit timer and every-N-acks commit, off under exactly_once:
+# commit_now_and_then (create_app) commits instead, never inside a batch.
 _NEVER = 10.0**9
 
 
@@ -115,6 +115,7 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
         broker_session_timeout=settings.broker_session_timeout,
         broker_heartbeat_interval=settings.broker_heartbeat_interval,
         broker_commit_interval=(_NEVER if exactly_once else settings.broker_commit_interval),
+        broker_commit_every=(int(_NEVER) if exactly_once else 10_000),
         producer_acks=settings.producer_acks,
         producer_linger_ms=settings.producer_linger_ms,
         producer_max_batch_size=settings.producer_max_batch_size,
@@ -178,23 +179,36 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     # Outlive faust's restarts of a crashed agent, so that the restart cannot
     # go on past the batch that failed.
     # exactly_once: committing a partition's transaction commits every record
-    # sent in it, so a commit must never fall inside a batch (records sent, the
-    # batch's offsets not yet acked). Batches run whole under one lock, one at a
-    # time, and offsets are committed under the same lock, between batches.
+    # sent in it, so a commit must never fall inside a lead batch (allocations
+    # sent, the batch's offsets not yet acked). Lead batches run whole under a
+    # lock, one at a time, and every commit faust makes (its timer, every N
+    # acks, the wait on a rebalance or a stop) takes the same lock. Pattern
+    # batches run outside it: a copy sent twice changes nothing, and a pattern
+    # waiting for the database must not hold up the leads.
     between_batches = asyncio.Lock() if exactly_once else None
     limit = 0 if exactly_once else 4
     lead_commits = Commits("allocate_leads", None, limit, between_batches)
-    pattern_commits = Commits("fan_out_patterns", None, limit, between_batches)
+    pattern_commits = Commits("fan_out_patterns", None, limit)
 
     if between_batches is not None:
 
-        @app.timer(settings.broker_commit_interval)
+        @app.task
         async def commit_between_batches() -> None:
-            # A batch's acks happen as its agent returns from it, without
-            # yielding to the loop, so once the lock is free every released
-            # batch is committable and no record of a later one is sent yet.
-            async with between_batches:
-                await app.consumer.commit()
+            consumer = app.consumer
+            commit = consumer.commit
+
+            async def between(*args: Any, **kwargs: Any) -> Any:
+                # A batch's acks happen as its agent returns from it, without
+                # yielding to the loop, so once the lock is free every released
+                # batch is committable and no record of a later one is sent yet.
+                async with between_batches:
+                    return await commit(*args, **kwargs)
+
+            consumer.commit = between  # type: ignore[method-assign]  # every commit path
+
+        @app.timer(settings.broker_commit_interval)
+        async def commit_now_and_then() -> None:
+            await app.consumer.commit()  # between batches (above)
 
     @app.agent(patterns_topic, name="fan_out_patterns")
     async def fan_out_patterns(stream: Any) -> None:

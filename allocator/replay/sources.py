@@ -151,9 +151,11 @@ async def read_topic(
     """Records of `topic` between the bounds, read without a consumer group and
     without committing anything. Ordered by (timestamp, partition, offset).
 
-    The end of a partition is where reading finds nothing more for `idle_ms`
-    past its reported end offset, because some brokers (Tansu 0.6) under-report
-    high watermarks; on Kafka the two agree.
+    A partition ends at its end offset as reported when reading starts (so a
+    topic that keeps being written to still ends), or where reading finds
+    nothing more for `idle_ms`. Tansu 0.6 under-reports end offsets by up to
+    a batch, but a fetch returns whole batches, so the records up to the true
+    end of what was there arrive with the one that reaches the reported end.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -172,8 +174,9 @@ async def read_topic(
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         await _seek_start(consumer, tps, start)
+        ends = await consumer.end_offsets(tps)
         records: list[RawRecord] = []
-        done: set[int] = set()
+        done: set[int] = {tp.partition for tp in tps if await consumer.position(tp) >= ends[tp]}
         while len(done) < len(tps):
             batch = await consumer.getmany(
                 *[tp for tp in tps if tp.partition not in done], timeout_ms=idle_ms
@@ -189,6 +192,8 @@ async def read_topic(
                     # time lookup with the partition's start.
                     if not _before(start, m.offset, m.timestamp):
                         records.append((tp.partition, m.offset, m.timestamp, m.value))
+                if messages and messages[-1].offset + 1 >= ends[tp]:
+                    done.add(tp.partition)  # what was there when reading began
         records.sort(key=lambda r: (r[2], r[0], r[1]))
         return records
     finally:
