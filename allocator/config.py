@@ -135,15 +135,16 @@ def _hide_sasl_exchanges() -> None:
 
 
 def masked(url: str) -> str:
-    """A URL with its password replaced, for logs and pages."""
-    parts = urlsplit(url)
+    """A URL with its password replaced, for logs, pages and messages (the one masker)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url  # not a URL at all, so there is no password to find in it
     if parts.password is None:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + host))
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
 
 
 def _default_data_dir() -> Path:

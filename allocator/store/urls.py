@@ -14,6 +14,8 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from allocator.config import masked
+
 VARIABLE = "ALLOCATOR_DATABASE_URL"
 # The engine is asynchronous, so each back end has exactly one usable driver.
 DRIVERS = {"postgresql": "asyncpg", "sqlite": "aiosqlite"}
@@ -31,15 +33,7 @@ class UnsupportedDatabaseUrl(ValueError):
         self.variable = variable
         self.url = url
         self.problem = problem
-        super().__init__(f"{variable}={shown_url(url)}: {problem}")
-
-
-def shown_url(url: str) -> str:
-    """The URL with its password masked, for messages and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return url  # not a URL at all, so there is no password to find in it
+        super().__init__(f"{variable}={masked(url)}: {problem}")
 
 
 def database_url_problem(url: str) -> str | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,10 +18,10 @@ import pydantic
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
-from allocator.config import KafkaLoginRefused, Settings
+from allocator.config import KafkaLoginRefused, Settings, masked
 from allocator.errors import LoadError, ServiceUnavailable
 from allocator.store.urls import VARIABLE as DATABASE_VARIABLE
-from allocator.store.urls import UnsupportedDatabaseUrl, database_url_problem, shown_url
+from allocator.store.urls import UnsupportedDatabaseUrl, database_url_problem
 
 RUNTIME = 1  # a service failed, or a file's content is wrong
 USAGE = 2  # the command line or the configuration (an ALLOCATOR_* value) cannot work
@@ -165,16 +164,8 @@ def _broker_error(exc: BaseException) -> CommandError:
     )
 
 
-def _redis_shown(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
 def _redis_error(exc: BaseException) -> CommandError:
-    url = _redis_shown(configured("redis_url"))
+    url = masked(configured("redis_url"))
     name = type(exc).__name__
     if name in ("ConnectionError", "TimeoutError") or isinstance(exc, OSError):
         return CommandError(
@@ -193,7 +184,7 @@ def _database_error(exc: BaseException) -> CommandError:
         # A command that skipped the check (the replay reads the database only
         # when it is not given files) fails in SQLAlchemy's words; say ours.
         return CommandError(str(UnsupportedDatabaseUrl(DATABASE_VARIABLE, url, problem)), USAGE)
-    shown = shown_url(url)
+    shown = masked(url)
     fix = f"fix {DATABASE_VARIABLE}"
     sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
     reason = _first_line(exc)

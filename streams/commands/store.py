@@ -12,16 +12,8 @@ from allocator.store.urls import check_database_url
 
 @asynccontextmanager
 async def open_database(url: str) -> AsyncIterator[Database]:
-    """The database at `url` (ALLOCATOR_DATABASE_URL), its schema made.
-
-    Not `async with Database(url)`: that does not close the engine when making
-    the schema fails, and an aiosqlite connection left open may then print
-    "Event loop is closed" from its thread, a traceback after the one-line error.
-    """
+    """The database at `url` (ALLOCATOR_DATABASE_URL), its URL checked first and
+    its schema made."""
     check_database_url(url)
-    db = Database(url)
-    try:
-        await db.create_schema()
+    async with Database(url) as db:
         yield db
-    finally:
-        await db.close()

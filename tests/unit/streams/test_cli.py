@@ -20,10 +20,11 @@ import redis.exceptions
 from aiokafka.errors import KafkaConnectionError
 from rich.console import Console
 
+from allocator.config import masked
 from allocator.errors import InvalidRecord, LoadError, ServiceUnavailable
 from allocator.models import dead_letter
 from allocator.store.loaders import WrongFile, read_clients, read_leads, read_resources
-from allocator.store.urls import check_database_url, database_url_problem, shown_url
+from allocator.store.urls import check_database_url, database_url_problem
 from streams.cli import main
 from streams.commands import dlq
 from streams.commands.errors import RUNTIME, USAGE, CommandError, explain
@@ -202,8 +203,9 @@ def test_usable_database_urls_pass_the_check(url: str) -> None:
 
 
 def test_a_database_url_is_shown_without_its_password() -> None:
-    assert shown_url("postgresql+asyncpg://u:hunter2@h/db") == "postgresql+asyncpg://u:***@h/db"
-    assert shown_url("not a url") == "not a url"
+    assert masked("postgresql+asyncpg://u:hunter2@h/db") == "postgresql+asyncpg://u:***@h/db"
+    assert masked("not a url") == "not a url"
+    assert masked("redis://:p@[::1]:6379/0") == "redis://:***@[::1]:6379/0"
 
 
 @pytest.mark.parametrize(
