@@ -28,7 +28,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_CHANNEL = "unknown_channel"
     UNKNOWN_PATTERN_TYPE = "unknown_pattern_type"
     DUPLICATE_CHANNEL = "duplicate_channel"
-    # a valid record the rules could not decide (allocator/engine.py)
+    # a valid record the rules could not decide (allocator/batch.py)
     UNDECIDABLE = "undecidable"
     # a file line whose check failed in a way no bound foresaw (allocator/files.py)
     INVALID_RECORD = "invalid_record"

@@ -1,8 +1,8 @@
 """The allocator's topics on the broker: create what is missing, learn partition counts.
 
 Topics are created explicitly with the counts the app declares: a topic that a
-producer auto-creates gets the broker's default count, and faust crashes a
-table's agent when a source topic and its changelog disagree (broker.md).
+producer auto-creates gets the broker's default count, and the internal
+fan-out topic must have as many partitions as the leads topic.
 """
 
 from __future__ import annotations
