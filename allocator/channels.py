@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Final
+from typing import Final, Literal
 
 
 class Channel(StrEnum):
@@ -60,6 +60,8 @@ DEFERRED: Final = "deferred"
 EXHAUSTED: Final = "exhausted"
 NO_RESOURCE: Final = "no_resource"
 REPORTED_STATUSES: tuple[str, ...] = (ALLOCATED, DEFERRED, EXHAUSTED, NO_RESOURCE)
+# What a record's entry may say (the type of its status field).
+EntryStatus = Literal["allocated", "exhausted", "no_resource"]
 
 
 def reported_status(status: str, deferral: int | None) -> str:

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
 
-from allocator.channels import DEFAULT_SEND_HOUR, RESOURCE_TYPE, Channel
+from allocator.channels import (
+    ALLOCATED,
+    DEFAULT_SEND_HOUR,
+    EXHAUSTED,
+    NO_RESOURCE,
+    RESOURCE_TYPE,
+    Channel,
+    EntryStatus,
+)
 from allocator.directory import ClientSetup
 from allocator.models import Allocation, ChannelAllocation, HowPattern, ScoredLead, derived_id, zone
 from allocator.patterns import PatternSet
@@ -175,12 +183,12 @@ def complete(
     deferrals: list[int | None] = []
     for channel_plan in plan.channels:
         if not channel_plan.slots:
-            entries.append(_unallocated(channel_plan, "no_resource"))
+            entries.append(_unallocated(channel_plan, NO_RESOURCE))
             deferrals.append(None)
             continue
         pick = next(answers)
         if pick is None:
-            entries.append(_unallocated(channel_plan, "exhausted"))
+            entries.append(_unallocated(channel_plan, EXHAUSTED))
             deferrals.append(None)
             continue
         deferrals.append(pick.step)
@@ -188,7 +196,7 @@ def complete(
         entries.append(
             ChannelAllocation(
                 channel=channel_plan.channel,
-                status="allocated",
+                status=ALLOCATED,
                 resource_type=RESOURCE_TYPE[channel_plan.channel],
                 resource_id=pick.resource_id,
                 send_at=slot.send_at,
@@ -211,9 +219,7 @@ def complete(
     return Decision(allocation, tuple(deferrals), wanted)
 
 
-def _unallocated(
-    plan: ChannelPlan, status: Literal["exhausted", "no_resource"]
-) -> ChannelAllocation:
+def _unallocated(plan: ChannelPlan, status: EntryStatus) -> ChannelAllocation:
     return ChannelAllocation(
         channel=plan.channel,
         status=status,

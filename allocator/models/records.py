@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from allocator.channels import RESOURCE_TYPE, Channel, ResourceType
+from allocator.channels import RESOURCE_TYPE, Channel, EntryStatus, ResourceType
 from allocator.errors import ErrorCode, shown
 from allocator.models.fields import (
     ChannelField,
@@ -174,7 +174,7 @@ class ChannelAllocation(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     channel: Channel
-    status: Literal["allocated", "exhausted", "no_resource"]
+    status: EntryStatus
     resource_type: ResourceType | None
     resource_id: str | None
     send_at: Instant | None
