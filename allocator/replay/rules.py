@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from allocator.channels import Channel, ResourceType
 from allocator.decision import Schedule
-from allocator.errors import InvalidRecord
+from allocator.errors import ErrorCode, InvalidRecord
 from allocator.models import Client, Resource, validate
 from allocator.models.fields import Count, DeferDays, Hour
 
@@ -81,8 +81,19 @@ class Rules:
             clients = [
                 c.model_copy(update={"max_defer_days": self.max_defer_days}) for c in clients
             ]
+        every = [*resources, *self.extra_resources]
+        unknown = set(self.resource_limits) - {r.resource_id for r in every}
+        if unknown:
+            # A typo would otherwise compare the baseline with itself, silently.
+            raise InvalidRecord(
+                ErrorCode.INVALID_FIELD,
+                "resource_limits",
+                sorted(unknown),
+                f"resource_limits: no resource {', '.join(sorted(unknown))} in this history "
+                "(its resources and the rules' extra_resources)",
+            )
         changed = []
-        for resource in [*resources, *self.extra_resources]:
+        for resource in every:
             if resource.resource_id in self.resource_limits:
                 limit = self.resource_limits[resource.resource_id]
                 resource = resource.model_copy(update={"daily_limit": limit})

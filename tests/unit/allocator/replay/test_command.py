@@ -234,3 +234,15 @@ def test_baseline_uses_the_configured_send_hours(
             ):
                 hours[entry["channel"]].add(entry["send_at"][11:19])  # local wall time
     assert hours == {"email": {"07:00:00"}, "linkedin": {"16:00:00"}}
+
+
+def test_rules_naming_a_resource_the_history_has_not_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = write_history(tmp_path, leads=10, bad=False)
+    rules = tmp_path / "typo.json"
+    rules.write_text('{"resource_limits": {"acme-seat-33": 5}}')
+    assert main(replay_args(paths, tmp_path / "o.jsonl", "--compare", str(rules))) != 0
+    err = capsys.readouterr().err
+    assert "acme-seat-33" in err and "resource_limits" in err
+    assert len(err.strip().splitlines()) <= 2
