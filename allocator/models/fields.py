@@ -43,6 +43,9 @@ _ZONE_NAME = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*")
 # A client's deferral horizon: a month of steps at most, so a lead's plan stays
 # a few dozen slots long.
 MAX_DEFER_DAYS = 30
+# A daily limit beyond any real sender's, and well inside the database's
+# 32-bit integer column (a larger one failed the whole file at write time).
+MAX_DAILY_LIMIT = 1_000_000
 
 
 def fail(code: ErrorCode, message: str) -> NoReturn:
@@ -213,7 +216,7 @@ Text = Annotated[str, BeforeValidator(_text)]
 Score = Annotated[int, bounded(0, 100)]
 Weekday = Annotated[int, bounded(0, 6)]
 Hour = Annotated[int, bounded(0, 23)]
-Count = Annotated[int, bounded(0, None)]
+Count = Annotated[int, bounded(0, MAX_DAILY_LIMIT)]  # a number of sends
 DeferDays = Annotated[int, bounded(0, MAX_DEFER_DAYS)]
 Confidence = Annotated[float, BeforeValidator(_confidence)]
 Flag = Annotated[bool, BeforeValidator(_flag)]

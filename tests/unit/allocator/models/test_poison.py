@@ -287,7 +287,10 @@ def test_max_defer_days_is_at_most_30() -> None:
 def test_range_messages_read_well() -> None:
     with pytest.raises(InvalidRecord) as caught:
         validate(Resource, {**RESOURCE, "daily_limit": -5})
-    assert caught.value.message == "daily_limit: must be 0 or more, got -5"
+    assert caught.value.message == "daily_limit: must be in 0..1000000, got -5"
+    with pytest.raises(InvalidRecord) as caught:  # the database column is 32 bits
+        validate(Resource, {**RESOURCE, "daily_limit": 3_000_000_000})
+    assert caught.value.code == "out_of_range"
     assert rejected(parse_lead, lead_bytes(als_score=101)).message == (
         "als_score: must be in 0..100, got 101"
     )
