@@ -72,7 +72,14 @@ def _parse_timestamp(value: Any) -> datetime:
     return parsed
 
 
+# RFC 3339's date-time (section 5.6): Python's fromisoformat also takes ISO 8601
+# forms such as 20261126T120000+0000 or 2026-W48-4T12:00Z, which it is not.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?")
+
+
 def _input_timestamp(value: Any) -> datetime:
+    if isinstance(value, str) and not _RFC3339.fullmatch(value):
+        fail(ErrorCode.INVALID_TIMESTAMP, f"not an RFC 3339 timestamp: {shown(value)}")
     parsed = _parse_timestamp(value)
     offset = parsed.utcoffset()
     if offset is not None and offset % timedelta(minutes=1):

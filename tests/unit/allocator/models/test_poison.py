@@ -384,3 +384,12 @@ def test_error_codes_are_an_enum() -> None:
     }
     with pytest.raises(ValueError, match="not_a_code"):
         InvalidRecord("not_a_code", None, None, "x")
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["20261126T120000+0000", "2026-W48-4T12:00Z", "2026-11-26T12:00Z", "2026-330T12:00:00Z"],
+)
+def test_iso_forms_that_are_not_rfc_3339_are_refused(stamp: str) -> None:
+    err = rejected(parse_lead, lead_bytes(scored_at=stamp))
+    assert (err.code, err.field) == ("invalid_timestamp", "scored_at")
