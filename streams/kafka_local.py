@@ -37,7 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from streams.broker import stop_process
+from streams.broker import free_ports, stop_process
 
 # The one place the version is chosen: kafka_jars() passes it to Maven, so the
 # default in kafka/pom.xml is only for running that pom by hand (a test keeps
@@ -135,15 +135,6 @@ rootLogger.appenderRef.file.ref = FILE
 logger.request.name = kafka.request.logger
 logger.request.level = WARN
 """
-
-
-def _free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports: all sockets stay bound until all are chosen."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def _require(tool: str, why: str) -> str:
@@ -428,10 +419,10 @@ class KafkaBroker:
         sasl_ssl: SaslSslListener | None = None,
     ) -> None:
         if port is None or controller_port is None:
-            port, controller_port = _free_ports(2)
+            port, controller_port = free_ports(2)
         # A port of its own for the secured listener, when there is one.
         self.sasl_ssl = sasl_ssl
-        self.sasl_ssl_port = _free_ports(1)[0] if sasl_ssl is not None else None
+        self.sasl_ssl_port = free_ports(1)[0] if sasl_ssl is not None else None
         self.node_id = node_id
         self.port = port
         self.controller_port = controller_port
@@ -650,7 +641,7 @@ class KafkaCluster:
     def __init__(self, size: int = 3, *, config: Mapping[str, str] | None = None) -> None:
         if size < 1:
             raise ValueError("a cluster needs at least one node")
-        ports = _free_ports(2 * size)
+        ports = free_ports(2 * size)
         voters = ",".join(f"{i + 1}@127.0.0.1:{ports[2 * i + 1]}" for i in range(size))
         merged = {**cluster_config(size), **(config or {})}
         cluster_id = _cluster_id()
