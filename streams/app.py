@@ -276,11 +276,9 @@ async def prepare(settings: Settings) -> dict[str, int]:
 def run_worker(argv: list[str]) -> int:
     """`allocator worker [faust worker options]`: make sure topics exist, then run faust."""
     settings = Settings()
-    if {"-h", "--help"} & set(argv):
-        partitions = settings.topic_partitions  # faust prints its help; no broker needed
-    else:
-        counts = asyncio.run(prepare(settings))
-        partitions = counts[settings.topic_scored_leads]
+    # (`allocator worker --help` is answered before this: streams/commands/worker.py)
+    counts = asyncio.run(prepare(settings))
+    partitions = counts[settings.topic_scored_leads]
     app = create_app(settings, partitions)
     sys.argv = ["allocator", "worker", *argv]
     app.main()

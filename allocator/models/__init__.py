@@ -15,7 +15,6 @@ from allocator.models.dead_letters import (
     DeadLetter,
     dead_letter,
     excerpt,
-    raw_text,
 )
 from allocator.models.fields import (
     EARLIEST_TIMESTAMP,
@@ -98,7 +97,6 @@ __all__ = [
     "parse_lead",
     "parse_pattern",
     "parse_pattern_data",
-    "raw_text",
     "validate",
     "zone",
 ]

@@ -41,16 +41,6 @@ class DeadLetter(BaseModel):
     failed_at: Instant
 
 
-def raw_text(raw: bytes | None) -> str:
-    """The original bytes as text, or base64 when they are not UTF-8."""
-    if raw is None:
-        return ""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return base64.b64encode(raw).decode("ascii")
-
-
 def excerpt(raw: bytes, limit: int) -> str:
     """The first `limit` bytes of `raw`, as text when all of `raw` is UTF-8, else as base64.
 

@@ -125,10 +125,3 @@ async def load_resources(db: Database, path: str | Path) -> int:
     rows = read_resources(path)
     await write_resources(db, rows)
     return len(rows)
-
-
-async def load_leads(db: Database, path: str | Path) -> int:
-    """Upsert every lead of the file (the last line of a lead_id wins); lines read."""
-    rows = read_leads(path)
-    await write_leads(db, rows)
-    return len(rows)
