@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
@@ -83,6 +84,22 @@ class AllocatorApp(faust.App):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.closers: list[Callable[[], Awaitable[None]]] = []
+        self.commits: list[Commits] = []
+
+    async def on_stop(self) -> None:
+        stopped = [c for c in self.commits if c.failure is not None]
+        if stopped:
+            # faust's stop can hang on an agent whose batch never finished
+            # (seen: the stop waits on its supervisor for good), and there is
+            # nothing to save: that batch and everything after it are
+            # uncommitted by design and come again after the restart. So a
+            # worker with a stopped agent ends at once when told to stop.
+            log.error(
+                "stopping at once: agent %s stopped after %s", stopped[0].name, stopped[0].why
+            )
+            logging.shutdown()
+            os._exit(1)
+        await super().on_stop()
 
     async def on_shutdown(self) -> None:
         # mode runs on_shutdown after every child service (the agents) stopped,
@@ -260,7 +277,8 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
         resources = sum(len(setup.resources) for setup in snapshot.values())
         log.info("loaded %d clients and %d resources", len(snapshot), resources)
 
-    register_pages(app, metrics, [lead_commits, pattern_commits])
+    app.commits += [lead_commits, pattern_commits]
+    register_pages(app, metrics, app.commits)
     return app
 
 
