@@ -8,6 +8,7 @@ the replay or drop a valid one.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -144,7 +145,7 @@ async def read_topic(
     topic: str,
     start: Bound | None,
     end: Bound | None,
-    idle_ms: int = 1500,
+    idle_ms: int = 30_000,
     *,
     client_options: ClientOptions = None,
 ) -> list[RawRecord]:
@@ -152,10 +153,12 @@ async def read_topic(
     without committing anything. Ordered by (timestamp, partition, offset).
 
     A partition ends at its end offset as reported when reading starts (so a
-    topic that keeps being written to still ends), or where reading finds
-    nothing more for `idle_ms`. Tansu 0.6 under-reports end offsets by up to
-    a batch, but a fetch returns whole batches, so the records up to the true
-    end of what was there arrive with the one that reaches the reported end.
+    topic that keeps being written to still ends). Tansu 0.6 under-reports end
+    offsets by up to a batch, but a fetch returns whole batches, so the records
+    up to the true end of what was there arrive with the one that reaches the
+    reported end. Reading gives up on partitions that yield nothing for
+    `idle_ms` (records deleted meanwhile); a slow fetch on a busy machine is
+    no end.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -177,12 +180,16 @@ async def read_topic(
         ends = await consumer.end_offsets(tps)
         records: list[RawRecord] = []
         done: set[int] = {tp.partition for tp in tps if await consumer.position(tp) >= ends[tp]}
+        quiet_since = time.monotonic()
         while len(done) < len(tps):
             batch = await consumer.getmany(
-                *[tp for tp in tps if tp.partition not in done], timeout_ms=idle_ms
+                *[tp for tp in tps if tp.partition not in done], timeout_ms=1000
             )
             if not batch:
-                break
+                if time.monotonic() - quiet_since > idle_ms / 1000:
+                    break
+                continue
+            quiet_since = time.monotonic()
             for tp, messages in batch.items():
                 for m in messages:
                     if _past(end, m.offset, m.timestamp):
