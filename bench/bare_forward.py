@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from typing import Any
 
 import faust
@@ -21,6 +22,8 @@ app = faust.App(
     os.environ["BENCH_APP_ID"],
     broker=f"kafka://{os.environ['ALLOCATOR_KAFKA_BOOTSTRAP_SERVERS']}",
     store="memory://",
+    # faust's data folder, never the working directory (as the worker's ALLOCATOR_DATA_DIR)
+    datadir=os.path.join(tempfile.gettempdir(), f"{os.environ['BENCH_APP_ID']}-data"),
     broker_rebalance_timeout=5.0,
     broker_session_timeout=6.0,
     broker_heartbeat_interval=1.0,
