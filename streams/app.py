@@ -170,6 +170,8 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         feed.reassigned()  # the next lead batch first merges the database's patterns
+        for commits in app.commits:
+            commits.reassigned()
 
     def send(
         topic: str, key: bytes | None, value: bytes, partition: int | None, source: Any
@@ -204,8 +206,10 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     # waiting for the database must not hold up the leads.
     between_batches = asyncio.Lock() if exactly_once else None
     limit = 0 if exactly_once else 4
-    lead_commits = Commits("allocate_leads", None, limit, between_batches)
-    pattern_commits = Commits("fan_out_patterns", None, limit)
+    # (Transactions put control records between a partition's records.)
+    watch = not exactly_once
+    lead_commits = Commits("allocate_leads", None, limit, between_batches, watch)
+    pattern_commits = Commits("fan_out_patterns", None, limit, watch_offsets=watch)
 
     if between_batches is not None:
 

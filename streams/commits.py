@@ -86,7 +86,12 @@ class Commits:
     """
 
     def __init__(
-        self, name: str, stream: Any, limit: int = 4, exclusive: asyncio.Lock | None = None
+        self,
+        name: str,
+        stream: Any,
+        limit: int = 4,
+        exclusive: asyncio.Lock | None = None,
+        watch_offsets: bool = True,
     ) -> None:
         self.name = name
         self._stream = stream
@@ -96,6 +101,16 @@ class Commits:
         self._ledger: OffsetLedger[Any] = OffsetLedger()
         self._tasks: deque[asyncio.Task[None]] = deque()
         self.failure: BaseException | None = None
+        # Offsets are contiguous without transactions (no control records):
+        # a record never seen between two consumed ones is one faust would
+        # commit over without a word. Watched to say so (issue 8's lost lead).
+        self._watch = watch_offsets
+        self._next_offset: dict[Any, int] = {}
+        self.skipped_offsets = 0
+
+    def reassigned(self) -> None:
+        """A rebalance: the next record of each partition starts from its committed offset."""
+        self._next_offset.clear()
 
     def bind(self, stream: Any) -> None:
         """The stream of a restarted agent (faust makes a new one per actor start)."""
@@ -122,7 +137,32 @@ class Commits:
         self._raise_if_broken()
         for event in events:
             event.message.incref()
+        if self._watch:
+            self._check_contiguous(events)
         return self._ledger.add([(event.message.tp, event) for event in events])
+
+    def _check_contiguous(self, events: Sequence[Any]) -> None:
+        """Warn when records were skipped: a consumed offset past the one
+        expected (the partition's previous record + 1, or after a rebalance
+        its committed offset). Redeliveries (an offset below) are normal."""
+        consumer = getattr(getattr(self._stream, "app", None), "consumer", None)
+        committed = getattr(consumer, "_committed_offset", {})
+        for event in events:
+            tp, offset = event.message.tp, event.message.offset
+            expected = self._next_offset.get(tp)
+            if expected is None:
+                expected = committed.get(tp)
+            if expected is not None and offset > expected:
+                self.skipped_offsets += offset - expected
+                log.warning(
+                    "agent %s: offsets %d..%d of %s were never consumed (next was %d)",
+                    self.name,
+                    expected,
+                    offset - 1,
+                    tp,
+                    offset,
+                )
+            self._next_offset[tp] = max(offset + 1, self._next_offset.get(tp, 0))
 
     async def release_after(self, ticket: int, deliveries: Sequence[Awaitable[Any]]) -> None:
         """Release the batch once `deliveries` are acknowledged (in the background)."""

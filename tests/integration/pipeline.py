@@ -143,6 +143,43 @@ class Pipeline:
         finally:
             consumer.close()
 
+    def locate(self, topic: str, event_ids: set[str]) -> dict[str, tuple[int, int]]:
+        """Where the records with these event_ids sit in `topic`: (partition, offset)."""
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"r-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                **self.client_config,
+            }
+        )
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+            found: dict[str, tuple[int, int]] = {}
+            idle = 0
+            while idle < 6 and len(found) < len(event_ids):
+                messages = consumer.consume(500, timeout=0.5)
+                idle = 0 if messages else idle + 1
+                for m in messages:
+                    if m.error() is None and m.value() is not None:
+                        event_id = json.loads(m.value()).get("event_id")
+                        if event_id in event_ids:
+                            found[event_id] = (m.partition(), m.offset())
+            return found
+        finally:
+            consumer.close()
+
+    def worker_lines(self, needle: str) -> list[str]:
+        """Lines of every worker's log that contain `needle`."""
+        return [
+            f"{worker.log.name}: {line}"
+            for worker in self.workers
+            if worker.log.exists()
+            for line in worker.log.read_text(errors="replace").splitlines()
+            if needle in line
+        ]
+
     def trickle(self, rows: list[dict[str, Any]], chunks: int, pause: float) -> None:
         """Produce leads in `chunks`, `pause` seconds apart, so that faults land mid-stream."""
         size = max(len(rows) // chunks, 1)

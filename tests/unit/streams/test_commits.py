@@ -153,3 +153,25 @@ async def test_a_batch_whose_work_fails_is_never_released() -> None:
     assert commits.why == "RuntimeError: a bug, not bad data"
     with pytest.raises(BatchFailed):
         await commits.run(batches(1, 1, 1)[0], ok)
+
+
+def test_offsets_never_consumed_are_counted_and_redeliveries_are_not(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    commits = Commits("agent", FakeStream())
+    event = lambda p, o: FakeEvent(FakeMessage(p, o))  # noqa: E731
+    commits.pin([event(0, 0), event(0, 1), event(1, 7)])
+    commits.pin([event(0, 0), event(0, 2)])  # a redelivery, then the next one
+    assert commits.skipped_offsets == 0
+    commits.pin([event(0, 5)])  # 3 and 4 never came
+    assert commits.skipped_offsets == 2
+    assert "offsets 3..4 of 0 were never consumed" in caplog.text
+    commits.reassigned()  # after a rebalance, from the committed offset (none here)
+    commits.pin([event(0, 1)])
+    assert commits.skipped_offsets == 2
+
+
+def test_offsets_are_not_watched_under_transactions() -> None:
+    commits = Commits("agent", FakeStream(), watch_offsets=False)
+    commits.pin([FakeEvent(FakeMessage(0, 0)), FakeEvent(FakeMessage(0, 2))])  # a marker at 1
+    assert commits.skipped_offsets == 0
