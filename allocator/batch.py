@@ -122,7 +122,15 @@ class BatchDecider:
             # A redelivery: complete from the plan held with the first answer.
             first = plan.plan if answer.plan == request.plan else Plan.decode(answer.plan)
             decided.append(
-                _guarded(lead, complete, lead, first, answer.picks, self.decided_at(lead))
+                _guarded(
+                    lead,
+                    complete,
+                    lead,
+                    first,
+                    answer.picks,
+                    self.decided_at(lead),
+                    answer.blocked,
+                )
             )
         return decided
 

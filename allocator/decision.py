@@ -24,9 +24,26 @@ from allocator.channels import (
     EntryStatus,
 )
 from allocator.directory import ClientSetup
-from allocator.models import Allocation, ChannelAllocation, HowPattern, ScoredLead, derived_id, zone
+from allocator.models import (
+    Allocation,
+    ChannelAllocation,
+    HowPattern,
+    Reason,
+    ScoredLead,
+    derived_id,
+    zone,
+)
 from allocator.patterns import PatternSet
-from allocator.quota.base import ChannelAsk, LeadRequest, Reservation, ResourceQuota
+from allocator.quota.base import (
+    Blocked,
+    Cap,
+    ChannelAsk,
+    LeadRequest,
+    Reservation,
+    ResourceQuota,
+    Rotation,
+)
+from allocator.reasons import RESOURCE_NOUNS, Why, blocked_detail
 from allocator.tiers import Tier, allowed_channels, default_sequence, tier_for_score
 from allocator.timing import SendSlot, send_slots
 
@@ -108,24 +125,52 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class Caps:
+    """The client's caps across its resources (CONTRACT.md section 8)."""
+
+    rotation: Rotation = "least_used"
+    lead_daily_limit: int | None = None
+    recipient_domain_daily_limit: int | None = None
+
+    def lead_cap(self, lead: ScoredLead) -> Cap | None:
+        if self.lead_daily_limit is None:
+            return None
+        return Cap(lead.lead_id, self.lead_daily_limit)
+
+    def domain_cap(self, lead: ScoredLead, channel: Channel) -> Cap | None:
+        limit = self.recipient_domain_daily_limit
+        if limit is None or channel is not Channel.EMAIL or lead.email_domain is None:
+            return None
+        return Cap(lead.email_domain, limit)
+
+
+@dataclass(frozen=True)
 class LeadPlan:
     """A lead, its plan, and per channel of the plan the resources it may use."""
 
     lead: ScoredLead
     plan: Plan
     quotas: tuple[tuple[ResourceQuota, ...], ...]
+    caps: Caps = Caps()
 
     def request(self) -> LeadRequest | None:
         """What to reserve and hold; None for a lead without channels (nothing to hold)."""
         if not self.plan.channels:
             return None
+        lead, caps = self.lead, self.caps
         asks = tuple(
-            ChannelAsk(c.channel, tuple(slot.usage_day for slot in c.slots), quotas)
+            ChannelAsk(
+                c.channel,
+                tuple(slot.usage_day for slot in c.slots),
+                quotas,
+                caps.rotation,
+                caps.lead_cap(lead),
+                caps.domain_cap(lead, c.channel),
+            )
             for c, quotas in zip(self.plan.channels, self.quotas, strict=True)
             if c.slots
         )
         days = [slot.usage_day for c in self.plan.channels for slot in c.slots]
-        lead = self.lead
         return LeadRequest(
             hold_key=derived_id("held", lead.client_id, lead.key),
             plan=self.plan.encode(),
@@ -161,7 +206,9 @@ def plan_lead(
         )
         plans.append(ChannelPlan(channel, "pattern" if when else "default", tuple(slots)))
         quotas.append(channel_quotas)
-    return LeadPlan(lead, Plan(tier, source, tuple(plans)), tuple(quotas))
+    client = setup.client
+    caps = Caps(client.rotation, client.lead_daily_limit, client.recipient_domain_daily_limit)
+    return LeadPlan(lead, Plan(tier, source, tuple(plans)), tuple(quotas), caps)
 
 
 @dataclass(frozen=True)
@@ -175,20 +222,35 @@ class Decision:
 
 
 def complete(
-    lead: ScoredLead, plan: Plan, picks: Sequence[Reservation | None], decided_at: datetime
+    lead: ScoredLead,
+    plan: Plan,
+    picks: Sequence[Reservation | None],
+    decided_at: datetime,
+    blocked: Sequence[Blocked | None] = (),
 ) -> Decision:
-    """The allocation record; `picks` answer the plan's channels that have slots, in order."""
+    """The allocation record; `picks` answer the plan's channels that have slots,
+    in order, and `blocked` says what blocked each one's first day (None: nothing)."""
     answers = iter(picks)
+    whys = iter(blocked)
     entries = []
     deferrals: list[int | None] = []
     for channel_plan in plan.channels:
         if not channel_plan.slots:
-            entries.append(_unallocated(channel_plan, NO_RESOURCE))
+            noun = RESOURCE_NOUNS[channel_plan.channel]
+            reason = Reason(code=Why.NO_RESOURCE, detail=f"the client has no active {noun}")
+            entries.append(_unallocated(channel_plan, NO_RESOURCE, reason))
             deferrals.append(None)
             continue
         pick = next(answers)
+        first = next(whys, None)
         if pick is None:
-            entries.append(_unallocated(channel_plan, EXHAUSTED))
+            days = len(channel_plan.slots)
+            why = _blocked_reason(channel_plan, first)
+            detail = f"no room on any of {days} day{'s' if days > 1 else ''}"
+            if why is not None:
+                detail += f"; first {why.detail}"
+            reason = Reason(code=Why.EXHAUSTED, detail=detail)
+            entries.append(_unallocated(channel_plan, EXHAUSTED, reason))
             deferrals.append(None)
             continue
         deferrals.append(pick.step)
@@ -202,6 +264,7 @@ def complete(
                 send_at=slot.send_at,
                 timing_source=channel_plan.timing_source,
                 usage_day=slot.usage_day.isoformat(),
+                reason=_blocked_reason(channel_plan, first) if pick.step else None,
             )
         )
     allocation = Allocation(
@@ -219,7 +282,19 @@ def complete(
     return Decision(allocation, tuple(deferrals), wanted)
 
 
-def _unallocated(plan: ChannelPlan, status: EntryStatus) -> ChannelAllocation:
+def _blocked_reason(plan: ChannelPlan, blocked: Blocked | None) -> Reason | None:
+    """What blocked the channel's first day, as a record says it; None for an
+    answer held before round 2 (which did not say)."""
+    if blocked is None:
+        return None
+    first_day = plan.slots[0].usage_day
+    detail = blocked_detail(blocked.why, plan.channel, blocked.resources, blocked.of, first_day)
+    return Reason(code=blocked.why, detail=detail)
+
+
+def _unallocated(
+    plan: ChannelPlan, status: EntryStatus, reason: Reason | None
+) -> ChannelAllocation:
     return ChannelAllocation(
         channel=plan.channel,
         status=status,
@@ -228,4 +303,5 @@ def _unallocated(plan: ChannelPlan, status: EntryStatus) -> ChannelAllocation:
         send_at=None,
         timing_source=plan.timing_source,
         usage_day=None,
+        reason=reason,
     )

@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from allocator.channels import DEFAULT_DAILY_LIMIT, Channel, ResourceType
-from allocator.models import Client, Resource
-from allocator.quota.base import ResourceQuota
+from allocator.models import Client, Pool, Resource
+from allocator.quota.base import PoolQuota, Ramp, ResourceQuota
 
 log = logging.getLogger(__name__)
 _RETRY_SECONDS = 5.0
@@ -28,6 +28,7 @@ class ClientSetup:
     quotas: dict[Channel, tuple[ResourceQuota, ...]] = field(default_factory=dict)
     resources: tuple[Resource, ...] = ()
     known: bool = True
+    pools: tuple[Pool, ...] = ()
 
     def quotas_for(self, channel: Channel) -> tuple[ResourceQuota, ...]:
         return self.quotas.get(channel, ())
@@ -40,15 +41,44 @@ def daily_limit(resource: Resource) -> int | None:
     return DEFAULT_DAILY_LIMIT[resource.resource_type]
 
 
-def build_setup(client: Client, resources: Iterable[Resource]) -> ClientSetup:
+def resource_quota(resource: Resource, pools: dict[tuple[Channel, str], Pool]) -> ResourceQuota:
+    """The resource's limits as the quota counts them. A pool the resource names
+    and the client does not have counts as no pool (the loaders refuse such a
+    line; a pool deleted behind them must not stop the resource)."""
+    ramp = None
+    if resource.warmup is not None:
+        w = resource.warmup
+        ramp = Ramp(w.start, w.initial, w.step, w.every_days)
+    pool = None
+    if resource.pool_id is not None:
+        found = pools.get((resource.channel, resource.pool_id))
+        if found is not None:
+            pool = PoolQuota(found.pool_id, found.daily_limit, found.weekly_limit)
+        else:
+            log.warning(
+                "resource %s/%s names pool %r, which client %s does not have: no pool counted",
+                resource.channel.value,
+                resource.resource_id,
+                resource.pool_id,
+                resource.client_id,
+            )
+    return ResourceQuota(
+        resource.resource_id, daily_limit(resource), resource.weekly_limit, ramp, pool
+    )
+
+
+def build_setup(
+    client: Client, resources: Iterable[Resource], pools: Iterable[Pool] = ()
+) -> ClientSetup:
     mine = tuple(r for r in resources if r.client_id == client.client_id)
+    my_pools = tuple(p for p in pools if p.client_id == client.client_id)
+    by_key = {(p.channel, p.pool_id): p for p in my_pools}
     quotas: dict[Channel, list[ResourceQuota]] = {}
     for resource in mine:
         if resource.active:
-            quotas.setdefault(resource.channel, []).append(
-                ResourceQuota(resource.resource_id, daily_limit(resource))
-            )
-    return ClientSetup(client, {ch: tuple(sorted(qs)) for ch, qs in quotas.items()}, mine)
+            quotas.setdefault(resource.channel, []).append(resource_quota(resource, by_key))
+    ordered = {ch: tuple(sorted(qs, key=lambda q: q.resource_id)) for ch, qs in quotas.items()}
+    return ClientSetup(client, ordered, mine, pools=my_pools)
 
 
 def unknown_client(client_id: str) -> ClientSetup:
@@ -56,11 +86,19 @@ def unknown_client(client_id: str) -> ClientSetup:
     return ClientSetup(Client(client_id=client_id), known=False)
 
 
-def build_snapshot(clients: Iterable[Client], resources: Iterable[Resource]) -> Snapshot:
+def build_snapshot(
+    clients: Iterable[Client], resources: Iterable[Resource], pools: Iterable[Pool] = ()
+) -> Snapshot:
     by_client: dict[str, list[Resource]] = {}
     for resource in resources:
         by_client.setdefault(resource.client_id, []).append(resource)
-    return {c.client_id: build_setup(c, by_client.get(c.client_id, ())) for c in clients}
+    pools_of: dict[str, list[Pool]] = {}
+    for pool in pools:
+        pools_of.setdefault(pool.client_id, []).append(pool)
+    return {
+        c.client_id: build_setup(c, by_client.get(c.client_id, ()), pools_of.get(c.client_id, ()))
+        for c in clients
+    }
 
 
 Snapshot = dict[str, ClientSetup]

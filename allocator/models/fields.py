@@ -10,7 +10,7 @@ decided, stored and sent to Redis without an exception.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Annotated, Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -219,11 +219,39 @@ def _flag(value: Any) -> bool:
     return value
 
 
+def _day(value: Any) -> date:
+    if not isinstance(value, str):
+        fail(ErrorCode.INVALID_FIELD, f"must be a date YYYY-MM-DD, got {shown(value)}")
+    try:
+        if len(value) != 10:
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(ErrorCode.INVALID_FIELD, f"must be a date YYYY-MM-DD, got {shown(value)}")
+
+
+# A recipient domain as mail sees it: lower-cased, labels of letters, digits,
+# hyphens (and punycode), at most 253 characters.
+_DOMAIN = re.compile(r"(?=.{1,253}$)(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_-]{1,63}")
+
+
+def _domain(value: Any) -> str:
+    if not isinstance(value, str):
+        fail(ErrorCode.INVALID_FIELD, f"must be a domain name, got {shown(value)}")
+    lowered = value.strip().lower().rstrip(".")
+    if not _DOMAIN.fullmatch(lowered):
+        fail(ErrorCode.INVALID_FIELD, f"must be a domain name like example.com, got {shown(value)}")
+    return lowered
+
+
 Text = Annotated[str, BeforeValidator(_text)]
+Day = Annotated[date, BeforeValidator(_day)]
+Domain = Annotated[str, BeforeValidator(_domain)]
 Score = Annotated[int, bounded(0, 100)]
 Weekday = Annotated[int, bounded(0, 6)]
 Hour = Annotated[int, bounded(0, 23)]
 Count = Annotated[int, bounded(0, MAX_DAILY_LIMIT)]  # a number of sends
+EveryDays = Annotated[int, bounded(1, 366)]  # a warm-up's step period
 DeferDays = Annotated[int, bounded(0, MAX_DEFER_DAYS)]
 Confidence = Annotated[float, BeforeValidator(_confidence)]
 Flag = Annotated[bool, BeforeValidator(_flag)]

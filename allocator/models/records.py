@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -14,7 +15,10 @@ from allocator.models.fields import (
     ChannelField,
     Confidence,
     Count,
+    Day,
     DeferDays,
+    Domain,
+    EveryDays,
     Flag,
     Hour,
     Instant,
@@ -64,6 +68,8 @@ class ScoredLead(BaseModel):
     als_score: Score
     scored_at: Timestamp
     timezone: ZoneName | None = None
+    # The recipient's mail domain (CONTRACT.md section 8), compared lower-cased.
+    email_domain: Domain | None = None
 
     @model_validator(mode="after")
     def _derive_event_id(self) -> ScoredLead:
@@ -125,12 +131,50 @@ class HowPattern(BaseModel):
 ConversionPattern = WhenPattern | HowPattern
 
 
+Rotation = Literal["least_used", "least_loaded"]
+
+
 class Client(BaseModel):
     model_config = _INPUT
 
     client_id: Text
     timezone: ZoneName = "UTC"
     max_defer_days: DeferDays = 3
+    # Round 2 (CONTRACT.md section 8): which resource takes a send, and caps
+    # across a client's resources.
+    rotation: Rotation = "least_used"
+    lead_daily_limit: Count | None = None
+    recipient_domain_daily_limit: Count | None = None
+
+
+class Warmup(BaseModel):
+    """A new sender's ramp: its cap on day D is 0 before `start`, else
+    initial + step * floor((D - start) / every_days) (never above its daily limit)."""
+
+    model_config = _INPUT
+
+    start: Day
+    initial: Count
+    step: Count
+    every_days: EveryDays = 1
+
+    def cap_on(self, day: date) -> int:
+        if day < self.start:
+            return 0
+        return self.initial + self.step * ((day - self.start).days // self.every_days)
+
+
+class Pool(BaseModel):
+    """Mailboxes of one sending domain, numbers of one SMS brand: sends of all
+    its resources together count against its limits too."""
+
+    model_config = _INPUT
+
+    client_id: Text
+    channel: ChannelField
+    pool_id: Text
+    daily_limit: Count | None = None
+    weekly_limit: Count | None = None
 
 
 _CHANNEL_NAMES = frozenset(channel.value for channel in Channel)
@@ -144,6 +188,9 @@ class Resource(BaseModel):
     resource_id: Text
     daily_limit: Count | None = None
     active: Flag = True
+    weekly_limit: Count | None = None  # the send day and the 6 days before it
+    warmup: Warmup | None = None
+    pool_id: Text | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -170,6 +217,15 @@ class Resource(BaseModel):
 # --- output records --------------------------------------------------------
 
 
+class Reason(BaseModel):
+    """Why a channel entry is not at its first slot (CONTRACT.md section 11)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    detail: str
+
+
 class ChannelAllocation(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -180,6 +236,7 @@ class ChannelAllocation(BaseModel):
     send_at: Instant | None
     timing_source: Literal["pattern", "default"]
     usage_day: str | None
+    reason: Reason | None = None
 
 
 class Allocation(BaseModel):

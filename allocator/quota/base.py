@@ -6,17 +6,57 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
+from typing import Literal, Protocol
 
 from allocator.channels import Channel
+
+Rotation = Literal["least_used", "least_loaded"]
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """A warm-up (CONTRACT.md section 8): the cap on day D is 0 before `start`,
+    else initial + step * floor((D - start) / every_days)."""
+
+    start: date
+    initial: int
+    step: int
+    every_days: int = 1
+
+    def cap_on(self, day: date) -> int:
+        if day < self.start:
+            return 0
+        return self.initial + self.step * ((day - self.start).days // self.every_days)
+
+
+@dataclass(frozen=True)
+class PoolQuota:
+    """The pool a resource also draws from: its id and its day and week limits."""
+
+    pool_id: str
+    limit: int | None = None
+    weekly: int | None = None
 
 
 @dataclass(frozen=True, order=True)
 class ResourceQuota:
-    """A resource as the quota sees it: its id and its daily limit (None: unlimited)."""
+    """A resource as the quota sees it: its id, its daily limit (None:
+    unlimited) and, from round 2, its rolling-week limit, warm-up and pool."""
 
     resource_id: str
     limit: int | None
+    weekly: int | None = None
+    warmup: Ramp | None = None
+    pool: PoolQuota | None = None
+
+
+@dataclass(frozen=True)
+class Cap:
+    """A limit on one named counter of the lead's client per day: the lead's own
+    sends (`name` = lead_id) or its recipient domain's (`name` = the domain)."""
+
+    name: str
+    limit: int
 
 
 @dataclass(frozen=True)
@@ -31,6 +71,9 @@ class ChannelAsk:
     channel: Channel
     days: tuple[date, ...]
     resources: tuple[ResourceQuota, ...]
+    rotation: Rotation = "least_used"
+    lead: Cap | None = None  # the client's lead_daily_limit
+    domain: Cap | None = None  # the client's recipient_domain_daily_limit (email)
 
 
 @dataclass(frozen=True)
@@ -64,12 +107,25 @@ class Reservation:
 
 
 @dataclass(frozen=True)
+class Blocked:
+    """Why an ask found no room on its first day: a reason code (allocator.reasons)
+    and how many of its resources that reason blocked (0 for a lead or domain cap)."""
+
+    why: str
+    resources: int
+    of: int = 0  # the ask's resources
+
+
+@dataclass(frozen=True)
 class Held:
     """The answer to a LeadRequest: the plan it was decided with, and per ask
-    its reservation or None (exhausted: every day was full)."""
+    its reservation or None (exhausted: every day was full), and per ask what
+    blocked its first day (None: it went out on its first day). Answers held
+    before round 2 have no `blocked`."""
 
     plan: str
     picks: tuple[Reservation | None, ...]
+    blocked: tuple[Blocked | None, ...] = ()
 
 
 def choose_resource(counts: Sequence[int], resources: Sequence[ResourceQuota]) -> int | None:
@@ -90,6 +146,25 @@ def choose_resource(counts: Sequence[int], resources: Sequence[ResourceQuota]) -
 def counter_key(prefix: str, channel: Channel, resource_id: str, day: date) -> str:
     """The design's key format extended with the day (contract rule 6)."""
     return f"{prefix}ratelimit:{channel.value}:{resource_id}:daily:{day.isoformat()}"
+
+
+def _part(text: str) -> str:
+    # Ids may hold ':'; escaped, two ids never make the same key.
+    return text.replace("%", "%25").replace(":", "%3A")
+
+
+def pool_key(prefix: str, channel: Channel, client_id: str, pool_id: str, day: date) -> str:
+    """A pool's day counter, in the contract's family; `pool` is no channel, so
+    it never meets a resource's key."""
+    return (
+        f"{prefix}ratelimit:pool:{channel.value}:{_part(client_id)}:{_part(pool_id)}"
+        f":daily:{day.isoformat()}"
+    )
+
+
+def cap_key(prefix: str, kind: str, client_id: str, name: str, day: date) -> str:
+    """A lead's (`kind` lead) or a recipient domain's (`kind` domain) day counter."""
+    return f"{prefix}ratelimit:{kind}:{_part(client_id)}:{_part(name)}:daily:{day.isoformat()}"
 
 
 class QuotaStore(Protocol):

@@ -5,6 +5,14 @@ One Redis (contract rule 3.6, unchanged):
     <prefix>ratelimit:<channel>:<resource_id>:daily:<YYYY-MM-DD>
     <prefix>allocator:held:<hold key>
 
+and from round 2 (CONTRACT.md section 8), in the same family, with `:` and
+`%` of the ids percent-escaped (a pool, lead or domain is no channel, so these
+never meet a resource's key):
+
+    <prefix>ratelimit:pool:<channel>:<client_id>:<pool_id>:daily:<YYYY-MM-DD>
+    <prefix>ratelimit:lead:<client_id>:<lead_id>:daily:<YYYY-MM-DD>
+    <prefix>ratelimit:domain:<client_id>:<email domain>:daily:<YYYY-MM-DD>
+
 Redis Cluster: the client's hash tag goes between the prefix and the contract's
 key, so that all of a client's counters and holds share one slot and one
 script call can reserve them atomically:
@@ -28,7 +36,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from allocator.channels import Channel
-from allocator.quota.base import counter_key
+from allocator.quota.base import cap_key, counter_key, pool_key
 
 
 def client_tag(client_id: str) -> str:
@@ -62,6 +70,13 @@ class KeyLayout:
 
     def counter(self, client_id: str, channel: Channel, resource_id: str, day: date) -> str:
         return counter_key(self.client_prefix(client_id), channel, resource_id, day)
+
+    def pool(self, client_id: str, channel: Channel, pool_id: str, day: date) -> str:
+        return pool_key(self.client_prefix(client_id), channel, client_id, pool_id, day)
+
+    def cap(self, client_id: str, kind: str, name: str, day: date) -> str:
+        """A lead's (`kind` lead) or a recipient domain's (`kind` domain) day counter."""
+        return cap_key(self.client_prefix(client_id), kind, client_id, name, day)
 
     def held(self, client_id: str, hold_key: str) -> str:
         return f"{self.client_prefix(client_id)}allocator:held:{hold_key}"

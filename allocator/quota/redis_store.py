@@ -41,8 +41,9 @@ from redis.retry import Retry
 
 from allocator.channels import Channel
 from allocator.errors import ServiceUnavailable
-from allocator.quota.base import ChannelAsk, Held, LeadRequest, Reservation
+from allocator.quota.base import Blocked, ChannelAsk, Held, LeadRequest, PoolQuota, Reservation
 from allocator.quota.keys import KeyLayout
+from allocator.quota.rules import day_cap, weeks_around
 
 log = logging.getLogger(__name__)
 
@@ -259,21 +260,66 @@ class RedisQuotaStore:
         at: Callable[[str], int],
         expiry: Callable[[date], int],
     ) -> str:
-        """An ask as the script reads it (reserve.lua): counter key indexes per day."""
+        """An ask as the script reads it (reserve.lua): per candidate day the
+        counter key indexes and the caps of that day (rules.day_cap), computed
+        here so that the script only counts and compares."""
         if self._cluster:
             self._note_owners(client_id, ask)
-        ids = [r.resource_id for r in ask.resources]
-        return json.dumps(
-            [
-                [
-                    [at(self.keys.counter(client_id, ask.channel, i, day)) for i in ids]
-                    for day in ask.days
-                ],
-                [str(expiry(day)) for day in ask.days],  # strings: Lua numbers are doubles
-                ids,
-                [-1 if r.limit is None else r.limit for r in ask.resources],
+        keys = self.keys
+        channel = ask.channel
+        resources = ask.resources
+        ids = [r.resource_id for r in resources]
+        weekly = any(r.weekly is not None for r in resources)
+        pooled = any(r.pool is not None for r in resources)
+        days = []
+        for day in ask.days:
+            caps = [day_cap(r, day) for r in resources]
+            entry: list[Any] = [
+                [at(keys.counter(client_id, channel, i, day)) for i in ids],
+                [-1 if cap is None else cap for cap, _ in caps],
+                str(expiry(day)),  # a string: Lua numbers are doubles
+                [1 if warm else 0 for _, warm in caps] if any(w for _, w in caps) else 0,
+                0,
+                0,
+                0,
+                0,
             ]
-        )
+            if weekly:
+                around = weeks_around(day)
+                entry[4] = [
+                    0
+                    if r.weekly is None
+                    else [r.weekly, [at(keys.counter(client_id, channel, i, d)) for d in around]]
+                    for r, i in zip(resources, ids, strict=True)
+                ]
+            if pooled:
+                entry[5] = [self._pool_json(client_id, channel, r.pool, day, at) for r in resources]
+            for slot, kind, cap in ((6, "lead", ask.lead), (7, "domain", ask.domain)):
+                if cap is not None:
+                    entry[slot] = [at(keys.cap(client_id, kind, cap.name, day)), cap.limit]
+            days.append(entry)
+        return json.dumps([days, ids, 1 if ask.rotation == "least_loaded" else 0])
+
+    def _pool_json(
+        self,
+        client_id: str,
+        channel: Channel,
+        pool: PoolQuota | None,
+        day: date,
+        at: Callable[[str], int],
+    ) -> Any:
+        if pool is None:
+            return 0
+        week: Any = 0
+        if pool.weekly is not None:
+            around = weeks_around(day)
+            week = [at(self.keys.pool(client_id, channel, pool.pool_id, d)) for d in around]
+        return [
+            at(self.keys.pool(client_id, channel, pool.pool_id, day)),
+            -1 if pool.limit is None else pool.limit,
+            -1 if pool.weekly is None else pool.weekly,
+            week,
+        ]
 
     def _note_owners(self, client_id: str, ask: ChannelAsk) -> None:
         """On a cluster each client counts its own use of a resource id: two
@@ -429,9 +475,18 @@ async def redis_outages() -> AsyncIterator[None]:
 
 
 def _held(value: str | bytes) -> Held:
-    plan, picks = json.loads(value)
+    # [plan, picks] held before round 2; [plan, picks, blocked] since.
+    plan, picks, *rest = json.loads(value)
     # cjson encodes an empty list as {} (a lead with nothing to reserve)
-    return Held(plan, tuple(_pick(p) for p in picks or ()))
+    blocked = tuple(_blocked(b) for b in (rest[0] or ())) if rest else ()
+    return Held(plan, tuple(_pick(p) for p in picks or ()), blocked)
+
+
+def _blocked(text: str) -> Blocked | None:
+    if not text:
+        return None
+    why, resources, of = text.split(":")
+    return Blocked(why, int(resources), int(of))
 
 
 def _pick(text: str) -> Reservation | None:

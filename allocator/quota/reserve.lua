@@ -15,8 +15,13 @@
 -- KEYS = every counter and hold key of the call, each once.
 -- ARGV[1] = the batch as JSON, a list of leads, each
 --   [hold key index, plan, hold expiry, [ask, ...]], an ask being
---   [[[counter key index, ...] per day], [counter expiry per day], [resource_id, ...], [limit or -1, ...]]
---   (indexes into KEYS; per day one counter index per resource, in the order of the ids)
+--   [[day, ...], [resource_id, ...], least_loaded (1) or least_used (0)],
+--   one day per candidate day, in order (indexes into KEYS):
+--   [counter per resource, cap per resource (-1: none), expiry,
+--    warm: 0 or per resource 1 if its cap is its warm-up's,
+--    week: 0 or per resource 0 or [weekly limit, 13 counters from 6 days before to 6 after],
+--    pool: 0 or per resource 0 or [pool counter, day limit, week limit (-1: none), 0 or 13 counters],
+--    lead: 0 or [counter, limit], domain: 0 or [counter, limit]]
 -- ARGV[2] = "1" to write an answer found held back unchanged (same value, same
 --   expiry). Only when the client WAITs for replicas after the call: WAIT
 --   waits for this connection's last write, and a call that only read held
@@ -26,44 +31,157 @@
 -- client encodes it once per call; one JSON argument instead of one argument
 -- per lead and key: argument encoding cost the client more than Redis spent
 -- running the script.)
--- Returns, per lead, the held answer as JSON: [plan, [pick, ...]], a pick being
--- "<step>:<resource_id>" or "-" (exhausted). An empty pick list encodes as {}.
+-- Returns, per lead, the held answer as JSON: [plan, [pick, ...], [blocked, ...]],
+-- a pick being "<step>:<resource_id>" or "-" (exhausted), a blocked being what
+-- blocked the ask's first day, "<code>:<resources it blocked>:<resources>", or
+-- "" (none). An empty list encodes as {}.
+-- The rules, in the order allocator/quota/rules.py checks them: the lead's and
+-- the recipient domain's caps; per resource its cap of the day, its rolling
+-- weeks, its pool's day and weeks; then the rotation's choice.
 local batch = cjson.decode(ARGV[1])
 local rewrite_found = ARGV[2] == '1'
+-- Ties between reasons go to the first listed (allocator/reasons.py WHY_ORDER).
+local order = {deferred_full = 1, deferred_warmup = 2, deferred_weekly = 3, deferred_pool = 4}
+
+local function count(index)
+  return tonumber(redis.call('GET', KEYS[index]) or '0')
+end
+
+-- One more send in the middle of 13 days would put a rolling week over limit.
+local function week_full(indexes, limit)
+  local keys = {}
+  for i = 1, 13 do
+    keys[i] = KEYS[indexes[i]]
+  end
+  local values = redis.call('MGET', unpack(keys))
+  local c = {}
+  for i = 1, 13 do
+    c[i] = tonumber(values[i] or '0')
+  end
+  local window = 0
+  for i = 1, 7 do
+    window = window + c[i]
+  end
+  local worst = window
+  for start = 2, 7 do
+    window = window + c[start + 6] - c[start - 1]
+    if window > worst then
+      worst = window
+    end
+  end
+  return worst >= limit
+end
+
+local function resource_blocked(day, j, used)
+  local cap = day[2][j]
+  if cap >= 0 and used >= cap then
+    if day[4] ~= 0 and day[4][j] == 1 then
+      return 'deferred_warmup'
+    end
+    return 'deferred_full'
+  end
+  local week = day[5] ~= 0 and day[5][j] or 0
+  if week ~= 0 and week_full(week[2], week[1]) then
+    return 'deferred_weekly'
+  end
+  local pool = day[6] ~= 0 and day[6][j] or 0
+  if pool ~= 0 then
+    local pooled = count(pool[1])
+    if pool[2] >= 0 and pooled >= pool[2] then
+      return 'deferred_pool'
+    end
+    if pool[3] >= 0 and week_full(pool[4], pool[3]) then
+      return 'deferred_pool'
+    end
+  end
+  return nil
+end
+
+-- The resource taken on this day (its index), or nil and what blocked the day.
+local function choose(day, n, least_loaded)
+  local lead, domain = day[7], day[8]
+  if lead ~= 0 and count(lead[1]) >= lead[2] then
+    return nil, 'deferred_lead_limit:0:' .. n
+  end
+  if domain ~= 0 and count(domain[1]) >= domain[2] then
+    return nil, 'deferred_domain_limit:0:' .. n
+  end
+  local keys = {}
+  for j = 1, n do
+    keys[j] = KEYS[day[1][j]]
+  end
+  local counts = redis.call('MGET', unpack(keys))
+  local best, best_count, best_cap = nil, 0, -1
+  local tally = {}
+  for j = 1, n do
+    local c = tonumber(counts[j] or '0')
+    local why = resource_blocked(day, j, c)
+    if why then
+      tally[why] = (tally[why] or 0) + 1
+    else
+      local better = best == nil
+      if not better then
+        if least_loaded then
+          -- c / cap < best_count / best_cap, exactly; an unlimited resource is empty
+          local mine_used, mine_cap = c, day[2][j]
+          if mine_cap < 0 then mine_used, mine_cap = 0, 1 end
+          local their_used, their_cap = best_count, best_cap
+          if their_cap < 0 then their_used, their_cap = 0, 1 end
+          better = mine_used * their_cap < their_used * mine_cap
+        else
+          better = c < best_count
+        end
+      end
+      if better then
+        best, best_count, best_cap = j, c, day[2][j]
+      end
+    end
+  end
+  if best then
+    return best, nil
+  end
+  local top, top_n = nil, 0
+  for why, k in pairs(tally) do
+    if k > top_n or (k == top_n and order[why] < order[top]) then
+      top, top_n = why, k
+    end
+  end
+  return nil, top .. ':' .. top_n .. ':' .. n
+end
+
 local out = {}
 for i, lead in ipairs(batch) do
   local held_key = KEYS[lead[1]]
   local held = redis.call('GET', held_key)
   if not held then
-    local picks = {}
+    local picks, blocked = {}, {}
     for a, ask in ipairs(lead[4]) do
-      local day_keys, expiries, ids, limits = ask[1], ask[2], ask[3], ask[4]
-      local pick = '-'
-      local n = #ids
-      for d, indexes in ipairs(day_keys) do
-        local keys = {}
-        for j = 1, n do
-          keys[j] = KEYS[indexes[j]]
-        end
-        local counts = redis.call('MGET', unpack(keys))
-        local best, best_count = nil, nil
-        for j = 1, n do
-          local c = tonumber(counts[j] or '0')
-          local limit = limits[j]
-          if (limit < 0 or c < limit) and (best == nil or c < best_count) then
-            best, best_count = j, c
-          end
-        end
+      local days, ids, least_loaded = ask[1], ask[2], ask[3] == 1
+      local pick, first = '-', ''
+      for d, day in ipairs(days) do
+        local best, why = choose(day, #ids, least_loaded)
         if best then
-          redis.call('INCR', keys[best])
-          redis.call('EXPIREAT', keys[best], expiries[d])
+          local expiry = day[3]
+          local counted = {KEYS[day[1][best]]}
+          local pool = day[6] ~= 0 and day[6][best] or 0
+          if pool ~= 0 then counted[#counted + 1] = KEYS[pool[1]] end
+          if day[7] ~= 0 then counted[#counted + 1] = KEYS[day[7][1]] end
+          if day[8] ~= 0 then counted[#counted + 1] = KEYS[day[8][1]] end
+          for _, key in ipairs(counted) do
+            redis.call('INCR', key)
+            redis.call('EXPIREAT', key, expiry)
+          end
           pick = (d - 1) .. ':' .. ids[best]
           break
         end
+        if d == 1 then
+          first = why
+        end
       end
       picks[a] = pick
+      blocked[a] = first
     end
-    held = cjson.encode({lead[2], picks})
+    held = cjson.encode({lead[2], picks, blocked})
     redis.call('SET', held_key, held, 'EXAT', lead[3])
   elseif rewrite_found then
     redis.call('SET', held_key, held, 'KEEPTTL')

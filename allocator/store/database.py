@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Dialect, Table, select
+from sqlalchemy import Connection, Dialect, Table, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -19,6 +19,7 @@ from allocator.models import (
     Client,
     ConversionPattern,
     HowPattern,
+    Pool,
     Resource,
     ScoredLead,
     WhenPattern,
@@ -43,6 +44,7 @@ class Database:
     async def create_schema(self) -> None:
         async with self.engine.begin() as conn:
             await conn.run_sync(schema.metadata.create_all)
+            await conn.run_sync(_add_missing_columns)
 
     def session(self) -> AsyncSession:
         return self.sessions()
@@ -75,6 +77,29 @@ class Database:
     async def save_pattern(self, pattern: ConversionPattern) -> None:
         async with database_outages(), self.session() as db, db.begin():
             await save_pattern(db, pattern)
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    """Bring a round-1 database's tables up to round 2: the new columns are all
+    nullable or have a default, so adding them changes no row's meaning."""
+    inspector = inspect(conn)
+    for name, wanted in schema.ROUND_2_COLUMNS.items():
+        have = {column["name"] for column in inspector.get_columns(name)}
+        table = schema.metadata.tables[name]
+        for column_name in wanted:
+            if column_name in have:
+                continue
+            column = table.c[column_name]
+            kind = column.type.compile(dialect=conn.dialect)
+            default = column.server_default
+            text_default = (
+                f" DEFAULT '{default.arg}' NOT NULL"  # type: ignore[attr-defined]
+                if default is not None
+                else ""
+            )
+            conn.execute(
+                text(f'ALTER TABLE {name} ADD COLUMN "{column_name}" {kind}{text_default}')
+            )
 
 
 def _dialect(db: AsyncSession) -> Dialect:
@@ -125,10 +150,33 @@ async def upsert_resources(db: AsyncSession, resources: Sequence[Resource]) -> N
             "resource_id": r.resource_id,
             "daily_limit": r.daily_limit,
             "active": r.active,
+            "weekly_limit": r.weekly_limit,
+            "warmup": r.warmup.model_dump(mode="json") if r.warmup else None,
+            "pool_id": r.pool_id,
         }
         for r in resources
     ]
     await _upsert_all(db, schema.resources, rows)
+
+
+async def upsert_pools(db: AsyncSession, pools: Sequence[Pool]) -> None:
+    await _upsert_all(db, schema.pools, [p.model_dump(mode="json") for p in pools])
+
+
+async def list_pools(db: AsyncSession, client_id: str | None = None) -> list[Pool]:
+    """Every pool (of `client_id` if given), by client, channel and pool_id."""
+    table = schema.pools
+    query = select(table).order_by(table.c.client_id, table.c.channel, table.c.pool_id)
+    if client_id is not None:
+        query = query.where(table.c.client_id == client_id)
+    return [Pool.model_validate(dict(row._mapping)) for row in await db.execute(query)]
+
+
+async def pool_keys(db: AsyncSession) -> set[tuple[str, str, str]]:
+    """(client_id, channel, pool_id) of every pool: what a resource may name."""
+    table = schema.pools
+    rows = await db.execute(select(table.c.client_id, table.c.channel, table.c.pool_id))
+    return {(r.client_id, r.channel, r.pool_id) for r in rows}
 
 
 async def upsert_leads(db: AsyncSession, leads: Sequence[ScoredLead]) -> None:
@@ -154,7 +202,7 @@ async def load_snapshot(db: AsyncSession) -> Snapshot:
         Resource.model_validate(dict(row._mapping))
         for row in await db.execute(select(schema.resources))
     ]
-    return build_snapshot(clients, resources)
+    return build_snapshot(clients, resources, await list_pools(db))
 
 
 async def list_clients(db: AsyncSession) -> list[Client]:

@@ -47,6 +47,10 @@ clients = Table(
     Column("client_id", String(), primary_key=True),
     Column("timezone", String(), nullable=False, server_default="UTC"),
     Column("max_defer_days", Integer, nullable=False, server_default="3"),
+    # Round 2 (CONTRACT.md section 8); added to a round-1 table by ROUND_2_COLUMNS.
+    Column("rotation", String(), nullable=False, server_default="least_used"),
+    Column("lead_daily_limit", Integer, nullable=True),
+    Column("recipient_domain_daily_limit", Integer, nullable=True),
 )
 
 resources = Table(
@@ -57,7 +61,27 @@ resources = Table(
     Column("resource_id", String(), primary_key=True),
     Column("daily_limit", Integer, nullable=True),
     Column("active", Boolean, nullable=False, server_default="1"),
+    Column("weekly_limit", Integer, nullable=True),
+    Column("warmup", JSON, nullable=True),  # {"start", "initial", "step", "every_days"}
+    Column("pool_id", String(), nullable=True),
 )
+
+pools = Table(
+    "pools",
+    metadata,
+    Column("client_id", String(), primary_key=True),
+    Column("channel", String(), primary_key=True),
+    Column("pool_id", String(), primary_key=True),
+    Column("daily_limit", Integer, nullable=True),
+    Column("weekly_limit", Integer, nullable=True),
+)
+
+# Columns a database made by round 1 lacks: `Database.create_schema` adds them
+# (create_all makes missing tables, never missing columns).
+ROUND_2_COLUMNS: dict[str, tuple[str, ...]] = {
+    "clients": ("rotation", "lead_daily_limit", "recipient_domain_daily_limit"),
+    "resources": ("weekly_limit", "warmup", "pool_id"),
+}
 
 # pattern_slot is 'how' or 'when:<channel>': one latest pattern per slot and client.
 conversion_patterns = Table(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from datetime import date
+from datetime import date, timedelta
 from multiprocessing import get_context
 
 import pytest
@@ -16,6 +16,7 @@ from redis.asyncio.cluster import RedisCluster
 from allocator.channels import Channel
 from allocator.errors import ServiceUnavailable
 from allocator.quota import ChannelAsk, LeadRequest, MemoryQuotaStore, ResourceQuota
+from allocator.quota.base import Cap, PoolQuota, Ramp, cap_key, counter_key, pool_key
 from allocator.quota.redis_store import RedisQuotaStore, RedisTarget
 from tests.integration import quota_worker
 
@@ -74,12 +75,23 @@ CLIENTS = ("acme", "globex", "{x}", "a}b{c", "%7B", "ü {")
 
 
 def parity_requests() -> list[LeadRequest]:
-    """600 leads of 6 clients over 3 days; some events repeat (idempotency)."""
+    """1,200 leads of 6 clients over two weeks, under every capacity rule of
+    round 2 at random (weekly limits, warm-ups, pools, rotation, lead and
+    domain caps); some events repeat (idempotency)."""
     rng = random.Random(7)
-    days = (DAY, date(2026, 11, 30), date(2026, 12, 1))
+    days = tuple(DAY + timedelta(days=n) for n in range(14))
+    pools = {
+        client: [
+            PoolQuota(f"p{k}", rng.choice([None, 2, 6]), rng.choice([None, 4, 15]))
+            for k in range(2)
+        ]
+        for client in CLIENTS
+    }
     requests = []
-    for _ in range(600):
+    for _ in range(1200):
         client = rng.choice(CLIENTS)
+        lead = f"lead-{rng.randint(0, 40)}"
+        lead_cap = Cap(lead, rng.choice([1, 2])) if rng.random() < 0.3 else None
         asks = []
         for channel in rng.sample(list(Channel), rng.randint(0, 3)):
             n = rng.randint(1, 4)
@@ -87,29 +99,80 @@ def parity_requests() -> list[LeadRequest]:
             # has one counter per resource id whoever lists it, as one Redis
             # does; on a cluster each client counts its own (README).
             resources = tuple(
-                sorted(
-                    ResourceQuota(f"{client}/r{j}", rng.choice([None, 0, 1, 3, 5]))
-                    for j in range(n)
+                ResourceQuota(
+                    f"{client}/r{j}",
+                    rng.choice([None, 0, 1, 3, 5]),
+                    rng.choice([None, None, 2, 7]),
+                    Ramp(rng.choice(days), rng.randint(0, 2), rng.randint(0, 2), rng.randint(1, 3))
+                    if rng.random() < 0.3
+                    else None,
+                    rng.choice([None, *pools[client]]),
+                )
+                for j in range(n)
+            )
+            start_at = rng.randrange(len(days) - 3)
+            domain = None
+            if channel is Channel.EMAIL and rng.random() < 0.4:
+                domain = Cap(rng.choice(["a.com", "b:c.org"]), rng.choice([1, 3]))
+            asks.append(
+                ChannelAsk(
+                    channel,
+                    days[start_at : start_at + rng.randint(1, 3)],
+                    resources,
+                    rng.choice(["least_used", "least_loaded"]),
+                    lead_cap,
+                    domain,
                 )
             )
-            asks.append(ChannelAsk(channel, days[: rng.randint(1, 3)], resources))
-        event = f"{client}|e{rng.randint(0, 75)}"  # hold keys name the client, as in production
+        event = f"{client}|e{rng.randint(0, 150)}"  # hold keys name the client, as in production
         plan = f"plan-{rng.randint(0, 1)}-ü/é"  # a repeat may come with another plan
-        requests.append(LeadRequest(event, plan, tuple(asks), DAY, client))
+        requests.append(LeadRequest(event, plan, tuple(asks), days[-1], client))
     return requests
+
+
+def counter_owners(requests: list[LeadRequest]) -> dict[str, str]:
+    """Every counter key a request may count in (without a prefix), and its client."""
+    owners: dict[str, str] = {}
+    for request in requests:
+        client = request.client_id
+        for ask in request.asks:
+            for day in ask.days:
+                for r in ask.resources:
+                    owners[counter_key("", ask.channel, r.resource_id, day)] = client
+                    if r.pool is not None:
+                        owners[pool_key("", ask.channel, client, r.pool.pool_id, day)] = client
+                for kind, cap in (("lead", ask.lead), ("domain", ask.domain)):
+                    if cap is not None:
+                        owners[cap_key("", kind, client, cap.name, day)] = client
+    return owners
 
 
 async def check_redis_and_memory_stores_agree(url: str, prefix: str) -> None:
     requests = parity_requests()
     memory = MemoryQuotaStore()
     redis_store = RedisQuotaStore.from_url(url, prefix=prefix, requests_per_call=37)
+    redis = raw_redis(url)
     try:
-        assert await redis_store.reserve(requests) == await memory.reserve(requests)
-        for (channel, rid, day), count in memory.counters.items():
-            client = rid.rsplit("/", 1)[0]
-            assert await redis_store.usage(channel, [rid], day, client_id=client) == [count]
+        held = await memory.reserve(requests)
+        assert await redis_store.reserve(requests) == held
+        # every rule had its turn
+        whys = Counter(b.why for h in held for b in h.blocked if b is not None)
+        assert set(whys) >= {
+            "deferred_full",
+            "deferred_warmup",
+            "deferred_weekly",
+            "deferred_pool",
+            "deferred_lead_limit",
+            "deferred_domain_limit",
+        }, whys
+        owners = counter_owners(requests)
+        assert set(memory.counters) <= set(owners)
+        for key, client in owners.items():
+            stored = await redis.get(redis_store.keys.client_prefix(client) + key)
+            assert int(stored or 0) == memory.counters.get(key, 0), key
     finally:
         await redis_store.close()
+        await redis.aclose()
 
 
 async def check_a_repeat_gets_the_first_plan_and_picks(url: str, prefix: str) -> None:

@@ -11,6 +11,7 @@ from allocator.directory import ClientDirectory, build_snapshot
 from allocator.models import Allocation, Client, Resource, ScoredLead
 from allocator.patterns import NO_PATTERNS, PatternSet
 from allocator.quota import MemoryQuotaStore
+from allocator.quota.base import counter_key
 from tests.factories import client, how, lead, resource, when
 
 
@@ -227,7 +228,7 @@ async def test_a_redelivery_gets_the_first_allocation_whatever_changed() -> None
         assert _same_but_decided_at(first, again), change
         # counted once, on the days the allocation names
         named = Counter(
-            (c.channel, c.resource_id, date.fromisoformat(c.usage_day))
+            counter_key("", c.channel, c.resource_id, date.fromisoformat(c.usage_day))
             for c in first.channels
             if c.usage_day
         )

@@ -45,7 +45,7 @@ def test_equal_limits_spread_at_most_one(k: int, limit: int, n: int) -> None:
     res = quotas([limit] * k)
     for i in range(n):
         store.reserve_now(ask(f"e{i}", Channel.SMS, (DAY,), res))
-    counts = [store.counters.get((Channel.SMS, q.resource_id, DAY), 0) for q in res]
+    counts = [store.count(Channel.SMS, q.resource_id, DAY) for q in res]
     assert max(counts) - min(counts) <= 1
 
 

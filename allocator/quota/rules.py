@@ -1,0 +1,147 @@
+"""The capacity rules of one reservation (CONTRACT.md sections 3.4 and 8), in Python.
+
+For one ask on one candidate day: the lead's and the recipient domain's caps,
+then per resource its cap of the day (the daily limit, lowered by a warm-up),
+its rolling week (the day and the 6 before it, summed from the day counters:
+there is no week counter that could drift) and its pool's day and week; among
+the resources with room, the rotation's choice. The in-memory store runs these
+functions; the Redis store runs the same rules inside reserve.lua, atomically
+with the increments; a test holds the two to the same answers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from allocator.quota.base import (
+    Blocked,
+    ChannelAsk,
+    ResourceQuota,
+    cap_key,
+    counter_key,
+    pool_key,
+)
+from allocator.reasons import WHY_ORDER, Why
+
+Count = Callable[[str], int]
+
+
+def weeks_around(day: date) -> tuple[date, ...]:
+    """The 13 days from 6 before `day` to 6 after: a send on `day` falls in the
+    7 rolling weeks (of 7 days each) that end on `day` and on each of the 6
+    days after it, and none of them may go over (sends are booked for later
+    days too, by deferrals and patterns)."""
+    return tuple(day + timedelta(days=n) for n in range(-6, 7))
+
+
+def week_full(counts: list[int], limit: int) -> bool:
+    """Whether one more send in the middle day of 13 `counts` (weeks_around)
+    would put one of its 7 rolling weeks over `limit`."""
+    window = sum(counts[:7])
+    worst = window
+    for start in range(1, 7):
+        window += counts[start + 6] - counts[start - 1]
+        worst = max(worst, window)
+    return worst >= limit
+
+
+def day_cap(resource: ResourceQuota, day: date) -> tuple[int | None, bool]:
+    """The resource's cap on `day` (None: unlimited), and whether its warm-up set it."""
+    cap = resource.limit
+    if resource.warmup is not None:
+        ramp = resource.warmup.cap_on(day)
+        if cap is None or ramp < cap:
+            return ramp, True
+    return cap, False
+
+
+@dataclass(frozen=True)
+class DayChoice:
+    """The outcome of one day: the index of the resource taken and the keys to
+    count it in, or what blocked the day."""
+
+    chosen: int | None
+    increments: tuple[str, ...] = ()
+    blocked: Blocked | None = None
+
+
+def choose_on_day(ask: ChannelAsk, client_id: str, day: date, count: Count) -> DayChoice:
+    """Which resource of `ask` takes a send on `day`, given the counters (`count`
+    reads one by its key without a prefix). Nothing is counted here."""
+    shared: list[str] = []
+    of = len(ask.resources)
+    if ask.lead is not None:
+        key = cap_key("", "lead", client_id, ask.lead.name, day)
+        if count(key) >= ask.lead.limit:
+            return DayChoice(None, blocked=Blocked(Why.DEFERRED_LEAD_LIMIT, 0, of))
+        shared.append(key)
+    if ask.domain is not None:
+        key = cap_key("", "domain", client_id, ask.domain.name, day)
+        if count(key) >= ask.domain.limit:
+            return DayChoice(None, blocked=Blocked(Why.DEFERRED_DOMAIN_LIMIT, 0, of))
+        shared.append(key)
+    loaded = ask.rotation == "least_loaded"
+    best: int | None = None
+    best_count, best_cap = 0, None
+    tally: Counter[str] = Counter()
+    for index, resource in enumerate(ask.resources):
+        used = count(counter_key("", ask.channel, resource.resource_id, day))
+        cap, warm = day_cap(resource, day)
+        why = _blocked(ask, client_id, resource, day, used, cap, warm, count)
+        if why is not None:
+            tally[why] += 1
+            continue
+        if best is None or (
+            _less_loaded(used, cap, best_count, best_cap) if loaded else used < best_count
+        ):
+            best, best_count, best_cap = index, used, cap
+    if best is None:
+        why, blocked = min(tally.items(), key=lambda item: (-item[1], WHY_ORDER[item[0]]))
+        return DayChoice(None, blocked=Blocked(why, blocked, of))
+    taken = ask.resources[best]
+    keys = [counter_key("", ask.channel, taken.resource_id, day)]
+    if taken.pool is not None:
+        keys.append(pool_key("", ask.channel, client_id, taken.pool.pool_id, day))
+    return DayChoice(best, tuple(keys + shared))
+
+
+def _blocked(
+    ask: ChannelAsk,
+    client_id: str,
+    resource: ResourceQuota,
+    day: date,
+    used: int,
+    cap: int | None,
+    warm: bool,
+    count: Count,
+) -> str | None:
+    """The first of the resource's limits that has no room on `day`, or None."""
+    if cap is not None and used >= cap:
+        return Why.DEFERRED_WARMUP if warm else Why.DEFERRED_FULL
+    if resource.weekly is not None:
+        rid = resource.resource_id
+        counts = [count(counter_key("", ask.channel, rid, d)) for d in weeks_around(day)]
+        if week_full(counts, resource.weekly):
+            return Why.DEFERRED_WEEKLY
+    pool = resource.pool
+    if pool is not None:
+        pooled = count(pool_key("", ask.channel, client_id, pool.pool_id, day))
+        if pool.limit is not None and pooled >= pool.limit:
+            return Why.DEFERRED_POOL
+        if pool.weekly is not None:
+            days = weeks_around(day)
+            counts = [count(pool_key("", ask.channel, client_id, pool.pool_id, d)) for d in days]
+            if week_full(counts, pool.weekly):
+                return Why.DEFERRED_POOL
+    return None
+
+
+def _less_loaded(used: int, cap: int | None, best_used: int, best_cap: int | None) -> bool:
+    """used / cap < best_used / best_cap, exactly (an unlimited resource is empty);
+    a tie is not less, so it goes to the earlier (smaller) resource_id."""
+    mine = (0, 1) if cap is None else (used, cap)
+    theirs = (0, 1) if best_cap is None else (best_used, best_cap)
+    return mine[0] * theirs[1] < theirs[0] * mine[1]
