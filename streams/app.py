@@ -62,6 +62,9 @@ class TimedQuota:
     ) -> int:
         return await self.inner.increment(channel, resource_id, day, client_id=client_id)
 
+    async def read_counters(self, client_id: str, keys: Sequence[str]) -> list[int]:
+        return await self.inner.read_counters(client_id, keys)
+
     async def close(self) -> None:
         await self.inner.close()
 

@@ -132,12 +132,12 @@ def parser() -> argparse.ArgumentParser:
         "create the missing topics (ALLOCATOR_TOPIC_PARTITIONS, _REPLICATION_FACTOR)",
     )
 
-    for table, one in (("clients", "client"), ("resources", "resource")):
+    for table, one in (("clients", "client"), ("resources", "resource"), ("pools", "pool")):
         group = _actions(commands, table, f"load {table} into the database, or list them")
         load = _leaf(group, "load", f"upsert {table} from a JSON Lines file, all or nothing")
         load.add_argument("file", help=f"JSON Lines, one {one} per line")
         listing = _leaf(group, "list", f"the {table} in the database (ALLOCATOR_DATABASE_URL)")
-        if table == "resources":
+        if table != "clients":
             listing.add_argument("--client", metavar="CLIENT_ID", help="one client's only")
         _json_flag(listing)
 
@@ -292,6 +292,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "clients":
         return listing.show_clients(settings.database_url, args.json)
+    if args.command == "pools":
+        return listing.show_pools(settings.database_url, args.client, args.json)
     return listing.show_resources(settings.database_url, args.client, args.json)
 
 

@@ -188,4 +188,9 @@ class QuotaStore(Protocol):
         """Add one send to that counter unconditionally; the new count."""
         ...
 
+    async def read_counters(self, client_id: str, keys: Sequence[str]) -> list[int]:
+        """Counters of one client by their keys without a prefix (counter_key,
+        pool_key, cap_key with prefix ""); 0 where there is none."""
+        ...
+
     async def close(self) -> None: ...

@@ -68,6 +68,10 @@ class MemoryQuotaStore:
     ) -> list[int]:
         return [self.count(channel, rid, day) for rid in resource_ids]
 
+    async def read_counters(self, client_id: str, keys: Sequence[str]) -> list[int]:
+        """Counters by their keys without a prefix, as RedisQuotaStore.read_counters."""
+        return [self.counters.get(key, 0) for key in keys]
+
     async def increment(
         self, channel: Channel, resource_id: str, day: date, *, client_id: str = ""
     ) -> int:

@@ -406,6 +406,16 @@ class RedisQuotaStore:
             values = await self._redis.mget(keys)
         return [int(v) if v is not None else 0 for v in values]
 
+    async def read_counters(self, client_id: str, keys: Sequence[str]) -> list[int]:
+        """Counters of one client by their keys without a prefix (base.py's
+        counter_key, pool_key, cap_key with prefix ""); 0 where none is."""
+        if not keys:
+            return []
+        head = self.keys.client_prefix(client_id)
+        async with redis_outages():
+            values = await self._redis.mget([head + key for key in keys])
+        return [int(v) if v is not None else 0 for v in values]
+
     async def increment(
         self, channel: Channel, resource_id: str, day: date, *, client_id: str = ""
     ) -> int:

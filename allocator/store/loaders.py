@@ -1,4 +1,4 @@
-"""`allocator clients|resources|leads load`: JSON Lines upserts, all or nothing.
+"""`allocator clients|resources|pools|leads load`: JSON Lines upserts, all or nothing.
 
 A file is read and checked whole before the database is touched, so a bad
 line (LoadError) or an unreadable file (OSError) writes nothing; the rows are
@@ -12,9 +12,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from allocator.errors import ErrorCode, InvalidRecord, LoadError
-from allocator.files import load_all
-from allocator.models import Client, Resource, ScoredLead, validate
-from allocator.store.database import Database, upsert_clients, upsert_leads, upsert_resources
+from allocator.files import load_all, parse_lines
+from allocator.models import Client, Pool, Resource, ScoredLead, validate
+from allocator.store.database import (
+    Database,
+    pool_keys,
+    upsert_clients,
+    upsert_leads,
+    upsert_pools,
+    upsert_resources,
+)
 
 T = TypeVar("T")
 
@@ -93,6 +100,45 @@ def read_resources(path: str | Path) -> list[Resource]:
     return _read(path, _resource, "has no channel or resource_id", "clients")
 
 
+def read_pools(path: str | Path) -> list[Pool]:
+    """Every pool of the file; LoadError naming every bad line."""
+    return load_all(path, lambda data: validate(Pool, data))
+
+
+PoolKey = tuple[str, str, str]  # (client_id, channel, pool_id)
+
+
+def pool_key_of(pool: Pool) -> PoolKey:
+    return (pool.client_id, pool.channel.value, pool.pool_id)
+
+
+def check_pools(path: str | Path, resources: Sequence[Resource], known: set[PoolKey]) -> None:
+    """LoadError naming each line whose resource names a pool its client does not
+    have on its channel (CONTRACT.md section 8: a bad line). `resources` are the
+    file's, in line order (read_resources)."""
+    wanted = {
+        id(r): (r.client_id, r.channel.value, r.pool_id) for r in resources if r.pool_id is not None
+    }
+    if not any(key not in known for key in wanted.values()):
+        return
+    lines = [number for number, item in parse_lines(path, _resource)]
+    problems = [
+        (
+            number,
+            InvalidRecord(
+                ErrorCode.INVALID_FIELD,
+                "pool_id",
+                resource.pool_id,
+                f"pool_id: client {resource.client_id!r} has no {resource.channel.value} pool "
+                f"{resource.pool_id!r} (load it first: allocator pools load FILE)",
+            ),
+        )
+        for number, resource in zip(lines, resources, strict=True)
+        if id(resource) in wanted and wanted[id(resource)] not in known
+    ]
+    raise LoadError(str(path), problems)
+
+
 def read_leads(path: str | Path) -> list[ScoredLead]:
     """Every scored lead of the file; LoadError naming every bad line."""
     return load_all(path, lambda data: validate(ScoredLead, data))
@@ -103,9 +149,19 @@ async def write_clients(db: Database, clients: Sequence[Client]) -> None:
         await upsert_clients(session, clients)
 
 
-async def write_resources(db: Database, resources: Sequence[Resource]) -> None:
+async def write_resources(
+    db: Database, resources: Sequence[Resource], path: str | Path = "resources"
+) -> None:
+    """Upsert the resources, in the transaction that checks their pools exist."""
     async with db.session() as session, session.begin():
+        if any(r.pool_id is not None for r in resources):
+            check_pools(path, resources, await pool_keys(session))
         await upsert_resources(session, resources)
+
+
+async def write_pools(db: Database, pools: Sequence[Pool]) -> None:
+    async with db.session() as session, session.begin():
+        await upsert_pools(session, pools)
 
 
 async def write_leads(db: Database, leads: Sequence[ScoredLead]) -> None:
@@ -123,5 +179,12 @@ async def load_clients(db: Database, path: str | Path) -> int:
 async def load_resources(db: Database, path: str | Path) -> int:
     """Upsert every resource of the file (the last line of a key wins); lines read."""
     rows = read_resources(path)
-    await write_resources(db, rows)
+    await write_resources(db, rows, path)
+    return len(rows)
+
+
+async def load_pools(db: Database, path: str | Path) -> int:
+    """Upsert every pool of the file (the last line of a key wins); lines read."""
+    rows = read_pools(path)
+    await write_pools(db, rows)
     return len(rows)

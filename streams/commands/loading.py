@@ -1,4 +1,4 @@
-"""`allocator clients|resources|leads load FILE`: a JSON Lines file upserted,
+"""`allocator clients|resources|pools|leads load FILE`: a JSON Lines file upserted,
 all or nothing (allocator/store/loaders.py reads and writes it)."""
 
 from __future__ import annotations
@@ -11,16 +11,18 @@ from allocator.store import Database
 from allocator.store.loaders import (
     read_clients,
     read_leads,
+    read_pools,
     read_resources,
     write_clients,
     write_leads,
+    write_pools,
     write_resources,
 )
 from streams.commands.errors import RUNTIME, CommandError
 from streams.commands.store import open_database
 
-Kind = Literal["clients", "resources", "leads"]
-KINDS: tuple[Kind, ...] = ("clients", "resources", "leads")
+Kind = Literal["clients", "resources", "pools", "leads"]
+KINDS: tuple[Kind, ...] = ("clients", "resources", "pools", "leads")
 
 Write = Callable[[Database], Awaitable[None]]
 
@@ -32,7 +34,10 @@ def _read(kind: Kind, path: str) -> tuple[int, Write]:
         return len(clients), lambda db: write_clients(db, clients)
     if kind == "resources":
         resources = read_resources(path)
-        return len(resources), lambda db: write_resources(db, resources)
+        return len(resources), lambda db: write_resources(db, resources, path)
+    if kind == "pools":
+        pools = read_pools(path)
+        return len(pools), lambda db: write_pools(db, pools)
     leads = read_leads(path)
     return len(leads), lambda db: write_leads(db, leads)
 
