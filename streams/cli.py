@@ -193,6 +193,20 @@ def parser() -> argparse.ArgumentParser:
         "--seconds", type=float, default=10.0, help="how long to wait for them (default 10)"
     )
 
+    usage = _leaf(
+        commands,
+        "usage",
+        "live counters and caps per resource: the day, its cap, the rolling week, the pool",
+        "Per resource (active or paused): its counter on the day, that day's cap "
+        "(after warm-up), its rolling week (the day and the 6 before) and its pool's, "
+        "read from the live quota counters (ALLOCATOR_REDIS_URL).",
+    )
+    usage.add_argument("--client", metavar="CLIENT_ID", help="one client's only")
+    usage.add_argument(
+        "--day", metavar="YYYY-MM-DD", help="default: today in each client's time zone"
+    )
+    _json_flag(usage)
+
     replay = _leaf(
         commands,
         "replay",
@@ -284,6 +298,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return topics.create(settings)
     if args.command == "dlq":
         return _dlq_show(args, settings)
+    if args.command == "usage":
+        from streams.commands import usage
+
+        return usage.show(settings, args.client, args.day, args.json)
     if args.action == "load":
         from streams.commands.loading import load
 
