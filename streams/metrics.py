@@ -20,6 +20,13 @@ class Metrics:
             ["tier", "channel", "status"],
             registry=self.registry,
         )
+        self.reasons = Counter(
+            "allocator_channel_reasons",
+            "Channel entries not at their first slot, by channel and reason code "
+            "(CONTRACT.md section 11: deferred_full, deferred_weekly, ...)",
+            ["channel", "code"],
+            registry=self.registry,
+        )
         self.leads = Counter(
             "allocator_leads", "Allocations emitted, by tier", ["tier"], registry=self.registry
         )
@@ -64,14 +71,19 @@ class Metrics:
         # more than the counting.
         leads: TallyCounter[str] = TallyCounter()
         entries: TallyCounter[tuple[str, str, str]] = TallyCounter()
+        reasons: TallyCounter[tuple[str, str]] = TallyCounter()
         for decision in decisions:
             allocation = decision.allocation
             tier = allocation.als_tier.value
             leads[tier] += 1
             for entry, steps in zip(allocation.channels, decision.deferrals, strict=True):
                 entries[(tier, entry.channel.value, reported_status(entry.status, steps))] += 1
+                if entry.reason is not None:
+                    reasons[(entry.channel.value, entry.reason.code)] += 1
         for tier, count in leads.items():
             self.leads.labels(tier).inc(count)
         for labels, count in entries.items():
             self.allocations.labels(*labels).inc(count)
+        for labels, count in reasons.items():
+            self.reasons.labels(*labels).inc(count)
         self.batch_size.observe(len(decisions))
