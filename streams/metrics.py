@@ -84,6 +84,6 @@ class Metrics:
             self.leads.labels(tier).inc(count)
         for labels, count in entries.items():
             self.allocations.labels(*labels).inc(count)
-        for labels, count in reasons.items():
-            self.reasons.labels(*labels).inc(count)
+        for (channel, code), count in reasons.items():
+            self.reasons.labels(channel, code).inc(count)
         self.batch_size.observe(len(decisions))
