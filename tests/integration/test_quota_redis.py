@@ -36,22 +36,29 @@ def acme_key(url: str, prefix: str, key: str) -> str:
     return f"{prefix}{{acme}}{key}" if RedisTarget.parse(url).cluster else f"{prefix}{key}"
 
 
+def run_in_two_processes(
+    url: str, prefix: str, event_ids: list[str], mode: str
+) -> dict[str, str | None]:
+    """Half of the events each to 2 processes of 4 asyncio clients (quota_worker)."""
+    halves = [event_ids[0::2], event_ids[1::2]]
+    merged: dict[str, str | None] = {}
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(quota_worker.run, url, prefix, half, 4, mode) for half in halves]
+        for future in futures:
+            merged.update(future.result())
+    return merged
+
+
 async def check_concurrent_processes_never_exceed_seat_limits(url: str, prefix: str) -> None:
     """8 asyncio clients in 2 processes, 3 seats x 17, 2,000 leads: exactly 51 succeed."""
     event_ids = [f"ev-{i}" for i in range(2000)]
-    halves = [event_ids[0::2], event_ids[1::2]]
 
     def run_all() -> dict[str, str | None]:
-        merged: dict[str, str | None] = {}
-        with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(quota_worker.run, url, prefix, half, 4) for half in halves]
-            for future in futures:
-                merged.update(future.result())
-        return merged
+        return run_in_two_processes(url, prefix, event_ids, "day")
 
     first = run_all()
     assert len(first) == 2000
-    per_seat = Counter(seat for seat in first.values() if seat)
+    per_seat = Counter(seat.split("@")[0] for seat in first.values() if seat)
     assert sum(per_seat.values()) == 51
     assert per_seat == {"seat-0": 17, "seat-1": 17, "seat-2": 17}
 
@@ -66,6 +73,33 @@ async def check_concurrent_processes_never_exceed_seat_limits(url: str, prefix: 
     assert await redis.mget(keys) == ["17", "17", "17"]
     ttls = [await redis.ttl(k) for k in keys]
     assert all(ttl > 3 * 86400 for ttl in ttls)  # expires days after the day ends
+    await redis.aclose()
+
+
+async def check_concurrent_processes_keep_weekly_and_pool_limits(url: str, prefix: str) -> None:
+    """8 asyncio clients in 2 processes, 4 seats of 17 a day and 12 a week in a
+    pool of 40 a day and 60 a week, 2,000 leads asking for any of 7 days: the
+    seats' weeks bind (48 sends), the pool's day caps the first day (40), and
+    sending all 2,000 again changes nothing."""
+    event_ids = [f"wk-{i}" for i in range(2000)]
+    first = run_in_two_processes(url, prefix, event_ids, "week")
+    assert len(first) == 2000
+    taken = Counter(pick for pick in first.values() if pick)
+    assert sum(taken.values()) == 48
+    per_seat = Counter(pick.split("@")[0] for pick in taken.elements())
+    assert per_seat == {f"seat-{i}": 12 for i in range(4)}
+    per_day = Counter(int(pick.split("@")[1]) for pick in taken.elements())
+    assert per_day == {0: 40, 1: 8}
+
+    redis = raw_redis(url)
+    days = quota_worker.WEEK_DAYS
+    pool_days = [
+        acme_key(url, prefix, pool_key("", Channel.LINKEDIN, "acme", "brand", d)) for d in days
+    ]
+    assert [int(v or 0) for v in await redis.mget(pool_days)] == [40, 8, 0, 0, 0, 0, 0]
+    again = run_in_two_processes(url, prefix, event_ids, "week")
+    assert again == first
+    assert [int(v or 0) for v in await redis.mget(pool_days)] == [40, 8, 0, 0, 0, 0, 0]
     await redis.aclose()
 
 
@@ -210,6 +244,12 @@ async def test_concurrent_processes_never_exceed_seat_limits(
     redis_url: str, redis_prefix: str
 ) -> None:
     await check_concurrent_processes_never_exceed_seat_limits(redis_url, redis_prefix)
+
+
+async def test_concurrent_processes_keep_weekly_and_pool_limits(
+    redis_url: str, redis_prefix: str
+) -> None:
+    await check_concurrent_processes_keep_weekly_and_pool_limits(redis_url, redis_prefix)
 
 
 async def test_redis_and_memory_stores_agree(redis_url: str, redis_prefix: str) -> None:

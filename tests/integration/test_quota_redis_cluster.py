@@ -37,6 +37,7 @@ from tests.integration.expect import check_allocation, check_limits, usage_of
 from tests.integration.test_quota_redis import (
     CLIENTS,
     check_a_repeat_gets_the_first_plan_and_picks,
+    check_concurrent_processes_keep_weekly_and_pool_limits,
     check_concurrent_processes_never_exceed_seat_limits,
     check_increment_and_usage,
     check_redis_and_memory_stores_agree,
@@ -68,6 +69,12 @@ async def test_concurrent_processes_never_exceed_seat_limits(
     redis_cluster_url: str, cluster_prefix: str
 ) -> None:
     await check_concurrent_processes_never_exceed_seat_limits(redis_cluster_url, cluster_prefix)
+
+
+async def test_concurrent_processes_keep_weekly_and_pool_limits(
+    redis_cluster_url: str, cluster_prefix: str
+) -> None:
+    await check_concurrent_processes_keep_weekly_and_pool_limits(redis_cluster_url, cluster_prefix)
 
 
 async def test_redis_and_memory_stores_agree(redis_cluster_url: str, cluster_prefix: str) -> None:
@@ -260,8 +267,8 @@ async def _losses(url: str, prefix: str, acked: dict[str, tuple[float, Held]]) -
 
 
 def _answer(value: str) -> Held:
-    """A held answer as stored (reserve.lua): [plan, ["<step>:<resource_id>", ...]]."""
-    plan, picks = json.loads(value)
+    """A held answer as stored (reserve.lua): [plan, ["<step>:<resource_id>", ...], blocked]."""
+    plan, picks, *_ = json.loads(value)
     return Held(plan, tuple(Reservation(int(p[0]), p[2:]) for p in picks))
 
 
