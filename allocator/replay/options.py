@@ -38,8 +38,10 @@ class ReplayOptions:
     end: Bound | None = None
     clients: Path | None = None  # None: the database's
     resources: Path | None = None
+    pools: Path | None = None
     report: Path | None = None
     variant: Rules | None = None  # --compare, already parsed
+    compare: Path | None = None  # the rules file it was read from
     redis_namespace: str | None = None  # None: quotas counted in memory
     quiet: bool = False
 
@@ -66,9 +68,11 @@ class ReplayOptions:
             end=end,
             clients=_input_file(args.clients, "--clients"),
             resources=_input_file(args.resources, "--resources"),
+            pools=_input_file(args.pools, "--pools"),
             out=_out_file(args.out),
             report=_report_folder(args.report),
             variant=_rules(args.compare),
+            compare=None if args.compare is None else Path(args.compare),
             redis_namespace=args.redis_namespace,
             quiet=args.quiet,
         )
@@ -100,6 +104,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clients", metavar="FILE", help="clients, JSON Lines (default: database)")
     parser.add_argument(
         "--resources", metavar="FILE", help="resources, JSON Lines (default: database)"
+    )
+    parser.add_argument(
+        "--pools",
+        metavar="FILE",
+        help="pools, JSON Lines (default: database, read when a resource names a pool)",
     )
     parser.add_argument(
         "--out", metavar="FILE", required=True, help="allocations, JSON Lines, in input order"

@@ -9,22 +9,31 @@ time and decided_at are the lead's scored_at. Quotas live in the store given
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from allocator.batch import BatchDecider, Undecidable, event_time
-from allocator.channels import ALLOCATED
+from allocator.channels import ALLOCATED, Channel
 from allocator.decision import Schedule
 from allocator.directory import ClientDirectory, build_snapshot, unknown_client
-from allocator.models import Client, Resource, ScoredLead
+from allocator.models import Client, Pool, Resource, ScoredLead
 from allocator.patterns import NO_PATTERNS, PatternSet
 from allocator.quota import QuotaStore
 from allocator.replay.rules import Rules
 from allocator.replay.sources import History
-from allocator.replay.summary import InputSource, SendChanges, Summary
+from allocator.replay.summary import (
+    NO_REASON,
+    REASONS,
+    InputSource,
+    ReasonChange,
+    SendChanges,
+    Summary,
+)
 
-# Per lead, per channel: (status, resource_id, send_at) for comparing runs.
-Outcome = dict[str, tuple[str, str | None, str | None]]
+# Per lead, per channel: (status, resource_id, send_at, reason code or
+# NO_REASON) for comparing runs.
+Outcome = dict[str, tuple[str, str | None, str | None, str]]
 
 
 @dataclass
@@ -47,11 +56,12 @@ async def replay(
     keep_outcomes: bool = False,
     batch_size: int = 1000,
     sources: Sequence[InputSource] = (),
+    pools: Sequence[Pool] = (),
 ) -> ReplayRun:
     """Every lead of `history` decided under `rules`; `sources` say where the
     history and the setup were read, for the summary to report."""
-    clients, resources = rules.apply(clients, resources)
-    snapshot = build_snapshot(clients, resources)
+    setup = rules.apply(clients, resources, pools)
+    snapshot = build_snapshot(setup.clients, setup.resources, setup.pools)
     decider = BatchDecider(
         ClientDirectory.fixed(snapshot), quota, rules.schedule(schedule), event_time
     )
@@ -86,6 +96,7 @@ async def replay(
                         e.status,
                         e.resource_id,
                         e.send_at.isoformat() if e.send_at else None,
+                        e.reason.code if e.reason is not None else NO_REASON,
                     )
                     for e in allocation.channels
                 }
@@ -109,12 +120,17 @@ async def replay(
 
 
 def send_changes(base: ReplayRun, variant: ReplayRun) -> SendChanges:
-    """How the variant's sends differ from the baseline's, lead by lead."""
+    """How the variant's sends differ from the baseline's, lead by lead; and
+    how the reasons of the channels both runs decided changed."""
     moved = resource_changed = newly_served = no_longer_served = 0
+    reasons: Counter[tuple[str, str, str]] = Counter()
+    absent = ("absent", None, None, NO_REASON)
     for mine, theirs in zip(base.outcomes, variant.outcomes, strict=True):
         for channel in mine.keys() | theirs.keys():
-            a = mine.get(channel, ("absent", None, None))
-            b = theirs.get(channel, ("absent", None, None))
+            a = mine.get(channel, absent)
+            b = theirs.get(channel, absent)
+            if channel in mine and channel in theirs and a[3] != b[3]:
+                reasons[(channel, a[3], b[3])] += 1
             served_a, served_b = a[0] == ALLOCATED, b[0] == ALLOCATED
             if served_a and served_b:
                 if a[2] != b[2]:
@@ -125,4 +141,14 @@ def send_changes(base: ReplayRun, variant: ReplayRun) -> SendChanges:
                 newly_served += 1
             elif served_a:
                 no_longer_served += 1
-    return SendChanges(moved, resource_changed, newly_served, no_longer_served)
+    rank = {r: i for i, r in enumerate(REASONS)}
+
+    def order(item: tuple[tuple[str, str, str], int]) -> tuple[int, int, int, int, str]:
+        (channel, was, now), n = item
+        where = list(Channel).index(Channel(channel))
+        return (-n, where, rank.get(was, len(rank)), rank.get(now, len(rank)), was + now)
+
+    changes = tuple(ReasonChange(*key, n) for key, n in sorted(reasons.items(), key=order))
+    return SendChanges(
+        moved, resource_changed, newly_served, no_longer_served, sum(reasons.values()), changes
+    )

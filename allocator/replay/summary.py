@@ -15,12 +15,20 @@ from allocator.decision import Decision
 from allocator.directory import ClientSetup
 from allocator.errors import InvalidRecord
 from allocator.models import ScoredLead
+from allocator.reasons import Why
 from allocator.replay.sources import History
 from allocator.tiers import DISPLAY_ORDER
 
 # Skipped records listed one by one in summary.json and the report; the rest
 # are counted by code. A file of a million bad lines must not make a page of them.
 SKIPPED_LISTED = 100
+
+# What a channel entry's reason is counted as when it has none: allocated at
+# the slot its pattern or the default schedule gave (CONTRACT.md section 11).
+NO_REASON = "none"
+# Every reason counted, in the order tables list them: none first, then the
+# codes in allocator.reasons' order.
+REASONS: tuple[str, ...] = (NO_REASON, *(why.value for why in Why))
 
 # --- the figures, typed -------------------------------------------------------
 # Row types name their fields as summary.json names its keys, so that a row's
@@ -83,6 +91,16 @@ class ClientDayCount:
     day: str
     channel: str
     status: str
+    count: int
+
+
+@dataclass(frozen=True)
+class ReasonCount:
+    """Channel entries of one client and channel with one reason (NO_REASON: none)."""
+
+    client_id: str
+    channel: str
+    reason: str
     count: int
 
 
@@ -187,6 +205,10 @@ class ReplaySummary:
     leads_by_client: Mapping[str, int] = field(default_factory=dict)
     unknown_clients: tuple[str, ...] = ()  # not among the clients given: no resources
     inputs: Inputs = field(default_factory=Inputs)
+    # Round 2: channel entries by reason code, every one of REASONS in that order
+    # (empty in a summary made before reasons were counted), and by client and channel.
+    reasons: Mapping[str, int] = field(default_factory=dict)
+    by_reason: tuple[ReasonCount, ...] = ()
 
     @property
     def rules_name(self) -> str:
@@ -205,6 +227,17 @@ class ReplaySummary:
         """Entries a record calls allocated: on the day asked for, or deferred to a
         later day (the demo's "allocated", of which deferred)."""
         return self.statuses[ALLOCATED] + self.statuses[DEFERRED]
+
+    def reason_count(self, reason: str) -> int:
+        return self.reasons.get(reason, 0)
+
+    def sends_per_day(self) -> Counter[tuple[str, str]]:
+        """(day, channel) -> sends on that quota day, deferred ones included."""
+        sends: Counter[tuple[str, str]] = Counter()
+        for d in self.per_day:
+            if d.status in (ALLOCATED, DEFERRED):
+                sends[(d.day, d.channel)] += d.count
+        return sends
 
     def clients(self) -> list[str]:
         """Every client with leads, by id."""
@@ -235,7 +268,37 @@ class ReplaySummary:
             "leads_by_client": dict(self.leads_by_client),
             "unknown_clients": list(self.unknown_clients),
             "inputs": self.inputs.to_json(),
+            "reasons": dict(self.reasons),
+            "by_reason": [asdict(r) for r in self.by_reason],
         }
+
+
+@dataclass(frozen=True)
+class ReasonChange:
+    """Channel entries of one channel whose reason was `baseline` in the baseline
+    and is `variant` under the variant (NO_REASON: none)."""
+
+    channel: str
+    baseline: str
+    variant: str
+    count: int
+
+
+@dataclass(frozen=True)
+class DayChange:
+    """Sends of one quota day and channel in the baseline and under the variant."""
+
+    day: str
+    channel: str
+    baseline: int
+    variant: int
+
+    @property
+    def change(self) -> int:
+        return self.variant - self.baseline
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "change": self.change}
 
 
 @dataclass(frozen=True)
@@ -247,6 +310,10 @@ class SendChanges:
     on_another_resource: int = 0
     newly_served: int = 0
     no_longer_served: int = 0
+    # Entries of a channel both runs decided whose reason code differs; and how,
+    # most frequent first.
+    another_reason: int = 0
+    reason_changes: tuple[ReasonChange, ...] = ()
 
     def to_json(self) -> dict[str, int]:
         # This order is the terminal's and the report's table's.
@@ -255,6 +322,7 @@ class SendChanges:
             "sends_on_another_resource": self.on_another_resource,
             "sends_newly_served": self.newly_served,
             "sends_no_longer_served": self.no_longer_served,
+            "entries_with_another_reason": self.another_reason,
         }
 
 
@@ -266,6 +334,19 @@ class Comparison:
     variant: ReplaySummary
     changes: SendChanges
 
+    def reasons(self) -> list[str]:
+        """The reasons either side counted, in REASONS' order."""
+        return [r for r in REASONS if self.baseline.reason_count(r) or self.variant.reason_count(r)]
+
+    def day_changes(self) -> tuple[DayChange, ...]:
+        """Per quota day and channel where they differ: sends in each run."""
+        a, b = self.baseline.sends_per_day(), self.variant.sends_per_day()
+        return tuple(
+            DayChange(day, channel, a[(day, channel)], b[(day, channel)])
+            for day, channel in sorted(a.keys() | b.keys())
+            if a[(day, channel)] != b[(day, channel)]
+        )
+
     def to_json(self) -> dict[str, Any]:
         sides = {"baseline": self.baseline, "variant": self.variant}
         return {
@@ -273,6 +354,9 @@ class Comparison:
             "variant": dict(self.variant.rules),
             **self.changes.to_json(),
             "statuses": {k: dict(s.statuses) for k, s in sides.items()},
+            "reasons": {k: dict(s.reasons) for k, s in sides.items()},
+            "reason_changes": [asdict(c) for c in self.changes.reason_changes],
+            "sends_per_day_changed": [d.to_json() for d in self.day_changes()],
             "usage_balance_spread": {k: s.usage_balance_spread for k, s in sides.items()},
             "capacity_needed": {
                 k: [asdict(c) for c in s.capacity_needed] for k, s in sides.items()
@@ -311,6 +395,8 @@ class Summary:
     capacity: dict[tuple[str, str], int | None] = field(default_factory=dict)
     # (weekday 0=Mon, hour) of send_at, local to its zone
     send_times: Counter[tuple[int, int]] = field(default_factory=Counter)
+    # (client, channel, reason code or NO_REASON)
+    reasons: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
     def read(self, history: History) -> None:
         """What the history holds before any lead is decided: counts, span, rejects."""
@@ -345,6 +431,8 @@ class Summary:
             channel = entry.channel.value
             status = reported_status(entry.status, steps)
             self.entries[(tier, channel, status)] += 1
+            why = entry.reason.code if entry.reason is not None else NO_REASON
+            self.reasons[(lead.client_id, channel, why)] += 1
             day = entry.usage_day or (wanted or lead.scored_at.date()).isoformat()
             self.per_client_day[(lead.client_id, day, channel, status)] += 1
             if wanted is not None:
@@ -488,7 +576,16 @@ class Summary:
             leads_by_client=dict(sorted(self.clients.items())),
             unknown_clients=tuple(sorted(self.unknown_clients)),
             inputs=self.inputs(),
+            reasons=self.reason_totals(),
+            by_reason=tuple(ReasonCount(*key, n) for key, n in sorted(self.reasons.items())),
         )
+
+    def reason_totals(self) -> dict[str, int]:
+        totals: Counter[str] = Counter()
+        for (_, _, why), n in self.reasons.items():
+            totals[why] += n
+        # A code this module does not know yet (a newer core) is kept, after the others.
+        return {r: totals[r] for r in [*REASONS, *sorted(set(totals) - set(REASONS))]}
 
     def to_json(self) -> dict[str, Any]:
         return self.result().to_json()
