@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +57,79 @@ def replay_args(paths: dict[str, Path], out: Path, *extra: str) -> list[str]:
         "--quiet",
         *extra,
     ]
+
+
+# --- round 2: small setups of one client, written as the loaders read them ----
+
+WEEK_START = "2026-11-23"  # a Monday
+
+
+def write_lines(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def weekday_leads(
+    per_day: int, weeks: int, score: int, client_id: str = "acme", **extra: Any
+) -> list[dict[str, Any]]:
+    """`per_day` leads of one score on each weekday from WEEK_START, a minute
+    apart from 08:00 UTC (before every default send hour), for `weeks` weeks."""
+    start = datetime.fromisoformat(f"{WEEK_START}T08:00:00+00:00")
+    rows = []
+    for day in range(7 * weeks):
+        if day % 7 >= 5:
+            continue
+        for n in range(per_day):
+            at = start + timedelta(days=day, minutes=n)
+            rows.append(
+                {
+                    "lead_id": f"{client_id}-{day:02d}-{n:03d}",
+                    "client_id": client_id,
+                    "als_score": score,
+                    "scored_at": at.isoformat(),
+                    **extra,
+                }
+            )
+    return rows
+
+
+def write_setup(
+    directory: Path,
+    leads: list[dict[str, Any]],
+    resources: list[dict[str, Any]],
+    pools: list[dict[str, Any]] | None = None,
+    clients: list[dict[str, Any]] | None = None,
+) -> dict[str, Path]:
+    """leads.jsonl, clients.jsonl (acme in UTC by default), resources.jsonl and,
+    when given, pools.jsonl in `directory`; no patterns file."""
+    paths = {
+        "leads": write_lines(directory / "leads.jsonl", leads),
+        "clients": write_lines(
+            directory / "clients.jsonl", clients or [{"client_id": "acme", "timezone": "UTC"}]
+        ),
+        "resources": write_lines(directory / "resources.jsonl", resources),
+    }
+    if pools is not None:
+        paths["pools"] = write_lines(directory / "pools.jsonl", pools)
+    return paths
+
+
+def setup_args(paths: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    """`allocator replay` over write_setup's files (with --pools when it wrote one)."""
+    args = ["replay", "--leads", str(paths["leads"]), "--clients", str(paths["clients"])]
+    args += ["--resources", str(paths["resources"])]
+    if "pools" in paths:
+        args += ["--pools", str(paths["pools"])]
+    return [*args, "--out", str(out), "--quiet", *extra]
+
+
+def warmup_resource(every_days: int = 1) -> dict[str, Any]:
+    """An email domain warming up from WEEK_START: 2 sends, then 2 more every
+    `every_days` days, up to its daily limit of 28 (day 14 with every_days 1)."""
+    return {
+        "client_id": "acme",
+        "channel": "email",
+        "resource_id": "mail.acme.io",
+        "daily_limit": 28,
+        "warmup": {"start": WEEK_START, "initial": 2, "step": 2, "every_days": every_days},
+    }

@@ -14,16 +14,18 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from allocator.config import Settings
+from allocator.errors import InvalidRecord, LoadError
 from allocator.files import load_all
-from allocator.models import Client, Resource, parse_pattern_data, validate
+from allocator.models import Client, Pool, Resource, parse_pattern_data, validate
 from allocator.quota import MemoryQuotaStore, QuotaStore
 from allocator.replay import console
 from allocator.replay.options import OptionsError, ReplayOptions, add_arguments
 from allocator.replay.report import write_report
-from allocator.replay.rules import Rules
+from allocator.replay.rules import Rules, Setup
 from allocator.replay.runner import ReplayRun, replay, send_changes
 from allocator.replay.sources import Bound, History, from_file, parse_lead_data, topic_history
 from allocator.replay.summary import Comparison, InputSource
@@ -48,24 +50,35 @@ def execute(options: ReplayOptions) -> int:
     settings = Settings()
     try:
         history = _history(options, settings)
-        clients, resources = _setup(options, settings)
+        given, pools_read = _setup(options, settings)
     except (OSError, ValueError) as exc:
         # A source that changed since the options were checked, a topic that does
-        # not exist, or a clients/resources file with bad lines (named one by one).
+        # not exist, a clients/resources/pools file with bad lines (named one by
+        # one), or a resource naming a pool its client does not have.
         print(f"replay: {exc}", file=sys.stderr)
         return USAGE
+    if options.variant is not None:
+        try:
+            # Checked on this setup before anything runs: a rules file naming a
+            # resource or client this history has not, or a change the record
+            # cannot hold, costs one line, not a baseline replay.
+            options.variant.apply(*given)
+        except InvalidRecord as exc:
+            print(f"replay: --compare {options.compare}: {exc}", file=sys.stderr)
+            return USAGE
     console.show_rejected(history.rejected)
     compare = options.variant is not None
-    sources = _sources(options, history, clients, resources)
+    clients, resources, pools = given
+    sources = _sources(options, history, clients, resources, pools if pools_read else None)
     started = time.perf_counter()
-    base = _run(history, clients, resources, Rules(), options, settings, compare, sources)
+    base = _run(history, given, Rules(), options, settings, compare, sources)
     seconds = time.perf_counter() - started
     console.show_undecidable(base.undecidable)
     options.out.write_text("".join(line + "\n" for line in base.lines), encoding="utf-8")
     summary = base.summary.result()
     comparison = None
     if options.variant is not None:
-        other = _run(history, clients, resources, options.variant, options, settings, True, sources)
+        other = _run(history, given, options.variant, options, settings, True, sources)
         comparison = Comparison(summary, other.summary.result(), send_changes(base, other))
     if options.report is not None:
         console.show_report(write_report(options.report, summary, comparison))
@@ -98,9 +111,14 @@ def _history(options: ReplayOptions, settings: Settings) -> History:
 
 
 def _sources(
-    options: ReplayOptions, history: History, clients: list[Client], resources: list[Resource]
+    options: ReplayOptions,
+    history: History,
+    clients: Sequence[Client],
+    resources: Sequence[Resource],
+    pools: Sequence[Pool] | None = None,
 ) -> tuple[InputSource, ...]:
-    """Where each input was read and how much of it, for the report's "inputs" part."""
+    """Where each input was read and how much of it, for the report's "inputs"
+    part; `pools` None: none were read (no resource names one)."""
     skipped = Counter(r.source for r in history.rejected)
 
     def read(kind: str, path: Path | None, topic: str | None, records: int) -> InputSource:
@@ -127,6 +145,8 @@ def _sources(
         )
     found.append(setup("clients", options.clients, len(clients)))
     found.append(setup("resources", options.resources, len(resources)))
+    if pools is not None:
+        found.append(setup("pools", options.pools, len(pools)))
     return tuple(found)
 
 
@@ -142,29 +162,74 @@ def _window(start: Bound | None, end: Bound | None) -> str:
     return f"{first} {last}"
 
 
-def _setup(options: ReplayOptions, settings: Settings) -> tuple[list[Client], list[Resource]]:
-    if options.clients is not None and options.resources is not None:
-        return _clients(options.clients), _resources(options.resources)
-    from allocator.store import Database
+def _setup(options: ReplayOptions, settings: Settings) -> tuple[Setup, bool]:
+    """The clients, resources and pools to replay with, and whether pools were
+    read: each from its file, else from the database, which is opened only for
+    what no file gives (pools only when a resource, or the rules, name one).
+    A resource naming a pool its client does not have is refused (ValueError)."""
+    clients = None if options.clients is None else _clients(options.clients)
+    resources = None if options.resources is None else _resources(options.resources)
+    pools = None if options.pools is None else _pools(options.pools)
+    wants_pools = pools is None and (
+        resources is None
+        or any(r.pool_id is not None for r in resources)
+        or (options.variant is not None and options.variant.names_pools)
+    )
+    if clients is None or resources is None or wants_pools:
+        stored = _from_database(settings)
+        clients = stored.clients if clients is None else clients
+        resources = stored.resources if resources is None else resources
+        pools = stored.pools if pools is None else pools
+    _check_pools(options, resources, pools or [])
+    return Setup(clients, resources, pools or []), pools is not None
 
-    async def from_database() -> tuple[list[Client], list[Resource]]:
+
+def _from_database(settings: Settings) -> Setup:
+    from allocator.store import Database
+    from allocator.store.database import list_pools
+
+    async def load() -> Setup:
         db = Database(settings.database_url)
         try:
             await db.create_schema()
             snapshot = await db.load_snapshot()
+            # Every pool, also of a client given by --clients and not in the
+            # database (the snapshot holds the database's clients only).
+            async with db.session() as session:
+                pools = await list_pools(session)
         finally:
             await db.close()
-        return (
+        return Setup(
             [s.client for s in snapshot.values()],
             [r for s in snapshot.values() for r in s.resources],
+            pools,
         )
 
-    clients, resources = asyncio.run(from_database())
-    if options.clients is not None:
-        clients = _clients(options.clients)
+    return asyncio.run(load())
+
+
+def _check_pools(options: ReplayOptions, resources: list[Resource], pools: list[Pool]) -> None:
+    """A resource naming a pool its client does not have on its channel is
+    refused, as `allocator resources load` refuses it: a resources file's lines
+    are named (LoadError); the database's resources by their ids."""
+    if all(r.pool_id is None for r in resources):
+        return
+    known = {(p.client_id, p.channel.value, p.pool_id) for p in pools}
+    where = f"--pools {options.pools}" if options.pools is not None else "the database"
     if options.resources is not None:
-        resources = _resources(options.resources)
-    return clients, resources
+        from allocator.store.loaders import check_pools
+
+        try:
+            check_pools(options.resources, resources, known)
+        except LoadError as err:
+            raise ValueError(f"{err}\n  (pools read from {where})") from None
+        return
+    for r in resources:
+        if r.pool_id is not None and (r.client_id, r.channel.value, r.pool_id) not in known:
+            raise ValueError(
+                f"resource {r.resource_id!r} of client {r.client_id!r} (the database's) names "
+                f"{r.channel.value} pool {r.pool_id!r}, which {where} does not have"
+            )
 
 
 def _clients(path: Path) -> list[Client]:
@@ -173,6 +238,10 @@ def _clients(path: Path) -> list[Client]:
 
 def _resources(path: Path) -> list[Resource]:
     return load_all(path, lambda d: validate(Resource, d))
+
+
+def _pools(path: Path) -> list[Pool]:
+    return load_all(path, lambda d: validate(Pool, d))
 
 
 def _quota(options: ReplayOptions, settings: Settings, rules: Rules) -> QuotaStore:
@@ -190,8 +259,7 @@ def _quota(options: ReplayOptions, settings: Settings, rules: Rules) -> QuotaSto
 
 def _run(
     history: History,
-    clients: list[Client],
-    resources: list[Resource],
+    given: Setup,
     rules: Rules,
     options: ReplayOptions,
     settings: Settings,
@@ -205,14 +273,15 @@ def _run(
             try:
                 return await replay(
                     history,
-                    clients,
-                    resources,
+                    given.clients,
+                    given.resources,
                     rules,
                     settings.schedule(),
                     quota,
                     advance,
                     keep_outcomes,
                     sources=sources,
+                    pools=given.pools,
                 )
             finally:
                 await quota.close()

@@ -25,9 +25,11 @@ from rich.text import Text
 
 from allocator.channels import REPORTED_STATUSES
 from allocator.replay.sources import Rejected
-from allocator.replay.summary import Comparison, ReplaySummary
+from allocator.replay.summary import NO_REASON, Comparison, ReplaySummary
 
 SHOWN_REJECTS = 20
+# Changes of reason listed under a comparison; compare.json has them all.
+SHOWN_REASON_CHANGES = 10
 # Tables keep one shape when piped (logs, CI, tests): rich would otherwise fall
 # back to 80 columns, and wrap the summary's title.
 PIPED_WIDTH = 110
@@ -103,11 +105,33 @@ def show_summary(summary: ReplaySummary, leads: int, seconds: float) -> None:
         )
     out = _stdout()
     out.print(table)
+    reasons = _reasons_table(summary)
+    if reasons is not None:
+        out.print(reasons)
     out.print(f"invalid records: {summary.invalid_records}")
 
 
+def _reason(code: str) -> str:
+    return "none (first slot)" if code == NO_REASON else code
+
+
+def _reasons_table(summary: ReplaySummary) -> Table | None:
+    """Channel entries by reason code, with their share; None without reasons."""
+    total = sum(summary.reasons.values())
+    if not total:
+        return None
+    table = Table(title="why channel entries moved")
+    table.add_column("reason")
+    table.add_column("entries", justify="right")
+    table.add_column("share", justify="right")
+    for code, count in summary.reasons.items():
+        if count:
+            table.add_row(_reason(code), str(count), f"{100 * count / total:.1f}%")
+    return table
+
+
 def show_comparison(comparison: Comparison) -> None:
-    """Statuses side by side, then how the sends changed."""
+    """Statuses and reasons side by side, how reasons changed, then how the sends changed."""
     table = Table(title=f"baseline vs {escape(comparison.variant.rules_name)}")
     for column in ("status", "baseline", "variant", "change"):
         table.add_column(column, justify="right")
@@ -116,6 +140,27 @@ def show_comparison(comparison: Comparison) -> None:
         table.add_row(status, str(a), str(b), f"{b - a:+d}")
     out = _stdout()
     out.print(table)
+    reasons = comparison.reasons()
+    if reasons:
+        by_reason = Table(title="reasons: baseline vs variant")
+        for column in ("reason", "baseline", "variant", "change"):
+            by_reason.add_column(column, justify="right")
+        for code in reasons:
+            a, b = comparison.baseline.reason_count(code), comparison.variant.reason_count(code)
+            by_reason.add_row(_reason(code), str(a), str(b), f"{b - a:+d}")
+        out.print(by_reason)
+    moves = comparison.changes.reason_changes
+    if moves:
+        how = Table(title="how reasons changed (most frequent first)")
+        for column in ("channel", "baseline reason", "variant reason", "entries"):
+            how.add_column(column, justify="right" if column == "entries" else "left")
+        for move in moves[:SHOWN_REASON_CHANGES]:
+            how.add_row(
+                move.channel, _reason(move.baseline), _reason(move.variant), str(move.count)
+            )
+        out.print(how)
+        if len(moves) > SHOWN_REASON_CHANGES:
+            out.print(f"... and {len(moves) - SHOWN_REASON_CHANGES} more changes of reason")
     for key, count in comparison.changes.to_json().items():
         out.print(f"{key.replace('_', ' ')}: {count}")
     # In words: scripts read compare.json, which keeps the numbers as they were.

@@ -27,7 +27,9 @@ from allocator.channels import (
     REPORTED_STATUSES,
     Channel,
 )
+from allocator.reasons import Why
 from allocator.replay.summary import (
+    NO_REASON,
     Comparison,
     DayCount,
     Inputs,
@@ -68,15 +70,45 @@ CHANGE_LABELS = {
     "sends_on_another_resource": "sends on another resource, same time",
     "sends_newly_served": "sends newly served",
     "sends_no_longer_served": "sends no longer served",
+    "entries_with_another_reason": "channel entries with another reason",
 }
 ALL_CLIENTS = "all clients"
+# Why an entry is not at its first slot (CONTRACT.md section 11), in words.
+REASON_MEANINGS = {
+    NO_REASON: "allocated at the slot its pattern or the default schedule gave.",
+    Why.DEFERRED_FULL: "deferred: the channel's resources were full on the day.",
+    Why.DEFERRED_WARMUP: "deferred: the resources were at their warm-up cap on the day.",
+    Why.DEFERRED_WEEKLY: "deferred: the resources were at their weekly limit (the day and "
+    "the 6 before it).",
+    Why.DEFERRED_POOL: "deferred: the resources' pool was full (day or week).",
+    Why.DEFERRED_HEALTH: "deferred: the resources were cooling or paused.",
+    Why.DEFERRED_LEAD_LIMIT: "deferred: the lead had its client's daily send limit that day.",
+    Why.DEFERRED_DOMAIN_LIMIT: "deferred: the recipient's mail domain had its client's daily "
+    "limit that day.",
+    Why.MOVED_WINDOW: "moved to the next instant inside the channel's send window.",
+    Why.MOVED_HOLIDAY: "moved past a public holiday or a blackout date.",
+    Why.EXHAUSTED: "no resource had room on any day up to the client's max_defer_days.",
+    Why.NO_RESOURCE: "the client has no active resource for the channel.",
+    Why.SUPPRESSED: "the lead was stopped (replied, booked a meeting or unsubscribed).",
+}
+# Rows of the longer comparison tables; the rest are counted in a sentence.
+REASON_CHANGES_SHOWN = 20
+DAY_CHANGES_SHOWN = 60
 
 
 class Shown(str):
     """A number already written out ("+12", "75%"): a cell right-aligned like a number."""
 
 
+class Bar(float):
+    """A share 0..1: a cell drawing a bar of that length and the share in %."""
+
+
 Cell = str | int | float
+
+
+def _reason_words(reason: str) -> str:
+    return "none (at its first slot)" if reason == NO_REASON else reason
 
 
 # --- charts -------------------------------------------------------------------
@@ -381,6 +413,12 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Cell]], css: str = "")
     """A table with its header in words; numbers right-aligned, text left-aligned."""
 
     def cell(value: Cell) -> str:
+        if isinstance(value, Bar):
+            width = round(160 * value)
+            return (
+                f'<td class="num"><span class="bar" style="width:{width}px"></span>'
+                f"{100 * value:.1f}%</td>"
+            )
         if isinstance(value, Shown):
             return f'<td class="num">{html.escape(value)}</td>'
         if isinstance(value, str):
@@ -561,12 +599,40 @@ def _capacity_table(summary: ReplaySummary) -> str:
     )
 
 
+def _word(value: Any) -> str:
+    """A value of a rules file as it reads: null is none, an object its fields."""
+    if value is None:
+        return "none"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} {_word(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+EVERY = {"clients": "every client", "resources": "every resource"}
+
+
 def _rule_value(key: str, value: Any) -> str:
     """A Rules.describe() value in words; empty means the replay's own setup."""
     if key == "patterns":
         return "used" if value else "not used"
     if value is None:
         return "each client's own"
+    if key in ("clients", "types", "resources") and isinstance(value, dict):
+        changes = [
+            f"{EVERY[key] if name == '*' else name}: "
+            + ", ".join(f"{f} {_word(v)}" for f, v in fields.items())
+            for name, fields in value.items()
+        ]
+        return "; ".join(changes) or "as given"
+    if key == "pools" and isinstance(value, list):
+        pools = [
+            f"{p['client_id']} / {p['channel']} / {p['pool_id']}: daily "
+            f"{_word(p.get('daily_limit'))}, weekly {_word(p.get('weekly_limit'))}"
+            for p in value
+        ]
+        return "; ".join(pools) or "none"
     if isinstance(value, dict):
         return ", ".join(f"{k}: {v}" for k, v in value.items()) or "as given"
     if isinstance(value, list):
@@ -582,7 +648,106 @@ RULE_LABELS = {
     "resource_limits": "daily limit of named resources",
     "send_hours": "default send hour by channel",
     "extra_resources": "resources added",
+    "clients": "client fields",
+    "types": "resource fields by resource type",
+    "resources": "resource fields by resource",
+    "pools": "pools added or replaced",
 }
+
+
+def _reasons_html(summary: ReplaySummary) -> str:
+    """Channel entries by reason: a table with a bar of each one's share, and
+    the same by channel."""
+    if not summary.reasons:
+        return "<p>This summary does not count reasons.</p>"
+    total = sum(summary.reasons.values())
+    present = [r for r in summary.reasons if summary.reasons[r]]
+    if not total:
+        return "<p>No channel entry to count.</p>"
+    shares = _table(
+        ["reason (code)", "what it means", "channel entries", "share of channel entries"],
+        [
+            [
+                _reason_words(r),
+                REASON_MEANINGS.get(r, "-"),
+                summary.reasons[r],
+                Bar(summary.reasons[r] / total),
+            ]
+            for r in present
+        ],
+        css="reasons",
+    )
+    by_channel: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for row in summary.by_reason:
+        by_channel[row.reason][row.channel] += row.count
+    channels = [c.value for c in Channel if any(r.channel == c.value for r in summary.by_reason)]
+    per_channel = _table(
+        ["reason (code)", *channels],
+        [[_reason_words(r), *(by_channel[r][c] for c in channels)] for r in present],
+    )
+    return (
+        "<p>Each channel entry says why it is not at the slot its pattern or the default "
+        "schedule gave: the first thing that moved or stopped it. Codes not listed "
+        "counted no entry.</p>" + shares + per_channel
+    )
+
+
+def _reason_comparison_html(comparison: Comparison) -> str:
+    base, variant = comparison.baseline, comparison.variant
+    counts = _table(
+        ["reason (code)", "baseline", "variant", "change (variant minus baseline)"],
+        [
+            [
+                _reason_words(r),
+                base.reason_count(r),
+                variant.reason_count(r),
+                Shown(f"{variant.reason_count(r) - base.reason_count(r):+,}"),
+            ]
+            for r in comparison.reasons()
+        ],
+    )
+    moves = comparison.changes.reason_changes
+    if moves:
+        shown = moves[:REASON_CHANGES_SHOWN]
+        how = _table(
+            ["channel", "reason in the baseline", "reason under the variant", "channel entries"],
+            [
+                [m.channel, _reason_words(m.baseline), _reason_words(m.variant), m.count]
+                for m in shown
+            ],
+        )
+        rest = sum(m.count for m in moves[REASON_CHANGES_SHOWN:])
+        if rest:
+            how += f"<p>… and {rest:,} more channel entries in other changes of reason.</p>"
+    else:
+        how = "<p>No channel entry has another reason under the variant.</p>"
+    days = comparison.day_changes()
+    if days:
+        by_day = _table(
+            ["quota day", "channel", "baseline sends", "variant sends", "change"],
+            [
+                [d.day, d.channel, d.baseline, d.variant, Shown(f"{d.change:+,}")]
+                for d in days[:DAY_CHANGES_SHOWN]
+            ],
+        )
+        more = len(days) - DAY_CHANGES_SHOWN
+        if more > 0:
+            by_day += f"<p>… and {more:,} more days with another number of sends.</p>"
+    else:
+        by_day = "<p>Every day has as many sends under the variant as in the baseline.</p>"
+    return (
+        "<h3>Reasons: baseline and variant</h3>"
+        + "<p>Channel entries by the reason that moved or stopped them (codes either "
+        "side counted).</p>"
+        + counts
+        + "<h3>How reasons changed</h3>"
+        + "<p>Channel entries that both runs decided with another reason, most frequent "
+        "first.</p>"
+        + how
+        + "<h3>Sends per day that change</h3>"
+        + "<p>Sends by quota day and channel, deferred ones included, where the variant "
+        "sends another number than the baseline.</p>" + by_day
+    )
 
 
 def _comparison_html(comparison: Comparison, figures: list[go.Figure]) -> str:
@@ -677,6 +842,7 @@ def _comparison_html(comparison: Comparison, figures: list[go.Figure]) -> str:
         + "<p>Lead by lead and channel by channel, how the variant's sends differ from "
         "the baseline's.</p>"
         + changes
+        + _reason_comparison_html(comparison)
         + "<h3>Capacity needed to serve every lead on the day it asked for</h3>"
         + _chart(first + 1)
         + needs
@@ -700,6 +866,7 @@ th{background:#f1f3f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.skipped td{font-size:.9em}
 ul.legend{list-style:none;padding:0}ul.legend li{margin:.3em 0}
 .swatch{display:inline-block;width:1em;height:1em;margin-right:.5em;vertical-align:middle}
+.bar{display:inline-block;height:.8em;margin-right:.5em;background:#7048e8;vertical-align:middle}
 """
 
 
@@ -736,6 +903,8 @@ def write_report(
         + _unlimited_note(summary)
         + "<h2>Capacity needed to serve every lead on the day it asked for</h2>"
         + _capacity_table(summary)
+        + "<h2>Why channel entries moved: reasons</h2>"
+        + _reasons_html(summary)
         + "<h2>Deferrals and exhaustion by tier, and send times</h2>"
         + _chart(2)
         + _chart(3)

@@ -6,51 +6,54 @@ as the history's setup (its clients, resources and pools, as read):
     {"name": "28-day warm-up, weekly LinkedIn cap",
      "patterns": true,                        # use WHEN/HOW patterns (default true)
      "send_hours": {"email": 8},              # over the configured ALLOCATOR_SEND_HOUR_*
-
-     "clients": {                             # client fields (clients.jsonl's)
+     "clients": {                             # client fields, as in clients.jsonl:
        "*":    {"max_defer_days": 5},         #   of every client
-       "acme": {"rotation": "least_loaded",   #   of one client, over "*"
+       "acme": {"rotation": "least_loaded",   #   of one client (over "*")
                 "lead_daily_limit": 2,
                 "recipient_domain_daily_limit": 20}},
      "types": {                               # resource fields of every resource of a type
        "linkedin_seat": {"weekly_limit": 100}},
-     "resources": {                           # resource fields (resources.jsonl's)
+     "resources": {                           # resource fields, as in resources.jsonl:
        "*": {"active": true},                 #   of every resource
-       "mail.acme.io": {"warmup": {"every_days": 2}},   # by resource_id, over "*" and type
+       "mail.acme.io": {"warmup": {"every_days": 2}},  # of one (over "*" and its type)
        "acme-seat-3": {"daily_limit": 12, "weekly_limit": null, "pool_id": "acme-seats"}},
-     "pools": [                               # pools added, or replaced by
-       {"client_id": "acme", "channel": "linkedin",    # (client_id, channel, pool_id);
-        "pool_id": "acme-seats",                       # lines as in a pools file
+     "pools": [                               # pools added, or replaced by (client_id,
+       {"client_id": "acme", "channel": "linkedin",   # channel, pool_id): lines as in
+        "pool_id": "acme-seats",                      # a pools file
         "daily_limit": 40, "weekly_limit": 150}],
-     "extra_resources": [                     # resources added (lines as in resources.jsonl)
-       {"client_id": "acme", "channel": "linkedin", "resource_id": "acme-seat-9"}],
+     "extra_resources": [                     # resources added, lines as in resources.jsonl
+       {"client_id": "acme", "channel": "linkedin", "resource_id": "acme-seat-9"}]}
 
-     # Round 1's keys, still read: each is a shorthand of a change above.
-     "max_defer_days": 0,                     # "clients": {"*": {"max_defer_days": 0}}
+Round 1's keys are still read, each the shorthand of a change above (a file
+may not give both for one field):
+
+    {"max_defer_days": 0,                     # "clients": {"*": {"max_defer_days": 0}}
      "type_limits": {"linkedin_seat": 25},    # "types": {"linkedin_seat": {"daily_limit": 25}}
      "resource_limits": {"acme-seat-3": 17}}  # "resources": {"acme-seat-3": {"daily_limit": 17}}
 
-A change names fields of the record, with values as its file takes them and
-held to the same bounds (a weekly_limit of -1 or a warm-up's every_days of 0 is
+A change names fields of the record, with values as its file takes them, held
+to the same bounds (a weekly_limit of -1 or a warm-up's every_days of 0 is
 refused, naming the field): a client's timezone, max_defer_days, rotation,
 lead_daily_limit, recipient_domain_daily_limit; a resource's daily_limit,
-weekly_limit, warmup, pool_id, active; and any field either gains later. The
+weekly_limit, warmup, pool_id, active; and any field either record gains. The
 fields that name a record (client_id; channel, resource_id) cannot change.
-`null` clears a field that may be null (no limit, no warm-up, no pool); an
-object changes only the fields it names when the record has one (`"warmup":
-{"every_days": 2}` ramps half as fast; a resource without a warm-up needs all
-of start, initial and step). Changes of one record apply in the order "*",
-then its type, then its own id, field by field.
+`null` clears a field that may be null (no limit, no warm-up, no pool). An
+object changes only the keys it names when the record holds one: `"warmup":
+{"every_days": 2}` keeps the warm-up's start, initial and step and ramps half
+as fast (a resource without a warm-up needs all of start, initial and step),
+and a per-channel map changes only the channels it names. The changes of one
+record apply in the order "*", its type, its own id, field by field.
 
-Refused: a field a record does not have, a client or resource id the history
-(with extra_resources) does not have, a pool_id naming no pool of the
-resource's client and channel (among the history's pools and the rules'), and
-a change set twice (a round-1 key and the change it stands for).
+Refused, in one line naming the key: a field a record does not have, a client
+or resource id the history (with extra_resources) does not have, a pool_id
+naming no pool of the resource's client and channel (among the history's pools
+and the rules'), and a field set twice (a round-1 key and its change).
 """
 
 from __future__ import annotations
 
 import json
+import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -289,8 +292,10 @@ def _record(model: type[M], data: Any, where: str) -> M:
 
 
 def _nested(annotation: Any) -> type[BaseModel] | None:
-    """The record type of a field holding one (Resource.warmup: Warmup | None)."""
-    for arg in typing.get_args(annotation) or (annotation,):
+    """The record type of a field holding one (Resource.warmup: Warmup | None);
+    None for any other field, a map of records included (Client.pacing)."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    for arg in typing.get_args(annotation) if union else (annotation,):
         if isinstance(arg, type) and issubclass(arg, BaseModel):
             return arg
     return None

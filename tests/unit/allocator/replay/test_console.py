@@ -13,8 +13,8 @@ from rich.progress import Task
 from allocator.errors import InvalidRecord
 from allocator.replay import console
 from allocator.replay.sources import Rejected
-from allocator.replay.summary import Comparison, SendChanges
-from tests.unit.allocator.replay.test_report import sample, statuses
+from allocator.replay.summary import Comparison, ReasonChange, SendChanges
+from tests.unit.allocator.replay.test_report import sample, statuses, with_reasons
 
 
 def rows(text: str) -> list[list[str]]:
@@ -64,11 +64,12 @@ def test_the_comparison_shows_changes_signed_and_how_sends_moved(
         ["exhausted", "0", "2", "+2"],
         ["no_resource", "4", "4", "+0"],
     ]
-    assert out.splitlines()[-5:] == [
+    assert out.splitlines()[-6:] == [
         "sends moved in time: 281",
         "sends on another resource: 27",
         "sends newly served: 203",
         "sends no longer served: 169",
+        "entries with another reason: 0",
         "usage balance (mean gap in sends between a client's resources of equal limit on a "
         "day; 0 is even): baseline 0.5, variant 0.4 (more even under the variant)",
     ]
@@ -120,3 +121,60 @@ def test_a_quiet_or_piped_progress_bar_draws_nothing(capsys: pytest.CaptureFixtu
             advance(4)
             advance(6)
     assert capsys.readouterr() == ("", "")
+
+
+# --- reasons ------------------------------------------------------------------
+
+
+def test_the_summary_counts_entries_by_reason_after_the_tiers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    console.show_summary(with_reasons(sample(), none=6, deferred_warmup=2), leads=3, seconds=1)
+    out = capsys.readouterr().out
+    assert rows(out)[3:] == [
+        ["reason", "entries", "share"],
+        ["none (first slot)", "6", "75.0%"],
+        ["deferred_warmup", "2", "25.0%"],
+    ]
+    assert "why channel entries moved" in out
+    assert out.splitlines()[-1] == "invalid records: 2"
+
+
+def test_a_summary_without_reasons_shows_no_reason_table(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    console.show_summary(sample(), leads=3, seconds=1)
+    assert "why channel entries moved" not in capsys.readouterr().out
+
+
+def test_the_comparison_shows_reasons_side_by_side_and_how_they_changed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    baseline = with_reasons(sample(), none=8)
+    variant = with_reasons(sample(name="weekly cap"), none=5, deferred_weekly=2, exhausted=1)
+    moves = tuple(
+        ReasonChange("linkedin", "none", code, n)
+        for code, n in [("deferred_weekly", 2), ("exhausted", 1)]
+        + [(f"code-{i}", 1) for i in range(10)]
+    )
+    changes = SendChanges(moved_in_time=2, another_reason=13, reason_changes=moves)
+    console.show_comparison(Comparison(baseline, variant, changes))
+    out = capsys.readouterr().out
+    table = rows(out)
+    start = table.index(["reason", "baseline", "variant", "change"])
+    assert table[start : start + 4] == [
+        ["reason", "baseline", "variant", "change"],
+        ["none (first slot)", "8", "5", "-3"],
+        ["deferred_weekly", "0", "2", "+2"],
+        ["exhausted", "0", "1", "+1"],
+    ]
+    start = table.index(["channel", "baseline reason", "variant reason", "entries"])
+    assert table[start + 1 : start + 3] == [
+        ["linkedin", "none (first slot)", "deferred_weekly", "2"],
+        ["linkedin", "none (first slot)", "exhausted", "1"],
+    ]
+    assert len(table) - start - 1 == console.SHOWN_REASON_CHANGES
+    assert "... and 2 more changes of reason" in out.splitlines()
+    assert "entries with another reason: 13" in out.splitlines()
+    drawn = [line for line in out.splitlines() if line[:1] in "┏┃┡│└"]
+    assert max(len(line) for line in drawn) <= console.PIPED_WIDTH

@@ -52,6 +52,7 @@ def test_file_flags_become_typed_options(tmp_path: Path, files: dict[str, Path])
     assert options.variant is not None
     assert (options.variant.name, options.variant.max_defer_days) == ("no deferral", 0)
     assert options.redis_namespace == "trial" and options.quiet
+    assert options.compare == files["rules"] and options.pools is None
     assert not options.reads_topics and options.start is None and options.end is None
 
 
@@ -91,6 +92,8 @@ BAD = [
     (["--compare", "{leads}"], "--compare", "Expecting value", "fix the rules file"),
     (["--patterns", "{tmp}/none.jsonl"], "--patterns", "no such file", "JSON Lines file"),
     (["--clients", "{tmp}"], "--clients", "is a folder", "JSON Lines file"),
+    (["--pools", "{tmp}/none.jsonl"], "--pools", "no such file", "JSON Lines file"),
+    (["--compare", "{bad_warmup}"], "--compare", "warmup.every_days", "fix the rules file"),
     (["--from", "2026-11-26T13:00:00Z"], "--from", "topic sources only", "--leads-topic"),
 ]
 
@@ -101,7 +104,14 @@ def test_a_bad_value_is_refused_naming_the_flag_and_the_fix(
 ) -> None:
     bad_rules = tmp_path / "bad.json"
     bad_rules.write_text('{"type_limits": {"pigeon": 3}}')
-    names = {"tmp": tmp_path, "leads": files["leads"], "bad_rules": bad_rules}
+    bad_warmup = tmp_path / "warmup.json"
+    bad_warmup.write_text('{"resources": {"d1": {"warmup": {"every_days": 0}}}}')
+    names = {
+        "tmp": tmp_path,
+        "leads": files["leads"],
+        "bad_rules": bad_rules,
+        "bad_warmup": bad_warmup,
+    }
     extra = [e.format(**names) for e in extra]
     argv = ["--leads", str(files["leads"]), "--out", str(tmp_path / "out.jsonl"), *extra]
     with pytest.raises(OptionsError) as caught:
@@ -170,3 +180,12 @@ def test_the_command_stops_before_any_work_with_one_line_and_status_2(
         "fix the rules file (its fields: README, 'Replay and backtesting')\n"
     )
     assert not out.exists() and not report.exists()
+
+
+def test_pools_are_a_file_flag_like_clients(tmp_path: Path, files: dict[str, Path]) -> None:
+    pools = tmp_path / "pools.jsonl"
+    pools.write_text("")
+    options = parse(
+        "--leads", str(files["leads"]), "--pools", str(pools), "--out", str(tmp_path / "o.jsonl")
+    )
+    assert options.pools == pools and options.clients is None and options.compare is None

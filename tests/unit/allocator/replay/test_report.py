@@ -13,10 +13,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from allocator.channels import Channel, ResourceType
 from allocator.errors import ErrorCode
-from allocator.replay.report import write_report
+from allocator.models import Pool
+from allocator.replay.report import REASON_MEANINGS, write_report
 from allocator.replay.rules import Rules
 from allocator.replay.summary import (
+    REASONS,
     CapacityNeed,
     ClientDayCount,
     Comparison,
@@ -24,6 +27,8 @@ from allocator.replay.summary import (
     EntryCount,
     Inputs,
     InputSource,
+    ReasonChange,
+    ReasonCount,
     ReplaySummary,
     ResourceUse,
     SendChanges,
@@ -492,6 +497,10 @@ def test_a_comparison_writes_compare_json_and_draws_both_sides(tmp_path: Path) -
         ["daily limit of named resources", "as given", "as given"],
         ["default send hour by channel", "as given", "as given"],
         ["resources added", "none", "none"],
+        ["client fields", "as given", "as given"],
+        ["resource fields by resource type", "as given", "as given"],
+        ["resource fields by resource", "as given", "as given"],
+        ["pools added or replaced", "none", "none"],
     ]
     assert page.table_after("status") == [
         ["status", "baseline", "variant", "change (variant minus baseline)"],
@@ -507,8 +516,9 @@ def test_a_comparison_writes_compare_json_and_draws_both_sides(tmp_path: Path) -
             "sends on another resource, same time",
             "sends newly served",
             "sends no longer served",
+            "channel entries with another reason",
         ],
-        ["5", "1", "2", "0"],
+        ["5", "1", "2", "0", "0"],
     ]
 
     figures = page.figures()
@@ -533,3 +543,176 @@ def test_a_comparison_writes_compare_json_and_draws_both_sides(tmp_path: Path) -
     )
     assert not re.search(r"\{'\w+': ", page.text())
     assert "{'baseline'" not in (tmp_path / "index.html").read_text()
+
+
+# --- reasons (CONTRACT.md section 11) -----------------------------------------
+
+
+def with_reasons(summary: ReplaySummary, **counts: int) -> ReplaySummary:
+    """`summary` whose acme email entries had these reasons (the rest: none)."""
+    reasons = dict.fromkeys(REASONS, 0) | counts
+    by_reason = tuple(ReasonCount("acme", "email", r, n) for r, n in counts.items() if n)
+    return replace(summary, reasons=reasons, by_reason=by_reason)
+
+
+def test_the_page_counts_channel_entries_by_reason_with_a_bar_each(tmp_path: Path) -> None:
+    summary = with_reasons(sample(), none=5, deferred_weekly=2, exhausted=1)
+    summary = replace(
+        summary, by_reason=(*summary.by_reason, ReasonCount("acme", "linkedin", "none", 0))
+    )
+    page = read(write_report(tmp_path, summary).parent)
+    assert "Why channel entries moved: reasons" in page.headings
+    assert page.table_after("reason (code)") == [
+        ["reason (code)", "what it means", "channel entries", "share of channel entries"],
+        [
+            "none (at its first slot)",
+            "allocated at the slot its pattern or the default schedule gave.",
+            "5",
+            "62.5%",
+        ],
+        [
+            "deferred_weekly",
+            "deferred: the resources were at their weekly limit (the day and the 6 before it).",
+            "2",
+            "25.0%",
+        ],
+        [
+            "exhausted",
+            "no resource had room on any day up to the client's max_defer_days.",
+            "1",
+            "12.5%",
+        ],
+    ]
+    assert page.table_after("reason (code)", skip=1) == [
+        ["reason (code)", "email", "linkedin"],
+        ["none (at its first slot)", "5", "0"],
+        ["deferred_weekly", "2", "0"],
+        ["exhausted", "1", "0"],
+    ]
+    html = (tmp_path / "index.html").read_text()
+    assert html.count('class="bar"') == 3
+    assert 'style="width:100px"' in html  # 62.5% of 160 px
+    # every code the contract lists has its words
+    assert set(REASON_MEANINGS) == set(REASONS)
+    # and summary.json keeps them
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["reasons"]["deferred_weekly"] == 2
+
+
+def test_a_summary_without_reasons_says_so(tmp_path: Path) -> None:
+    page = read(write_report(tmp_path, sample()).parent)
+    assert "This summary does not count reasons." in page.paragraphs
+
+
+def test_a_comparison_shows_reasons_side_by_side_how_they_changed_and_the_days(
+    tmp_path: Path,
+) -> None:
+    baseline = with_reasons(sample(), none=6, deferred_full=2)
+    variant = replace(
+        with_reasons(sample(name="weekly cap"), none=3, deferred_full=1, deferred_weekly=4),
+        per_day=(
+            DayCount("2026-11-27", "email", "allocated", 1),
+            DayCount("2026-11-30", "linkedin", "deferred", 1),
+            DayCount("2026-12-01", "linkedin", "deferred", 2),
+            DayCount("2026-12-01", "email", "exhausted", 5),  # not a send
+        ),
+    )
+    changes = SendChanges(
+        moved_in_time=2,
+        another_reason=5,
+        reason_changes=(
+            ReasonChange("linkedin", "none", "deferred_weekly", 3),
+            ReasonChange("linkedin", "deferred_full", "deferred_weekly", 1),
+            ReasonChange("email", "none", "deferred_full", 1),
+        ),
+    )
+    page = read(write_report(tmp_path, baseline, Comparison(baseline, variant, changes)).parent)
+    assert {"Reasons: baseline and variant", "How reasons changed"} <= set(page.headings)
+    sides = next(t for t in page.tables if t[0][:3] == ["reason (code)", "baseline", "variant"])
+    assert sides == [
+        ["reason (code)", "baseline", "variant", "change (variant minus baseline)"],
+        ["none (at its first slot)", "6", "3", "-3"],
+        ["deferred_full", "2", "1", "-1"],
+        ["deferred_weekly", "0", "4", "+4"],
+    ]
+    assert page.table_after("channel") == [
+        ["channel", "reason in the baseline", "reason under the variant", "channel entries"],
+        ["linkedin", "none (at its first slot)", "deferred_weekly", "3"],
+        ["linkedin", "deferred_full", "deferred_weekly", "1"],
+        ["email", "none (at its first slot)", "deferred_full", "1"],
+    ]
+    # the sample's baseline sends 3 emails on the 27th and 1 linkedin on the 30th
+    assert page.table_after("quota day") == [
+        ["quota day", "channel", "baseline sends", "variant sends", "change"],
+        ["2026-11-27", "email", "3", "1", "-2"],
+        ["2026-12-01", "linkedin", "0", "2", "+2"],
+    ]
+    moves = page.table_after("sends moved to another time")
+    assert moves[0][-1] == "channel entries with another reason" and moves[1][-1] == "5"
+    written = json.loads((tmp_path / "compare.json").read_text())
+    assert written["entries_with_another_reason"] == 5
+    assert written["reasons"]["variant"]["deferred_weekly"] == 4
+    assert written["reason_changes"][0] == {
+        "channel": "linkedin",
+        "baseline": "none",
+        "variant": "deferred_weekly",
+        "count": 3,
+    }
+    assert written["sends_per_day_changed"] == [
+        {"day": "2026-11-27", "channel": "email", "baseline": 3, "variant": 1, "change": -2},
+        {"day": "2026-12-01", "channel": "linkedin", "baseline": 0, "variant": 2, "change": 2},
+    ]
+    assert page.chart_divs == 7  # tables, not charts: the charts are as before
+
+
+def test_long_comparison_tables_are_cut_and_the_rest_counted(tmp_path: Path) -> None:
+    baseline = sample()
+    days = tuple(
+        DayCount(f"2027-{month:02d}-{day:02d}", "email", "allocated", 1)
+        for month in (1, 2, 3)
+        for day in range(1, 29)
+    )
+    variant = replace(sample(name="more"), per_day=days)
+    moves = tuple(ReasonChange("email", "none", f"code-{n}", 30 - n) for n in range(25))
+    comparison = Comparison(baseline, variant, SendChanges(reason_changes=moves))
+    page = read(write_report(tmp_path, baseline, comparison).parent)
+    assert len(page.table_after("channel")) == 1 + 20
+    # the 5 changes not listed hold 10 + 9 + 8 + 7 + 6 entries
+    assert "… and 40 more channel entries in other changes of reason." in page.paragraphs
+    assert len(page.table_after("quota day")) == 1 + 60
+    more = len(comparison.day_changes()) - 60
+    assert f"… and {more} more days with another number of sends." in page.paragraphs
+
+
+def test_nothing_changed_is_said(tmp_path: Path) -> None:
+    page = read(
+        write_report(tmp_path, sample(), Comparison(sample(), sample(), SendChanges())).parent
+    )
+    assert "No channel entry has another reason under the variant." in page.paragraphs
+    assert "Every day has as many sends under the variant as in the baseline." in page.paragraphs
+
+
+def test_round_two_rules_are_in_words(tmp_path: Path) -> None:
+    rules = Rules(
+        name="round two",
+        client_changes={"*": {"max_defer_days": 5}, "acme": {"lead_daily_limit": None}},
+        type_changes={ResourceType.LINKEDIN_SEAT: {"weekly_limit": 30}},
+        resource_changes={"mail.acme.io": {"warmup": {"every_days": 2}, "active": False}},
+        pools=(Pool(client_id="acme", channel=Channel.EMAIL, pool_id="acme-mail", daily_limit=40),),
+    )
+    variant = replace(sample(), rules=rules.describe())
+    page = read(
+        write_report(tmp_path, sample(), Comparison(sample(), variant, SendChanges())).parent
+    )
+    rows = {row[0]: row[2] for row in page.table_after("rule")}
+    assert rows["client fields"] == "every client: max_defer_days 5; acme: lead_daily_limit none"
+    assert rows["resource fields by resource type"] == "linkedin_seat: weekly_limit 30"
+    assert rows["resource fields by resource"] == (
+        "mail.acme.io: warmup {every_days 2}, active false"
+    )
+    assert rows["pools added or replaced"] == "acme / email / acme-mail: daily 40, weekly none"
+
+
+def test_a_replay_of_no_entries_has_no_reason_to_count(tmp_path: Path) -> None:
+    page = read(write_report(tmp_path, with_reasons(sample())).parent)
+    assert "No channel entry to count." in page.paragraphs

@@ -4,6 +4,7 @@ statuses every report counts."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -16,14 +17,24 @@ from allocator.batch import BatchDecider, event_time
 from allocator.decision import Decision, Schedule
 from allocator.directory import ClientDirectory, build_snapshot
 from allocator.errors import InvalidRecord
+from allocator.models import Resource
 from allocator.patterns import NO_PATTERNS
 from allocator.quota import MemoryQuotaStore
 from allocator.replay import command
 from allocator.replay.options import ReplayOptions
 from allocator.replay.rules import Rules
-from allocator.replay.runner import replay
+from allocator.replay.runner import ReplayRun, replay, send_changes
 from allocator.replay.sources import Bound, History, Rejected
-from allocator.replay.summary import SKIPPED_LISTED, InputSource, Summary
+from allocator.replay.summary import (
+    REASONS,
+    SKIPPED_LISTED,
+    Comparison,
+    DayChange,
+    InputSource,
+    ReasonChange,
+    ReasonCount,
+    Summary,
+)
 from allocator.tiers import DISPLAY_ORDER
 from streams.cli import main
 from streams.metrics import Metrics
@@ -292,3 +303,107 @@ def test_a_topic_source_says_its_window() -> None:
         1,
     )
     assert resources.records == 0
+
+
+# --- reasons (CONTRACT.md section 11) -----------------------------------------
+
+
+def warming_domain(every_days: int) -> Resource:
+    return Resource.model_validate(
+        {
+            "client_id": "acme",
+            "channel": "email",
+            "resource_id": "d1",
+            "daily_limit": 28,
+            "warmup": {"start": "2026-11-26", "initial": 1, "step": 1, "every_days": every_days},
+        }
+    )
+
+
+THURSDAY_8 = "2026-11-26T08:00:00+00:00"  # before email's default 09:00
+
+
+async def warmup_run(every_days: int, keep: bool = False) -> ReplayRun:
+    # three cold leads (email only) on Thursday the 26th, one domain warming up
+    # from that day: 1 send on Thursday, then 1 more a day (every_days 1)
+    history = History([lead(30, lead_id=f"l{i}", scored_at=THURSDAY_8) for i in range(3)], [], [])
+    return await replay(
+        history,
+        [client()],
+        [warming_domain(every_days)],
+        Rules(name=f"every {every_days}"),
+        Schedule(),
+        MemoryQuotaStore(),
+        keep_outcomes=keep,
+    )
+
+
+async def test_a_replay_counts_its_entries_by_reason() -> None:
+    result = (await warmup_run(1)).summary.result()
+    # Thursday takes 1; Friday's cap of 2 takes the other two
+    assert list(result.reasons) == list(REASONS)
+    assert {r: n for r, n in result.reasons.items() if n} == {"none": 1, "deferred_warmup": 2}
+    assert result.by_reason == (
+        ReasonCount("acme", "email", "deferred_warmup", 2),
+        ReasonCount("acme", "email", "none", 1),
+    )
+    written = result.to_json()
+    assert written["reasons"]["deferred_warmup"] == 2
+    assert written["by_reason"][1] == {
+        "client_id": "acme",
+        "channel": "email",
+        "reason": "none",
+        "count": 1,
+    }
+    # every entry has one reason: they add up to the entries
+    assert sum(result.reasons.values()) == result.channel_entries
+    assert result.sends_per_day() == Counter(
+        {("2026-11-26", "email"): 1, ("2026-11-27", "email"): 2}
+    )
+
+
+async def test_send_changes_count_the_entries_whose_reason_changed() -> None:
+    base, slower = await warmup_run(1, keep=True), await warmup_run(3, keep=True)
+    # every 3 days: 1 on Thursday and Friday, 1 deferred to Monday (cap 1 + 1)
+    changes = send_changes(base, slower)
+    assert (changes.moved_in_time, changes.another_reason) == (1, 0)
+    assert changes.reason_changes == ()
+    no_warmup = await replay(
+        History([lead(30, lead_id=f"l{i}", scored_at=THURSDAY_8) for i in range(3)], [], []),
+        [client()],
+        [resource("email", "d1", limit=28)],
+        Rules(),
+        Schedule(),
+        MemoryQuotaStore(),
+        keep_outcomes=True,
+    )
+    # without a warm-up all three go on Thursday; with it two wait for Friday
+    changes = send_changes(no_warmup, base)
+    assert (changes.moved_in_time, changes.another_reason) == (2, 2)
+    assert changes.reason_changes == (ReasonChange("email", "none", "deferred_warmup", 2),)
+    assert changes.to_json()["entries_with_another_reason"] == 2
+
+    comparison = Comparison(no_warmup.summary.result(), base.summary.result(), changes)
+    assert comparison.reasons() == ["none", "deferred_warmup"]
+    assert comparison.day_changes() == (
+        DayChange("2026-11-26", "email", 3, 1),
+        DayChange("2026-11-27", "email", 0, 2),
+    )
+    written = comparison.to_json()
+    assert written["reasons"]["variant"]["deferred_warmup"] == 2
+    assert written["reason_changes"] == [
+        {"channel": "email", "baseline": "none", "variant": "deferred_warmup", "count": 2}
+    ]
+    assert written["sends_per_day_changed"][0] == {
+        "day": "2026-11-26",
+        "channel": "email",
+        "baseline": 3,
+        "variant": 1,
+        "change": -2,
+    }
+
+
+def test_a_summary_from_before_reasons_counts_none() -> None:
+    summary = Summary({"name": "t"}).result()
+    assert summary.reason_count("deferred_weekly") == 0
+    assert set(summary.reasons.values()) == {0}
