@@ -8,11 +8,12 @@ allocation record.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Literal
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
 
 from allocator.channels import (
     ALLOCATED,
@@ -45,7 +46,7 @@ from allocator.quota.base import (
 )
 from allocator.reasons import RESOURCE_NOUNS, Why, blocked_detail
 from allocator.tiers import Tier, allowed_channels, default_sequence, tier_for_score
-from allocator.timing import SendSlot, send_slots
+from allocator.timing import SendSlot, plan_sends
 
 Source = Literal["pattern", "default"]
 
@@ -68,10 +69,41 @@ def channel_sequence(tier: Tier, how: HowPattern | None) -> tuple[list[Channel],
 
 
 @dataclass(frozen=True)
+class Paced:
+    """Pacing of a channel (CONTRACT.md section 9): the k-th send of a resource
+    on a day goes out at its slot + k * gap + jitter seconds."""
+
+    gap: int
+    jitter: int  # in [0, gap / 2), from (event_id, channel) only
+
+    def room(self, send_at: datetime, end: datetime) -> int:
+        """How many sends of one resource fit from a slot at `send_at` before `end`:
+        the k with send_at + k * gap + jitter < end."""
+        remaining = int((end - send_at).total_seconds()) - self.jitter
+        return 0 if remaining <= 0 else -(-remaining // self.gap)
+
+    def send_at(self, slot: datetime, k: int) -> datetime:
+        return slot + timedelta(seconds=k * self.gap + self.jitter)
+
+
+def jitter(event_id: str, channel: Channel, gap: int) -> int:
+    """A spread in [0, gap / 2) seconds that depends on the event and channel only,
+    so that a replay sends at the same instants."""
+    digest = hashlib.sha256(f"{event_id}|{channel.value}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % ((gap + 1) // 2)
+
+
+@dataclass(frozen=True)
 class ChannelPlan:
     channel: Channel
     timing_source: Source
     slots: tuple[SendSlot, ...]  # empty: the client has no active resource for the channel
+    # What moved the first slot (a window, a holiday): (reason code, sentence).
+    moved: tuple[str, str] | None = None
+    paced: Paced | None = None
+    # Per slot, the instant its day's sends must go out before (pacing); not
+    # held with the plan: only the first reservation needs it.
+    ends: tuple[datetime, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,39 +121,40 @@ class Plan:
 
     def encode(self) -> str:
         return json.dumps(
-            [
-                self.tier.value,
-                self.sequence_source,
-                [
-                    [
-                        c.channel.value,
-                        c.timing_source,
-                        [[s.send_at.isoformat(), s.usage_day.isoformat()] for s in c.slots],
-                    ]
-                    for c in self.channels
-                ],
-            ],
+            [self.tier.value, self.sequence_source, [_encode(c) for c in self.channels]],
             separators=(",", ":"),
         )
 
     @classmethod
     def decode(cls, text: str) -> Plan:
         tier, source, channels = json.loads(text)
-        return cls(
-            Tier(tier),
-            source,
-            tuple(
-                ChannelPlan(
-                    Channel(channel),
-                    timing,
-                    tuple(
-                        SendSlot(datetime.fromisoformat(at), date.fromisoformat(day))
-                        for at, day in slots
-                    ),
-                )
-                for channel, timing, slots in channels
-            ),
-        )
+        return cls(Tier(tier), source, tuple(_decode(c) for c in channels))
+
+
+def _encode(c: ChannelPlan) -> list[Any]:
+    # Round 1's three elements, and round 2's two only when set: a plan held
+    # by round 1 decodes the same.
+    encoded: list[Any] = [
+        c.channel.value,
+        c.timing_source,
+        [[s.send_at.isoformat(), s.usage_day.isoformat()] for s in c.slots],
+    ]
+    if c.moved is not None or c.paced is not None:
+        paced = [c.paced.gap, c.paced.jitter] if c.paced is not None else None
+        encoded += [list(c.moved) if c.moved is not None else None, paced]
+    return encoded
+
+
+def _decode(encoded: list[Any]) -> ChannelPlan:
+    channel, timing, slots, *extra = encoded
+    moved, paced = extra if extra else (None, None)
+    return ChannelPlan(
+        Channel(channel),
+        timing,
+        tuple(SendSlot(datetime.fromisoformat(at), date.fromisoformat(day)) for at, day in slots),
+        (moved[0], moved[1]) if moved else None,
+        Paced(paced[0], paced[1]) if paced else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -166,6 +199,7 @@ class LeadPlan:
                 caps.rotation,
                 caps.lead_cap(lead),
                 caps.domain_cap(lead, c.channel),
+                _rooms(c),
             )
             for c, quotas in zip(self.plan.channels, self.quotas, strict=True)
             if c.slots
@@ -180,11 +214,19 @@ class LeadPlan:
         )
 
 
+def _rooms(plan: ChannelPlan) -> tuple[int, ...] | None:
+    """Per slot, how many sends of one resource pacing lets out before the day's end."""
+    if plan.paced is None:
+        return None
+    paced = plan.paced
+    return tuple(paced.room(s.send_at, end) for s, end in zip(plan.slots, plan.ends, strict=True))
+
+
 def plan_lead(
     lead: ScoredLead, setup: ClientSetup, patterns: PatternSet, schedule: Schedule
 ) -> LeadPlan:
     tier = tier_for_score(lead.als_score)
-    sequence, source = channel_sequence(tier, patterns.usable_how())
+    sequence, sequence_source = channel_sequence(tier, patterns.usable_how())
     quota_zone = zone(setup.client.timezone)
     send_zone = zone(lead.timezone) if lead.timezone else quota_zone
     plans = []
@@ -192,23 +234,28 @@ def plan_lead(
     for channel in sequence:
         when = patterns.usable_when(channel)
         channel_quotas = setup.quotas_for(channel)
-        slots = (
-            send_slots(
-                lead.scored_at,
-                schedule.hours[channel],
-                send_zone,
-                quota_zone,
-                when,
-                setup.client.max_defer_days,
-            )
-            if channel_quotas
-            else []
+        source: Source = "pattern" if when else "default"
+        if not channel_quotas:
+            plans.append(ChannelPlan(channel, source, ()))
+            quotas.append(channel_quotas)
+            continue
+        timing = plan_sends(
+            lead.scored_at,
+            schedule.hours[channel],
+            send_zone,
+            quota_zone,
+            when,
+            setup.client.max_defer_days,
+            setup.window(channel),
+            setup.calendar,
         )
-        plans.append(ChannelPlan(channel, "pattern" if when else "default", tuple(slots)))
+        gap = setup.gap(channel)
+        paced = Paced(gap, jitter(lead.key, channel, gap)) if gap else None
+        plans.append(ChannelPlan(channel, source, timing.slots, timing.moved, paced, timing.ends))
         quotas.append(channel_quotas)
     client = setup.client
     caps = Caps(client.rotation, client.lead_daily_limit, client.recipient_domain_daily_limit)
-    return LeadPlan(lead, Plan(tier, source, tuple(plans)), tuple(quotas), caps)
+    return LeadPlan(lead, Plan(tier, sequence_source, tuple(plans)), tuple(quotas), caps)
 
 
 @dataclass(frozen=True)
@@ -255,16 +302,21 @@ def complete(
             continue
         deferrals.append(pick.step)
         slot = channel_plan.slots[pick.step]
+        paced = channel_plan.paced
+        send_at = paced.send_at(slot.send_at, pick.k) if paced else slot.send_at
+        moved = _moved_reason(channel_plan)
+        if moved is None and pick.step:
+            moved = _blocked_reason(channel_plan, first)
         entries.append(
             ChannelAllocation(
                 channel=channel_plan.channel,
                 status=ALLOCATED,
                 resource_type=RESOURCE_TYPE[channel_plan.channel],
                 resource_id=pick.resource_id,
-                send_at=slot.send_at,
+                send_at=send_at,
                 timing_source=channel_plan.timing_source,
                 usage_day=slot.usage_day.isoformat(),
-                reason=_blocked_reason(channel_plan, first) if pick.step else None,
+                reason=moved,
             )
         )
     allocation = Allocation(
@@ -280,6 +332,12 @@ def complete(
     )
     wanted = tuple(c.slots[0].usage_day if c.slots else None for c in plan.channels)
     return Decision(allocation, tuple(deferrals), wanted)
+
+
+def _moved_reason(plan: ChannelPlan) -> Reason | None:
+    if plan.moved is None:
+        return None
+    return Reason(code=plan.moved[0], detail=plan.moved[1])
 
 
 def _blocked_reason(plan: ChannelPlan, blocked: Blocked | None) -> Reason | None:

@@ -13,9 +13,11 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
+from allocator.calendars import OPEN, Calendar
 from allocator.channels import DEFAULT_DAILY_LIMIT, Channel, ResourceType
 from allocator.models import Client, Pool, Resource
 from allocator.quota.base import PoolQuota, Ramp, ResourceQuota
+from allocator.timing import DEFAULT_WINDOWS, Window
 
 log = logging.getLogger(__name__)
 _RETRY_SECONDS = 5.0
@@ -29,9 +31,36 @@ class ClientSetup:
     resources: tuple[Resource, ...] = ()
     known: bool = True
     pools: tuple[Pool, ...] = ()
+    calendar: Calendar = OPEN
+    windows: dict[Channel, Window | None] = field(default_factory=lambda: dict(DEFAULT_WINDOWS))
 
     def quotas_for(self, channel: Channel) -> tuple[ResourceQuota, ...]:
         return self.quotas.get(channel, ())
+
+    def window(self, channel: Channel) -> Window | None:
+        return self.windows.get(channel)
+
+    def gap(self, channel: Channel) -> int | None:
+        """Pacing of the channel in seconds, None when not paced."""
+        pacing = self.client.pacing.get(channel)
+        return pacing.gap_seconds if pacing is not None else None
+
+
+def send_windows(client: Client) -> dict[Channel, Window | None]:
+    """The client's window per channel: its own, else the default (sms and voice
+    08:00-21:00 every day); a channel it sets to null has none."""
+    windows: dict[Channel, Window | None] = dict(DEFAULT_WINDOWS)
+    for channel, window in client.send_windows.items():
+        windows[channel] = (
+            None if window is None else Window(frozenset(window.days), window.start, window.end)
+        )
+    return windows
+
+
+def calendar_of(client: Client) -> Calendar:
+    if client.holidays is None and not client.blackout_dates:
+        return OPEN
+    return Calendar(client.holidays, frozenset(client.blackout_dates))
 
 
 def daily_limit(resource: Resource) -> int | None:
@@ -78,7 +107,14 @@ def build_setup(
         if resource.active:
             quotas.setdefault(resource.channel, []).append(resource_quota(resource, by_key))
     ordered = {ch: tuple(sorted(qs, key=lambda q: q.resource_id)) for ch, qs in quotas.items()}
-    return ClientSetup(client, ordered, mine, pools=my_pools)
+    return ClientSetup(
+        client,
+        ordered,
+        mine,
+        pools=my_pools,
+        calendar=calendar_of(client),
+        windows=send_windows(client),
+    )
 
 
 def unknown_client(client_id: str) -> ClientSetup:

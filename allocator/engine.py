@@ -20,7 +20,7 @@ from allocator.models import Allocation, Resource, zone
 from allocator.quota.base import QuotaStore, choose_resource
 from allocator.store import database as queries
 from allocator.tiers import Tier
-from allocator.timing import send_slots
+from allocator.timing import plan_sends
 
 AllocationResult = Allocation
 
@@ -94,10 +94,17 @@ class AllocatorEngine:
         setup = await self.directory.setup_for(client_id)
         patterns = await queries.patterns_for(db, client_id)
         tz = zone(setup.client.timezone)
-        [slot] = send_slots(
-            self.clock(), self.schedule.hours[channel], tz, tz, patterns.usable_when(channel), 0
+        timing = plan_sends(
+            self.clock(),
+            self.schedule.hours[channel],
+            tz,
+            tz,
+            patterns.usable_when(channel),
+            0,
+            setup.window(channel),
+            setup.calendar,
         )
-        return slot.send_at
+        return timing.slots[0].send_at
 
     async def get_channel_sequence(
         self, db: AsyncSession, client_id: str, als_tier: Tier | str

@@ -60,4 +60,6 @@ def blocked_detail(why: str, channel: Channel, blocked: int, of: int, day: date)
             return f"the lead's daily send limit reached on {on}"
         case Why.DEFERRED_DOMAIN_LIMIT:
             return f"the recipient domain's daily limit reached on {on}"
+        case Why.MOVED_WINDOW:
+            return f"{some} paced full before the window's end on {on}"
     return f"{why} on {on}"

@@ -1,4 +1,5 @@
-"""WHEN: send times from patterns or the default weekday schedule, and deferral days.
+"""WHEN: send times from patterns or the default weekday schedule, send
+windows and closed days (holidays, blackout dates), and deferral days.
 
 All times are relative to a reference instant (the event's scored_at), so a
 replay decides exactly as the live run did. Local hours are taken in the send
@@ -8,12 +9,16 @@ local date of the send instant.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from allocator.calendars import OPEN, Calendar
+from allocator.channels import Channel
 from allocator.models import WhenPattern
+from allocator.reasons import Why
 
 _ONE_DAY = timedelta(days=1)
 _ONE_MINUTE = timedelta(minutes=1)
@@ -21,15 +26,23 @@ _ONE_MINUTE = timedelta(minutes=1)
 
 # Cached: a batch asks for the same few (day, hour, zone) slots again and again,
 # and the DST check below costs two zone conversions. Results are immutable.
-@lru_cache(maxsize=65536)
 def at_local(day: date, hour: int, tz: ZoneInfo) -> datetime:
-    """The instant of `day` at `hour`:00 local time, DST-safe.
+    """The instant of `day` at `hour`:00 local time, DST-safe (at_clock)."""
+    return at_clock(day, hour * 60, tz)
+
+
+@lru_cache(maxsize=65536)
+def at_clock(day: date, minutes: int, tz: ZoneInfo) -> datetime:
+    """The instant of `day` at `minutes` after local midnight (1440: the next
+    midnight), DST-safe.
 
     A wall time that happens twice means its first occurrence (fold=0). A wall
     time that does not exist (spring-forward gap) moves forward to the first
     valid instant: 02:00 on the US spring-forward day is 03:00 summer time.
     """
-    wall = datetime.combine(day, time(hour), tzinfo=tz)
+    if minutes >= 24 * 60:
+        return at_clock(day + _ONE_DAY, minutes - 24 * 60, tz)
+    wall = datetime.combine(day, time(minutes // 60, minutes % 60), tzinfo=tz)
     while not _exists(wall):
         wall += _ONE_MINUTE  # naive wall-clock arithmetic: steps through the gap
     return wall
@@ -104,3 +117,143 @@ def send_slots(
 def local_date(instant: datetime, tz: ZoneInfo) -> date:
     """The date of `instant` in zone `tz` (cached: send slots repeat across leads)."""
     return instant.astimezone(tz).date()
+
+
+# --- round 2: send windows and closed days (CONTRACT.md section 9) ----------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """A channel's send window in the send zone: on `days` (0 = Monday), from
+    `start` to `end` minutes after local midnight (end exclusive, 1440 at most)."""
+
+    days: frozenset[int]
+    start: int
+    end: int
+
+    def describe(self) -> str:
+        return f"{_clock(self.start)}-{_clock(self.end)}"
+
+
+# US TCPA quiet hours: calls and texts only 08:00 to 21:00 in the recipient's zone.
+EVERY_DAY = frozenset(range(7))
+DEFAULT_WINDOWS: dict[Channel, Window] = {
+    Channel.SMS: Window(EVERY_DAY, 8 * 60, 21 * 60),
+    Channel.VOICE: Window(EVERY_DAY, 8 * 60, 21 * 60),
+}
+
+
+def _clock(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A channel's candidate sends: the slots (the first, then each deferral
+    step), per slot the instant its day's sends must go out before (the
+    window's end, else the next local midnight: pacing, CONTRACT.md section 9),
+    and what moved the first slot from where its pattern or the default
+    schedule put it (a reason code and its sentence), if anything did."""
+
+    slots: tuple[SendSlot, ...]
+    ends: tuple[datetime, ...]
+    moved: tuple[str, str] | None = None
+
+
+def plan_sends(
+    reference: datetime,
+    hour: int,
+    send_zone: ZoneInfo,
+    quota_zone: ZoneInfo,
+    pattern: WhenPattern | None,
+    defer_steps: int,
+    window: Window | None = None,
+    calendar: Calendar = OPEN,
+) -> Timing:
+    """send_slots, with a send window and closed days.
+
+    Closed days (holidays, blackout dates) are treated like weekend days by the
+    default schedule and skipped by pattern slots and deferrals. A first slot
+    outside the window moves to the next instant inside it: later the same
+    day, else the window's start on the next allowed day (a day of the window,
+    not closed, and a weekday on the default schedule). That is where the
+    first slot lands, not a deferral step; deferral steps then walk allowed
+    days at the first slot's local time.
+    """
+    default = pattern is None
+
+    def allowed(day: date, in_window: bool = True) -> bool:
+        if default and not _is_weekday(day):
+            return False
+        if in_window and window is not None and day.weekday() not in window.days:
+            return False
+        return not calendar.closed(day)
+
+    moved: tuple[str, str] | None = None
+    if pattern is not None:
+        first = next_weekly(reference, pattern.optimal_day, pattern.optimal_hour, send_zone)
+        minutes = pattern.optimal_hour * 60
+        while calendar.closed(first.astimezone(send_zone).date()):
+            closed = first.astimezone(send_zone).date()
+            moved = moved or (Why.MOVED_HOLIDAY, f"{calendar.why_closed(closed)}; moved a week")
+            first = at_clock(closed + timedelta(days=7), minutes, send_zone)
+    else:
+        minutes = hour * 60
+        first = next_weekday_slot(reference, hour, send_zone)
+        day = first.astimezone(send_zone).date()
+        if calendar.closed(day):
+            moved = (Why.MOVED_HOLIDAY, f"{calendar.why_closed(day)}; moved to the next weekday")
+            day = first.astimezone(send_zone).date()
+            while not (
+                allowed(day, in_window=False) and at_clock(day, minutes, send_zone) > reference
+            ):
+                day += _ONE_DAY
+            first = at_clock(day, minutes, send_zone)
+    if window is not None:
+        placed, minutes = _into_window(first, minutes, window, send_zone, allowed)
+        if placed != first:
+            was, now = first.astimezone(send_zone), placed.astimezone(send_zone)
+            moved = moved or (
+                Why.MOVED_WINDOW,
+                f"{was:%H:%M} on {was.date().isoformat()} is outside the window "
+                f"{window.describe()}; moved to {now:%H:%M} on {now.date().isoformat()}",
+            )
+            first = placed
+    # Deferral walks local dates and re-applies the time, so a DST change between
+    # two steps does not drift it. at_clock never crosses midnight.
+    day = first.astimezone(send_zone).date()
+    slots = [first]
+    while len(slots) <= defer_steps:
+        day += _ONE_DAY
+        while not allowed(day):
+            day += _ONE_DAY
+        slots.append(at_clock(day, minutes, send_zone))
+    ends = tuple(_day_end(at.astimezone(send_zone).date(), window, send_zone) for at in slots)
+    send = tuple(SendSlot(at, local_date(at, quota_zone)) for at in slots)
+    return Timing(send, ends, moved)
+
+
+def _day_end(day: date, window: Window | None, tz: ZoneInfo) -> datetime:
+    return at_clock(day, window.end if window is not None else 24 * 60, tz)
+
+
+def _into_window(
+    slot: datetime,
+    minutes: int,
+    window: Window,
+    tz: ZoneInfo,
+    allowed: Callable[[date], bool],
+) -> tuple[datetime, int]:
+    """The first instant at or after `slot` inside the window on an allowed day,
+    and its local time (minutes after midnight) for the deferral steps."""
+    local = slot.astimezone(tz)
+    day = local.date()
+    at = local.hour * 60 + local.minute
+    if allowed(day) and window.start <= at < window.end:
+        return slot, minutes
+    if allowed(day) and at < window.start:
+        return at_clock(day, window.start, tz), window.start
+    day += _ONE_DAY
+    while not allowed(day):
+        day += _ONE_DAY
+    return at_clock(day, window.start, tz), window.start

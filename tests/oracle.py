@@ -162,6 +162,9 @@ def is_weekday(day: date) -> bool:
 
 # --- section 3.2 / 3.5: WHEN, default schedule, deferral ---------------------
 
+# Section 9: the channels with a send window by default (08:00-21:00, every day).
+QUIET_HOURS_CHANNELS = ("sms", "voice")
+
 
 @dataclass(frozen=True)
 class When:
@@ -205,6 +208,7 @@ def send_slots(
     when: When | None,
     max_defer_days: int,
     default_hours: dict[str, int] | None = None,
+    quiet_hours: bool = True,
 ) -> list[tuple[datetime, date]]:
     """Every candidate (send instant in UTC, quota day) of one channel of one lead, in order.
 
@@ -213,6 +217,7 @@ def send_slots(
     `max_defer_days`: the same local hour on the next day (next weekday on the
     default schedule). Local hours are in `send_zone` (the lead's zone, else the
     client's); the quota day is the date of the send instant in `client_zone`.
+    `quiet_hours` False: round 1's rules, without sms and voice's default window.
     """
     hours = default_hours if default_hours is not None else DEFAULT_HOUR
     pattern = when if when is not None and usable(when.confidence) else None
@@ -222,6 +227,19 @@ def send_slots(
     else:
         hour = hours[channel]
         day, instant = first_slot(scored_at, hour, send_zone, None)
+    if quiet_hours and channel in QUIET_HOURS_CHANNELS:
+        # Section 9: sms and voice go out 08:00-21:00 local by default; a slot
+        # before 08:00 waits for 08:00 that day, one at 21:00 or later for
+        # 08:00 on the next day it may go (a weekday on the default schedule).
+        local = instant.astimezone(ZoneInfo(send_zone))
+        minutes = local.hour * 60 + local.minute
+        if minutes < 8 * 60 or minutes >= 21 * 60:
+            if minutes >= 21 * 60:
+                day = day + timedelta(days=1)
+                while pattern is None and not is_weekday(day):
+                    day = day + timedelta(days=1)
+            hour = 8
+            instant = local_instant(day, hour, send_zone)
     instants = [instant]
     for _step in range(max_defer_days):
         day = day + timedelta(days=1)

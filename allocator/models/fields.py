@@ -244,8 +244,34 @@ def _domain(value: Any) -> str:
     return lowered
 
 
+_CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])|24:00")
+
+
+def _clock(value: Any) -> int:
+    """ "HH:MM" (00:00 to 24:00) as minutes after midnight."""
+    if not isinstance(value, str) or not _CLOCK.fullmatch(value):
+        fail(ErrorCode.INVALID_FIELD, f"must be a time HH:MM (00:00-24:00), got {shown(value)}")
+    hours, minutes = value.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def _country(value: Any) -> str:
+    from allocator.calendars import supported_countries  # the holidays package, loaded lazily
+
+    if not isinstance(value, str) or value.upper() not in supported_countries():
+        fail(
+            ErrorCode.INVALID_FIELD,
+            f"must be a country code of the holidays package (US, DE, ...), got {shown(value)}",
+        )
+    return value.upper()
+
+
 Text = Annotated[str, BeforeValidator(_text)]
 Day = Annotated[date, BeforeValidator(_day)]
+ClockMinutes = Annotated[
+    int, BeforeValidator(_clock), PlainSerializer(lambda m: f"{m // 60:02d}:{m % 60:02d}")
+]
+Country = Annotated[str, BeforeValidator(_country)]
 Domain = Annotated[str, BeforeValidator(_domain)]
 Score = Annotated[int, bounded(0, 100)]
 Weekday = Annotated[int, bounded(0, 6)]

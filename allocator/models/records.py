@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -13,8 +13,10 @@ from allocator.channels import RESOURCE_TYPE, Channel, EntryStatus, ResourceType
 from allocator.errors import ErrorCode, shown
 from allocator.models.fields import (
     ChannelField,
+    ClockMinutes,
     Confidence,
     Count,
+    Country,
     Day,
     DeferDays,
     Domain,
@@ -27,6 +29,7 @@ from allocator.models.fields import (
     Timestamp,
     Weekday,
     ZoneName,
+    bounded,
     fail,
     zone,
 )
@@ -133,6 +136,33 @@ ConversionPattern = WhenPattern | HowPattern
 
 Rotation = Literal["least_used", "least_loaded"]
 
+ALL_DAYS = (0, 1, 2, 3, 4, 5, 6)
+
+
+class SendWindow(BaseModel):
+    """When a channel's sends may go out, in the send zone (CONTRACT.md section 9):
+    on `days` (0 = Monday), from `start` up to (not including) `end`."""
+
+    model_config = _INPUT
+
+    days: list[Weekday] = Field(default_factory=lambda: list(ALL_DAYS), min_length=1)
+    start: ClockMinutes
+    end: ClockMinutes
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> SendWindow:
+        if self.end <= self.start:
+            fail(ErrorCode.INVALID_FIELD, "end must be after start (no window wraps midnight)")
+        return self
+
+
+class Pacing(BaseModel):
+    """Sends of one resource from one slot go out `gap_seconds` apart."""
+
+    model_config = _INPUT
+
+    gap_seconds: Annotated[int, bounded(1, 86_400)]
+
 
 class Client(BaseModel):
     model_config = _INPUT
@@ -145,6 +175,12 @@ class Client(BaseModel):
     rotation: Rotation = "least_used"
     lead_daily_limit: Count | None = None
     recipient_domain_daily_limit: Count | None = None
+    # CONTRACT.md section 9: when a send may go out. A channel missing from
+    # send_windows keeps its default (sms and voice 08:00-21:00); null: none.
+    send_windows: dict[ChannelField, SendWindow | None] = {}
+    holidays: Country | None = None
+    blackout_dates: list[Day] = Field(default=[], max_length=3660)
+    pacing: dict[ChannelField, Pacing] = {}
 
 
 class Warmup(BaseModel):

@@ -74,6 +74,9 @@ class ChannelAsk:
     rotation: Rotation = "least_used"
     lead: Cap | None = None  # the client's lead_daily_limit
     domain: Cap | None = None  # the client's recipient_domain_daily_limit (email)
+    # Pacing (CONTRACT.md section 9): per day, how many sends of one resource
+    # fit before the day's window ends; None: not paced.
+    paced: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,10 +103,13 @@ class LeadRequest:
 
 @dataclass(frozen=True)
 class Reservation:
-    """One ask's outcome: the deferral step taken (0 = the first day) and the resource."""
+    """One ask's outcome: the deferral step taken (0 = the first day), the
+    resource, and `k`, the sends of that resource on that day before this one
+    (pacing spaces sends by it)."""
 
     step: int
     resource_id: str
+    k: int = 0
 
 
 @dataclass(frozen=True)

@@ -47,14 +47,14 @@ class MemoryQuotaStore:
     def _take(self, client_id: str, ask: ChannelAsk) -> tuple[Reservation | None, Blocked | None]:
         first: Blocked | None = None
         count = self.counters.get
-        for step, day in enumerate(ask.days):
-            choice = choose_on_day(ask, client_id, day, lambda key: count(key, 0))
+        for step in range(len(ask.days)):
+            choice = choose_on_day(ask, client_id, step, lambda key: count(key, 0))
             if choice.chosen is None:
                 first = first or choice.blocked
                 continue
             for key in choice.increments:
                 self.counters[key] = self.counters.get(key, 0) + 1
-            return Reservation(step, ask.resources[choice.chosen].resource_id), first
+            return Reservation(step, ask.resources[choice.chosen].resource_id, choice.k), first
         return None, first
 
     def count(self, channel: Channel, resource_id: str, day: date) -> int:

@@ -272,7 +272,7 @@ class RedisQuotaStore:
         weekly = any(r.weekly is not None for r in resources)
         pooled = any(r.pool is not None for r in resources)
         days = []
-        for day in ask.days:
+        for step, day in enumerate(ask.days):
             caps = [day_cap(r, day) for r in resources]
             entry: list[Any] = [
                 [at(keys.counter(client_id, channel, i, day)) for i in ids],
@@ -283,6 +283,7 @@ class RedisQuotaStore:
                 0,
                 0,
                 0,
+                -1 if ask.paced is None else ask.paced[step],
             ]
             if weekly:
                 around = weeks_around(day)
@@ -485,11 +486,18 @@ async def redis_outages() -> AsyncIterator[None]:
 
 
 def _held(value: str | bytes) -> Held:
-    # [plan, picks] held before round 2; [plan, picks, blocked] since.
+    # [plan, picks] held before round 2; [plan, picks, blocked, ks] since.
     plan, picks, *rest = json.loads(value)
     # cjson encodes an empty list as {} (a lead with nothing to reserve)
     blocked = tuple(_blocked(b) for b in (rest[0] or ())) if rest else ()
-    return Held(plan, tuple(_pick(p) for p in picks or ()), blocked)
+    ks = list(rest[1] or ()) if len(rest) > 1 else []
+    chosen = [_pick(p) for p in picks or ()]
+    if ks:
+        chosen = [
+            Reservation(p.step, p.resource_id, int(k)) if p is not None else None
+            for p, k in zip(chosen, ks, strict=True)
+        ]
+    return Held(plan, tuple(chosen), blocked)
 
 
 def _blocked(text: str) -> Blocked | None:

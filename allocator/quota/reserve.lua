@@ -21,7 +21,8 @@
 --    warm: 0 or per resource 1 if its cap is its warm-up's,
 --    week: 0 or per resource 0 or [weekly limit, 13 counters from 6 days before to 6 after],
 --    pool: 0 or per resource 0 or [pool counter, day limit, week limit (-1: none), 0 or 13 counters],
---    lead: 0 or [counter, limit], domain: 0 or [counter, limit]]
+--    lead: 0 or [counter, limit], domain: 0 or [counter, limit],
+--    paced: how many sends of one resource pacing lets out that day (-1: not paced)]
 -- ARGV[2] = "1" to write an answer found held back unchanged (same value, same
 --   expiry). Only when the client WAITs for replicas after the call: WAIT
 --   waits for this connection's last write, and a call that only read held
@@ -31,17 +32,20 @@
 -- client encodes it once per call; one JSON argument instead of one argument
 -- per lead and key: argument encoding cost the client more than Redis spent
 -- running the script.)
--- Returns, per lead, the held answer as JSON: [plan, [pick, ...], [blocked, ...]],
+-- Returns, per lead, the held answer as JSON: [plan, [pick, ...], [blocked, ...], [k, ...]],
 -- a pick being "<step>:<resource_id>" or "-" (exhausted), a blocked being what
 -- blocked the ask's first day, "<code>:<resources it blocked>:<resources>", or
--- "" (none). An empty list encodes as {}.
+-- "" (none), a k the taken resource's count that day before this send (-1:
+-- exhausted; pacing spaces sends by it). An empty list encodes as {}.
 -- The rules, in the order allocator/quota/rules.py checks them: the lead's and
 -- the recipient domain's caps; per resource its cap of the day, its rolling
 -- weeks, its pool's day and weeks; then the rotation's choice.
 local batch = cjson.decode(ARGV[1])
 local rewrite_found = ARGV[2] == '1'
 -- Ties between reasons go to the first listed (allocator/reasons.py WHY_ORDER).
-local order = {deferred_full = 1, deferred_warmup = 2, deferred_weekly = 3, deferred_pool = 4}
+local order = {
+  deferred_full = 1, deferred_warmup = 2, deferred_weekly = 3, deferred_pool = 4, moved_window = 8
+}
 
 local function count(index)
   return tonumber(redis.call('GET', KEYS[index]) or '0')
@@ -94,6 +98,10 @@ local function resource_blocked(day, j, used)
       return 'deferred_pool'
     end
   end
+  local room = day[9]
+  if room >= 0 and used >= room then
+    return 'moved_window' -- paced past the day's end
+  end
   return nil
 end
 
@@ -138,7 +146,7 @@ local function choose(day, n, least_loaded)
     end
   end
   if best then
-    return best, nil
+    return best, nil, best_count
   end
   local top, top_n = nil, 0
   for why, k in pairs(tally) do
@@ -154,12 +162,12 @@ for i, lead in ipairs(batch) do
   local held_key = KEYS[lead[1]]
   local held = redis.call('GET', held_key)
   if not held then
-    local picks, blocked = {}, {}
+    local picks, blocked, ks = {}, {}, {}
     for a, ask in ipairs(lead[4]) do
       local days, ids, least_loaded = ask[1], ask[2], ask[3] == 1
-      local pick, first = '-', ''
+      local pick, first, k = '-', '', -1
       for d, day in ipairs(days) do
-        local best, why = choose(day, #ids, least_loaded)
+        local best, why, used = choose(day, #ids, least_loaded)
         if best then
           local expiry = day[3]
           local counted = {KEYS[day[1][best]]}
@@ -172,6 +180,7 @@ for i, lead in ipairs(batch) do
             redis.call('EXPIREAT', key, expiry)
           end
           pick = (d - 1) .. ':' .. ids[best]
+          k = used
           break
         end
         if d == 1 then
@@ -180,8 +189,9 @@ for i, lead in ipairs(batch) do
       end
       picks[a] = pick
       blocked[a] = first
+      ks[a] = k
     end
-    held = cjson.encode({lead[2], picks, blocked})
+    held = cjson.encode({lead[2], picks, blocked, ks})
     redis.call('SET', held_key, held, 'EXAT', lead[3])
   elseif rewrite_found then
     redis.call('SET', held_key, held, 'KEEPTTL')

@@ -66,11 +66,14 @@ class DayChoice:
     chosen: int | None
     increments: tuple[str, ...] = ()
     blocked: Blocked | None = None
+    k: int = 0  # the chosen resource's sends that day before this one
 
 
-def choose_on_day(ask: ChannelAsk, client_id: str, day: date, count: Count) -> DayChoice:
-    """Which resource of `ask` takes a send on `day`, given the counters (`count`
-    reads one by its key without a prefix). Nothing is counted here."""
+def choose_on_day(ask: ChannelAsk, client_id: str, step: int, count: Count) -> DayChoice:
+    """Which resource of `ask` takes a send on its `step`-th day, given the
+    counters (`count` reads one by its key without a prefix). Nothing is counted here."""
+    day = ask.days[step]
+    room = ask.paced[step] if ask.paced is not None else None
     shared: list[str] = []
     of = len(ask.resources)
     if ask.lead is not None:
@@ -91,6 +94,8 @@ def choose_on_day(ask: ChannelAsk, client_id: str, day: date, count: Count) -> D
         used = count(counter_key("", ask.channel, resource.resource_id, day))
         cap, warm = day_cap(resource, day)
         why = _blocked(ask, client_id, resource, day, used, cap, warm, count)
+        if why is None and room is not None and used >= room:
+            why = Why.MOVED_WINDOW  # paced past the day's end
         if why is not None:
             tally[why] += 1
             continue
@@ -105,7 +110,7 @@ def choose_on_day(ask: ChannelAsk, client_id: str, day: date, count: Count) -> D
     keys = [counter_key("", ask.channel, taken.resource_id, day)]
     if taken.pool is not None:
         keys.append(pool_key("", ask.channel, client_id, taken.pool.pool_id, day))
-    return DayChoice(best, tuple(keys + shared))
+    return DayChoice(best, tuple(keys + shared), k=best_count)
 
 
 def _blocked(

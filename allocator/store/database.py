@@ -139,7 +139,7 @@ async def _upsert_all(db: AsyncSession, table: Table, rows: Sequence[dict[str, A
 
 
 async def upsert_clients(db: AsyncSession, clients: Sequence[Client]) -> None:
-    await _upsert_all(db, schema.clients, [c.model_dump() for c in clients])
+    await _upsert_all(db, schema.clients, [c.model_dump(mode="json") for c in clients])
 
 
 async def upsert_resources(db: AsyncSession, resources: Sequence[Resource]) -> None:
@@ -194,10 +194,7 @@ async def upsert_leads(db: AsyncSession, leads: Sequence[ScoredLead]) -> None:
 
 
 async def load_snapshot(db: AsyncSession) -> Snapshot:
-    clients = [
-        Client.model_validate(dict(row._mapping))
-        for row in await db.execute(select(schema.clients))
-    ]
+    clients = [_client(row) for row in await db.execute(select(schema.clients))]
     resources = [
         Resource.model_validate(dict(row._mapping))
         for row in await db.execute(select(schema.resources))
@@ -209,7 +206,12 @@ async def list_clients(db: AsyncSession) -> list[Client]:
     """Every client, by client_id."""
     table = schema.clients
     rows = await db.execute(select(table).order_by(table.c.client_id))
-    return [Client.model_validate(dict(row._mapping)) for row in rows]
+    return [_client(row) for row in rows]
+
+
+def _client(row: Any) -> Client:
+    # Columns a round-1 row left NULL take the model's defaults.
+    return Client.model_validate({k: v for k, v in row._mapping.items() if v is not None})
 
 
 async def list_resources(db: AsyncSession, client_id: str | None = None) -> list[Resource]:

@@ -51,6 +51,11 @@ clients = Table(
     Column("rotation", String(), nullable=False, server_default="least_used"),
     Column("lead_daily_limit", Integer, nullable=True),
     Column("recipient_domain_daily_limit", Integer, nullable=True),
+    # CONTRACT.md section 9, as their JSON (the models say what each holds)
+    Column("send_windows", JSON, nullable=True),
+    Column("holidays", String(), nullable=True),
+    Column("blackout_dates", JSON, nullable=True),
+    Column("pacing", JSON, nullable=True),
 )
 
 resources = Table(
@@ -79,7 +84,15 @@ pools = Table(
 # Columns a database made by round 1 lacks: `Database.create_schema` adds them
 # (create_all makes missing tables, never missing columns).
 ROUND_2_COLUMNS: dict[str, tuple[str, ...]] = {
-    "clients": ("rotation", "lead_daily_limit", "recipient_domain_daily_limit"),
+    "clients": (
+        "rotation",
+        "lead_daily_limit",
+        "recipient_domain_daily_limit",
+        "send_windows",
+        "holidays",
+        "blackout_dates",
+        "pacing",
+    ),
     "resources": ("weekly_limit", "warmup", "pool_id"),
 }
 

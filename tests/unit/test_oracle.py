@@ -22,7 +22,7 @@ from allocator.directory import build_setup
 from allocator.models import ScoredLead, derived_id
 from allocator.patterns import PatternSet
 from allocator.tiers import tier_for_score
-from allocator.timing import send_slots as production_send_slots
+from allocator.timing import DEFAULT_WINDOWS, plan_sends
 from tests import oracle
 from tests.factories import client, how, resource, when
 from tests.oracle import When
@@ -127,18 +127,24 @@ def test_fall_back_day_patterns() -> None:
     sunday_1am = When(day=6, hour=1, confidence=0.9)
     # Scored Sat 31 Oct noon EDT: Sun 1 Nov 01:00 first occurrence (EDT) = 05:00Z.
     # Deferral: Mon 2 Nov 01:00 EST = 06:00Z.
-    slots = oracle.send_slots(t("2026-10-31T12:00:00-04:00"), "sms", NY, NY, sunday_1am, 1)
+    slots = oracle.send_slots(
+        t("2026-10-31T12:00:00-04:00"), "sms", NY, NY, sunday_1am, 1, quiet_hours=False
+    )
     assert slots == [
         (t("2026-11-01T05:00:00+00:00"), d("2026-11-01")),
         (t("2026-11-02T06:00:00+00:00"), d("2026-11-02")),
     ]
     # Scored 01:30 EDT (05:30Z), between the two 01:00s: the second one (06:00Z) is not
     # an occurrence; the next is Sun 8 Nov 01:00 EST = 06:00Z.
-    after = oracle.send_slots(t("2026-11-01T05:30:00+00:00"), "sms", NY, NY, sunday_1am, 0)
+    after = oracle.send_slots(
+        t("2026-11-01T05:30:00+00:00"), "sms", NY, NY, sunday_1am, 0, quiet_hours=False
+    )
     assert after == [(t("2026-11-08T06:00:00+00:00"), d("2026-11-08"))]
     # A Saturday 01:00 pattern deferred one day lands on the repeated hour: first one.
     saturday_1am = When(day=5, hour=1, confidence=0.9)
-    deferred = oracle.send_slots(t("2026-10-30T12:00:00-04:00"), "sms", NY, NY, saturday_1am, 1)
+    deferred = oracle.send_slots(
+        t("2026-10-30T12:00:00-04:00"), "sms", NY, NY, saturday_1am, 1, quiet_hours=False
+    )
     assert deferred == [
         (t("2026-10-31T05:00:00+00:00"), d("2026-10-31")),
         (t("2026-11-01T05:00:00+00:00"), d("2026-11-01")),
@@ -300,14 +306,15 @@ def production_slots(
         held = PatternSet(
             when={Channel(channel): when(channel, pattern.day, pattern.hour, pattern.confidence)}
         )
-    slots = production_send_slots(
+    slots = plan_sends(
         reference,
         DEFAULT_SEND_HOUR[Channel(channel)],
         ZoneInfo(send_zone),
         ZoneInfo(client_zone),
         held.usable_when(Channel(channel)),
         defer,
-    )
+        DEFAULT_WINDOWS.get(Channel(channel)),  # sms and voice: 08:00-21:00
+    ).slots
     # In UTC: PEP 495 makes == between zones False for an ambiguous wall time.
     return [(slot.send_at.astimezone(UTC), slot.usage_day) for slot in slots]
 

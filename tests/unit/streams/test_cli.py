@@ -38,12 +38,14 @@ COMMANDS = (
     "topics",
     "clients",
     "resources",
+    "pools",
     "leads",
     "dlq",
     "broker",
     "samples",
     "send",
     "read",
+    "usage",
     "replay",
 )
 CLIENTS = SAMPLES_DIR / "clients.jsonl"
