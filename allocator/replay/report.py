@@ -65,6 +65,16 @@ STATUS_MEANINGS = {
     "clients given).",
 }
 SIDE_COLOURS = {"baseline": "#495057", "variant": "#7048e8"}
+# The send-time chart's channels, told apart from the status colours.
+CHANNEL_COLOURS = {
+    "email": "#1c7ed6",
+    "linkedin": "#0c8599",
+    "voice": "#ae3ec9",
+    "sms": "#d6336c",
+    "direct_mail": "#795548",
+}
+# The send-time chart counts sends per this many minutes of the local day.
+TIME_BIN_MINUTES = 10
 CHANGE_LABELS = {
     "sends_moved_in_time": "sends moved to another time",
     "sends_on_another_resource": "sends on another resource, same time",
@@ -291,25 +301,93 @@ def tier_figure(summary: ReplaySummary) -> go.Figure:
     return fig
 
 
+def _clock(minute: int) -> str:
+    """A minute of the day (0..1440) as hh:mm."""
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def _hours_sent(summary: ReplaySummary) -> tuple[int, int]:
+    """The first and last local hour with a send; the whole day without sends."""
+    hours = {m.hour for m in summary.send_minutes} | {t.hour for t in summary.send_times}
+    return (min(hours), max(hours)) if hours else (0, 23)
+
+
 def send_time_figure(summary: ReplaySummary) -> go.Figure:
+    """Above: sends per TIME_BIN_MINUTES of the local day, stacked by channel, so
+    that pacing's spread within an hour shows. Below: sends by weekday and local
+    hour. Both on one axis of minutes of the day."""
+    bins: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for m in summary.send_minutes:
+        start = (m.hour * 60 + m.minute) // TIME_BIN_MINUTES * TIME_BIN_MINUTES
+        bins[m.channel][start] += m.count
+    channels = [c.value for c in Channel if c.value in bins]
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        row_heights=[0.6, 0.4],
+        vertical_spacing=0.14,
+        subplot_titles=[
+            f"sends per {TIME_BIN_MINUTES} minutes of local time, by channel",
+            "sends by weekday and local hour",
+        ],
+    )
+    half = TIME_BIN_MINUTES / 2
+    for channel in channels:
+        starts = sorted(bins[channel])
+        fig.add_trace(
+            go.Bar(
+                name=channel,
+                x=[start + half for start in starts],
+                y=[bins[channel][start] for start in starts],
+                width=TIME_BIN_MINUTES,
+                marker_color=CHANNEL_COLOURS.get(channel),
+                customdata=[
+                    f"{_clock(start)}-{_clock(start + TIME_BIN_MINUTES)}" for start in starts
+                ],
+                hovertemplate=f"{channel}, %{{customdata}} local: %{{y}} sends<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
     grid = [[0] * 24 for _ in range(7)]
     for point in summary.send_times:
         grid[point.weekday][point.hour] = point.count
-    fig = go.Figure(
+    fig.add_trace(
         go.Heatmap(
             z=grid,
-            x=[f"{h:02d}" for h in range(24)],
+            x=[60 * h + 30 for h in range(24)],  # each hour's column centred on it
             y=WEEKDAYS,
+            text=[
+                [f"{day} {_clock(60 * h)}-{_clock(60 * h + 60)}" for h in range(24)]
+                for day in WEEKDAYS
+            ],
             colorscale="Blues",
-            colorbar={"title": {"text": "sends"}},
-            hovertemplate="%{y} %{x}:00 local: %{z} sends<extra></extra>",
-        )
+            colorbar={"title": {"text": "sends"}, "len": 0.36, "y": 0, "yanchor": "bottom"},
+            hovertemplate="%{text} local: %{z} sends<extra></extra>",
+        ),
+        row=2,
+        col=1,
     )
+    first, last = _hours_sent(summary)
+    span = [max(0, 60 * first - 60), min(24 * 60, 60 * last + 120)]  # an hour either side
+    step = 60 if span[1] - span[0] <= 12 * 60 else 120
+    ticks = list(range(span[0], span[1] + 1, step))
+    fig.update_xaxes(
+        range=span, tickvals=ticks, ticktext=[_clock(m) for m in ticks], showticklabels=True
+    )
+    fig.update_xaxes(
+        title_text="local time of the send (the lead's zone, else the client's)", row=2, col=1
+    )
+    fig.update_yaxes(title_text="sends", row=1, col=1)
+    fig.update_yaxes(autorange="reversed", row=2, col=1)
     fig.update_layout(
-        title="Send times by weekday and local hour",
-        height=380,
-        yaxis_autorange="reversed",
-        xaxis_title="local hour of the send",
+        title="Send times: local time of day by channel, and by weekday",
+        barmode="stack",
+        bargap=0,
+        height=640,
+        margin={"t": 110},
+        legend={"title": {"text": "channel"}, "traceorder": "normal", "y": 1, "yanchor": "top"},
     )
     return fig
 
@@ -605,6 +683,8 @@ def _word(value: Any) -> str:
         return "none"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k} {_word(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_word(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -653,6 +733,27 @@ RULE_LABELS = {
     "resources": "resource fields by resource",
     "pools": "pools added or replaced",
 }
+
+
+def _send_times_html(summary: ReplaySummary) -> str:
+    """What the send-time chart shows, and its busiest stretch of the day."""
+    text = (
+        "<p>Send times are local to the send's zone (the lead's, else the client's). The "
+        f"upper chart counts sends per {TIME_BIN_MINUTES} minutes of the day, by channel: "
+        "a client's pacing spreads the sends of one slot over the minutes after it. The "
+        "lower one counts them by weekday and hour.</p>"
+    )
+    bins: dict[int, int] = defaultdict(int)
+    for m in summary.send_minutes:
+        bins[(m.hour * 60 + m.minute) // TIME_BIN_MINUTES * TIME_BIN_MINUTES] += m.count
+    if not bins:
+        return text
+    busiest = max(sorted(bins), key=lambda start: bins[start])  # the earliest of equals
+    return text + (
+        f"<p>The busiest {TIME_BIN_MINUTES} minutes of the local day, "
+        f"{_clock(busiest)}-{_clock(busiest + TIME_BIN_MINUTES)}, hold {bins[busiest]:,} of "
+        f"the {sum(bins.values()):,} sends (every channel and weekday).</p>"
+    )
 
 
 def _reasons_html(summary: ReplaySummary) -> str:
@@ -907,6 +1008,7 @@ def write_report(
         + _reasons_html(summary)
         + "<h2>Deferrals and exhaustion by tier, and send times</h2>"
         + _chart(2)
+        + _send_times_html(summary)
         + _chart(3)
         + (_comparison_html(comparison, figures) if comparison is not None else "")
     )

@@ -140,6 +140,17 @@ class SendTimeCount:
 
 
 @dataclass(frozen=True)
+class SendMinuteCount:
+    """Sends of one channel at one minute of the local day (any weekday): the
+    spread within the day that pacing gives (CONTRACT.md section 9)."""
+
+    channel: str
+    hour: int  # local to the send's zone
+    minute: int
+    count: int
+
+
+@dataclass(frozen=True)
 class InputSource:
     """One input of the replay: what it held, where it was read, how much of it."""
 
@@ -209,6 +220,8 @@ class ReplaySummary:
     # (empty in a summary made before reasons were counted), and by client and channel.
     reasons: Mapping[str, int] = field(default_factory=dict)
     by_reason: tuple[ReasonCount, ...] = ()
+    # Sends by channel and local minute of the day (empty in an older summary).
+    send_minutes: tuple[SendMinuteCount, ...] = ()
 
     @property
     def rules_name(self) -> str:
@@ -270,6 +283,7 @@ class ReplaySummary:
             "inputs": self.inputs.to_json(),
             "reasons": dict(self.reasons),
             "by_reason": [asdict(r) for r in self.by_reason],
+            "send_minutes": [asdict(m) for m in self.send_minutes],
         }
 
 
@@ -395,6 +409,8 @@ class Summary:
     capacity: dict[tuple[str, str], int | None] = field(default_factory=dict)
     # (weekday 0=Mon, hour) of send_at, local to its zone
     send_times: Counter[tuple[int, int]] = field(default_factory=Counter)
+    # (channel, hour, minute) of send_at, local to its zone
+    send_minutes: Counter[tuple[str, int, int]] = field(default_factory=Counter)
     # (client, channel, reason code or NO_REASON)
     reasons: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
@@ -441,6 +457,7 @@ class Summary:
                 assert entry.resource_id is not None and entry.usage_day is not None
                 self.usage[(lead.client_id, channel, entry.resource_id, entry.usage_day)] += 1
                 self.send_times[(entry.send_at.weekday(), entry.send_at.hour)] += 1
+                self.send_minutes[(channel, entry.send_at.hour, entry.send_at.minute)] += 1
         for channel, quotas in setup.quotas.items():
             key = (setup.client.client_id, channel.value)
             if key not in self.capacity:
@@ -578,6 +595,9 @@ class Summary:
             inputs=self.inputs(),
             reasons=self.reason_totals(),
             by_reason=tuple(ReasonCount(*key, n) for key, n in sorted(self.reasons.items())),
+            send_minutes=tuple(
+                SendMinuteCount(*key, n) for key, n in sorted(self.send_minutes.items())
+            ),
         )
 
     def reason_totals(self) -> dict[str, int]:

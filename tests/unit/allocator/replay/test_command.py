@@ -513,3 +513,61 @@ def test_the_databases_resources_naming_a_pool_the_pools_file_lacks_are_refused(
     )
     # the database's own pools hold it
     run(["replay", "--leads", str(paths["leads"]), "--out", str(tmp_path / "out.jsonl"), "--quiet"])
+
+
+# --- round 2: send windows, holidays and pacing in --compare ------------------
+
+ONE_DOMAIN = [{"client_id": "acme", "channel": "email", "resource_id": "mail.acme.io"}]
+
+
+def test_a_us_holiday_calendar_moves_sends_off_thanksgiving_and_christmas(
+    tmp_path: Path,
+) -> None:
+    # 4 cold leads (email only) each weekday for five weeks from Monday 2026-11-23:
+    # Thursday 2026-11-26 is Thanksgiving and Friday 2026-12-25 Christmas.
+    paths = write_setup(tmp_path, weekday_leads(4, 5, score=30), ONE_DOMAIN)
+    comparison = compare(
+        tmp_path, paths, {"name": "US holidays", "clients": {"*": {"holidays": "US"}}}
+    )
+    # each holiday's sends go out on the next allowed day: Friday, and past the
+    # weekend Monday
+    assert [
+        (d["day"], d["baseline"], d["variant"]) for d in comparison["sends_per_day_changed"]
+    ] == [
+        ("2026-11-26", 4, 0),
+        ("2026-11-27", 4, 8),
+        ("2026-12-25", 4, 0),
+        ("2026-12-28", 0, 4),  # the history ends on Christmas
+    ]
+    base, variant = comparison["reasons"]["baseline"], comparison["reasons"]["variant"]
+    assert (base["moved_holiday"], variant["moved_holiday"]) == (0, 8)
+    assert comparison["reason_changes"] == [
+        {"channel": "email", "baseline": "none", "variant": "moved_holiday", "count": 8}
+    ]
+    assert comparison["sends_moved_in_time"] == 8
+    assert comparison["variant"]["clients"] == {"*": {"holidays": "US"}}
+
+    page = read(tmp_path / "r")
+    rules = {row[0]: row[1:] for row in page.table_after("rule")}
+    assert rules["client fields"] == ["as given", "every client: holidays US"]
+    sides = next(t for t in page.tables if t[0][:3] == ["reason (code)", "baseline", "variant"])
+    assert {row[0]: row[1:] for row in sides}["moved_holiday"] == ["0", "8", "+8"]
+
+
+def test_rules_may_set_send_windows_blackout_dates_and_pacing(tmp_path: Path) -> None:
+    paths = write_setup(tmp_path, weekday_leads(4, 1, score=30), ONE_DOMAIN)
+    window = {"days": [0, 1, 2, 3, 4], "start": "10:30", "end": "17:00"}
+    changes = {
+        "send_windows": {"email": window},
+        "blackout_dates": ["2026-11-24"],
+        "pacing": {"email": {"gap_seconds": 600}},
+    }
+    comparison = compare(tmp_path, paths, {"name": "quiet", "clients": {"*": changes}})
+    assert comparison["variant"]["clients"] == {"*": changes}
+    variant = comparison["reasons"]["variant"]
+    # Tuesday is blacked out; every other send waits for the window at 10:30
+    assert variant["moved_holiday"] == 4 and variant["moved_window"] == 16
+    days = {d["day"]: (d["baseline"], d["variant"]) for d in comparison["sends_per_day_changed"]}
+    assert days == {"2026-11-24": (4, 0), "2026-11-25": (4, 8)}
+    # and every send moved: to the window, then paced 10 minutes apart
+    assert comparison["sends_moved_in_time"] == 20

@@ -32,6 +32,7 @@ from allocator.replay.summary import (
     ReplaySummary,
     ResourceUse,
     SendChanges,
+    SendMinuteCount,
     SendTimeCount,
     SkippedRecord,
     TierCounts,
@@ -41,7 +42,7 @@ CHART_TITLES = [
     "Channel entries per day, by status (day: the send's quota day, else the day it asked for)",
     "Resource utilisation against its daily limit (%)",
     "Share of channel entries deferred and exhausted, by tier",
-    "Send times by weekday and local hour",
+    "Send times: local time of day by channel, and by weekday",
 ]
 COMPARISON_TITLES = [
     "Channel entries by status: baseline and variant side by side",
@@ -100,6 +101,12 @@ def sample(name: str = "baseline", spread: float = 0.5) -> ReplaySummary:
         ),
         usage_balance_spread=spread,
         send_times=(SendTimeCount(4, 9, 2), SendTimeCount(0, 10, 1)),
+        # paced: acme's two emails 7 minutes apart, over a 10-minute boundary
+        send_minutes=(
+            SendMinuteCount("email", 9, 4, 1),
+            SendMinuteCount("email", 9, 11, 1),
+            SendMinuteCount("linkedin", 10, 0, 1),
+        ),
         per_client_day=(
             ClientDayCount("acme", "2026-11-27", "email", "allocated", 2),
             ClientDayCount("acme", "2026-11-30", "linkedin", "deferred", 1),
@@ -308,10 +315,39 @@ def test_the_page_names_its_four_charts_and_draws_them_from_the_summary(tmp_path
         (WORDS["exhausted"], ["hot", "cold"], [0.0, 0.0]),
     ]
 
-    (heatmap,), _ = send_times
+    # above: sends per 10 minutes of the local day (x: minutes, at each bin's
+    # middle), by channel; below: by weekday and hour
+    *bars, heatmap = send_times[0]
+    layout = send_times[1]
+    assert [(t["name"], t["x"], t["y"], t["customdata"]) for t in bars] == [
+        ("email", [545, 555], [1, 1], ["09:00-09:10", "09:10-09:20"]),
+        ("linkedin", [605], [1], ["10:00-10:10"]),
+    ]
+    assert all(t["width"] == 10 and t.get("xaxis", "x") == "x" for t in bars)
+    assert [a["text"] for a in layout["annotations"]] == [
+        "sends per 10 minutes of local time, by channel",
+        "sends by weekday and local hour",
+    ]
+    # an hour either side of the hours sent, labelled in hh:mm
+    assert layout["xaxis"]["range"] == [480, 720]
+    assert layout["xaxis2"]["ticktext"][:2] == ["08:00", "09:00"]
+    assert heatmap["type"] == "heatmap" and heatmap["xaxis"] == "x2"
     assert heatmap["y"] == ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    assert heatmap["x"][9] == 9 * 60 + 30  # an hour's column, centred on it
     assert heatmap["z"][4][9] == 2 and heatmap["z"][0][10] == 1
     assert sum(map(sum, heatmap["z"])) == 3
+    assert "The busiest 10 minutes of the local day, 09:00-09:10, hold 1 of the 3 sends" in (
+        " ".join(page.paragraphs)
+    )
+
+
+def test_a_summary_without_send_minutes_draws_the_weekday_chart_alone(tmp_path: Path) -> None:
+    # A summary made before minutes were counted: no bars, the day's hours as before.
+    page = read(write_report(tmp_path, replace(sample(), send_minutes=())).parent)
+    traces, layout = page.figures()[3]
+    assert [t["type"] for t in traces] == ["heatmap"]
+    assert layout["xaxis2"]["range"] == [480, 720]
+    assert not any("busiest 10 minutes" in p for p in page.paragraphs)
 
 
 def test_every_status_has_a_legend_entry_even_without_bars(tmp_path: Path) -> None:
@@ -716,3 +752,28 @@ def test_round_two_rules_are_in_words(tmp_path: Path) -> None:
 def test_a_replay_of_no_entries_has_no_reason_to_count(tmp_path: Path) -> None:
     page = read(write_report(tmp_path, with_reasons(sample())).parent)
     assert "No channel entry to count." in page.paragraphs
+
+
+def test_send_windows_holidays_and_pacing_rules_are_in_words(tmp_path: Path) -> None:
+    rules = Rules(
+        name="quiet and paced",
+        client_changes={
+            "*": {"holidays": "US", "blackout_dates": ["2026-12-24", "2026-12-31"]},
+            "acme": {
+                "send_windows": {
+                    "email": {"days": [0, 1, 2, 3, 4], "start": "09:00", "end": "17:00"}
+                },
+                "pacing": {"email": {"gap_seconds": 300}},
+            },
+        },
+    )
+    variant = replace(sample(), rules=rules.describe())
+    page = read(
+        write_report(tmp_path, sample(), Comparison(sample(), variant, SendChanges())).parent
+    )
+    rows = {row[0]: row[2] for row in page.table_after("rule")}
+    assert rows["client fields"] == (
+        "every client: holidays US, blackout_dates [2026-12-24, 2026-12-31]; "
+        "acme: send_windows {email {days [0, 1, 2, 3, 4], start 09:00, end 17:00}}, "
+        "pacing {email {gap_seconds 300}}"
+    )

@@ -38,6 +38,7 @@ from allocator.replay.summary import (
 from allocator.tiers import DISPLAY_ORDER
 from streams.cli import main
 from streams.metrics import Metrics
+from streams.samples import SAMPLES_DIR
 from tests.factories import client, how, lead, resource
 from tests.replay_data import BAD_LINES, replay_args, write_history
 
@@ -407,3 +408,46 @@ def test_a_summary_from_before_reasons_counts_none() -> None:
     summary = Summary({"name": "t"}).result()
     assert summary.reason_count("deferred_weekly") == 0
     assert set(summary.reasons.values()) == {0}
+
+
+def paced_clients(directory: Path, gap_seconds: int) -> Path:
+    """The sample clients, each pacing its email sends `gap_seconds` apart."""
+    rows = [json.loads(line) for line in (SAMPLES_DIR / "clients.jsonl").read_text().splitlines()]
+    for row in rows:
+        row["pacing"] = {"email": {"gap_seconds": gap_seconds}}
+    path = directory / "clients.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def email_minutes(summary: dict[str, Any]) -> dict[int, set[int]]:
+    """hour -> the minutes of it with an email send, from summary.json."""
+    minutes: dict[int, set[int]] = {}
+    for m in summary["send_minutes"]:
+        if m["channel"] == "email":
+            minutes.setdefault(m["hour"], set()).add(m["minute"])
+    return minutes
+
+
+def test_pacing_spreads_the_sends_of_a_slot_over_the_minutes_after_it(tmp_path: Path) -> None:
+    paths = write_history(tmp_path, leads=300, bad=False)
+    run_args = replay_args(paths, tmp_path / "plain.jsonl", "--report", str(tmp_path / "plain"))
+    assert main(run_args) == 0
+    plain = json.loads((tmp_path / "plain" / "summary.json").read_text())
+    # without pacing every send goes out on the hour its schedule or pattern gave
+    assert email_minutes(plain) and all(m == {0} for m in email_minutes(plain).values())
+
+    paths["clients"] = paced_clients(tmp_path, 300)
+    for run in ("a", "b"):
+        args = replay_args(paths, tmp_path / f"{run}.jsonl", "--report", str(tmp_path / run))
+        assert main(args) == 0
+    written = (tmp_path / "a" / "summary.json").read_bytes()
+    assert written == (tmp_path / "b" / "summary.json").read_bytes()  # jitter is no chance
+    paced = json.loads(written)
+    minutes = email_minutes(paced)
+    # the sends of one hour spread over its minutes: more than one 10-minute bin
+    assert any(len({m // 10 for m in within}) > 1 for within in minutes.values())
+    # every send counted once, at its minute: as many as the hours count
+    assert sum(m["count"] for m in paced["send_minutes"]) == sum(
+        t["count"] for t in paced["send_times"]
+    )
