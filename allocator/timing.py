@@ -137,6 +137,10 @@ class Window:
 
 # US TCPA quiet hours: calls and texts only 08:00 to 21:00 in the recipient's zone.
 EVERY_DAY = frozenset(range(7))
+WEEKEND = frozenset({5, 6})
+# Closed days and windows could leave no day at all: a lead is undecidable
+# (dead-lettered, naming why) rather than walked towards year 9999.
+_HORIZON = 800
 DEFAULT_WINDOWS: dict[Channel, Window] = {
     Channel.SMS: Window(EVERY_DAY, 8 * 60, 21 * 60),
     Channel.VOICE: Window(EVERY_DAY, 8 * 60, 21 * 60),
@@ -180,10 +184,12 @@ def plan_sends(
     first slot lands, not a deferral step; deferral steps then walk allowed
     days at the first slot's local time.
     """
-    default = pattern is None
+    # The default schedule sends on weekdays; a window of weekend days only
+    # (a client's explicit choice) is taken at its word instead.
+    weekdays_only = pattern is None and not (window is not None and window.days <= WEEKEND)
 
     def allowed(day: date, in_window: bool = True) -> bool:
-        if default and not _is_weekday(day):
+        if weekdays_only and not _is_weekday(day):
             return False
         if in_window and window is not None and day.weekday() not in window.days:
             return False
@@ -193,21 +199,26 @@ def plan_sends(
     if pattern is not None:
         first = next_weekly(reference, pattern.optimal_day, pattern.optimal_hour, send_zone)
         minutes = pattern.optimal_hour * 60
-        while calendar.closed(first.astimezone(send_zone).date()):
+        for _ in range(_HORIZON // 7):
             closed = first.astimezone(send_zone).date()
+            if not calendar.closed(closed):
+                break
             moved = moved or (Why.MOVED_HOLIDAY, f"{calendar.why_closed(closed)}; moved a week")
             first = at_clock(closed + timedelta(days=7), minutes, send_zone)
+        else:
+            raise ValueError(f"every {first:%A} for {_HORIZON} days is closed to sends")
     else:
         minutes = hour * 60
         first = next_weekday_slot(reference, hour, send_zone)
         day = first.astimezone(send_zone).date()
         if calendar.closed(day):
             moved = (Why.MOVED_HOLIDAY, f"{calendar.why_closed(day)}; moved to the next weekday")
-            day = first.astimezone(send_zone).date()
-            while not (
-                allowed(day, in_window=False) and at_clock(day, minutes, send_zone) > reference
-            ):
-                day += _ONE_DAY
+            day = _next_day(
+                day,
+                lambda d: (
+                    allowed(d, in_window=False) and at_clock(d, minutes, send_zone) > reference
+                ),
+            )
             first = at_clock(day, minutes, send_zone)
     if window is not None:
         placed, minutes = _into_window(first, minutes, window, send_zone, allowed)
@@ -224,9 +235,7 @@ def plan_sends(
     day = first.astimezone(send_zone).date()
     slots = [first]
     while len(slots) <= defer_steps:
-        day += _ONE_DAY
-        while not allowed(day):
-            day += _ONE_DAY
+        day = _next_day(day + _ONE_DAY, allowed)
         slots.append(at_clock(day, minutes, send_zone))
     ends = tuple(_day_end(at.astimezone(send_zone).date(), window, send_zone) for at in slots)
     send = tuple(SendSlot(at, local_date(at, quota_zone)) for at in slots)
@@ -253,7 +262,17 @@ def _into_window(
         return slot, minutes
     if allowed(day) and at < window.start:
         return at_clock(day, window.start, tz), window.start
-    day += _ONE_DAY
-    while not allowed(day):
-        day += _ONE_DAY
+    day = _next_day(day + _ONE_DAY, allowed)
     return at_clock(day, window.start, tz), window.start
+
+
+def _next_day(day: date, allowed: Callable[[date], bool]) -> date:
+    """The first allowed day from `day` on; ValueError when none is near."""
+    for _ in range(_HORIZON):
+        if allowed(day):
+            return day
+        day += _ONE_DAY
+    raise ValueError(
+        f"no day from {day - _HORIZON * _ONE_DAY} on for {_HORIZON} days is open to sends "
+        "(the send window's days, holidays and blackout dates leave none)"
+    )

@@ -148,14 +148,17 @@ def parity_requests() -> list[LeadRequest]:
             domain = None
             if channel is Channel.EMAIL and rng.random() < 0.4:
                 domain = Cap(rng.choice(["a.com", "b:c.org"]), rng.choice([1, 3]))
+            ask_days = days[start_at : start_at + rng.randint(1, 3)]
+            paced = tuple(rng.randint(0, 4) for _ in ask_days) if rng.random() < 0.3 else None
             asks.append(
                 ChannelAsk(
                     channel,
-                    days[start_at : start_at + rng.randint(1, 3)],
+                    ask_days,
                     resources,
                     rng.choice(["least_used", "least_loaded"]),
                     lead_cap,
                     domain,
+                    paced,
                 )
             )
         event = f"{client}|e{rng.randint(0, 150)}"  # hold keys name the client, as in production
@@ -198,7 +201,10 @@ async def check_redis_and_memory_stores_agree(url: str, prefix: str) -> None:
             "deferred_pool",
             "deferred_lead_limit",
             "deferred_domain_limit",
+            "moved_window",
         }, whys
+        # the k of each send (pacing) is the resource's count before it
+        assert any(p is not None and p.k > 0 for h in held for p in h.picks)
         owners = counter_owners(requests)
         assert set(memory.counters) <= set(owners)
         for key, client in owners.items():
