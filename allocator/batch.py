@@ -130,6 +130,7 @@ class BatchDecider:
                     answer.picks,
                     self.decided_at(lead),
                     answer.blocked,
+                    answer.suppressed,
                 )
             )
         return decided

@@ -59,9 +59,12 @@ ALLOCATED: Final = "allocated"
 DEFERRED: Final = "deferred"
 EXHAUSTED: Final = "exhausted"
 NO_RESOURCE: Final = "no_resource"
-REPORTED_STATUSES: tuple[str, ...] = (ALLOCATED, DEFERRED, EXHAUSTED, NO_RESOURCE)
+# Round 2 (CONTRACT.md section 10): the lead stopped (a reply, a meeting, an
+# unsubscribe) within its client's suppression period.
+SUPPRESSED: Final = "suppressed"
+REPORTED_STATUSES: tuple[str, ...] = (ALLOCATED, DEFERRED, EXHAUSTED, NO_RESOURCE, SUPPRESSED)
 # What a record's entry may say (the type of its status field).
-EntryStatus = Literal["allocated", "exhausted", "no_resource"]
+EntryStatus = Literal["allocated", "exhausted", "no_resource", "suppressed"]
 
 
 def reported_status(status: str, deferral: int | None) -> str:

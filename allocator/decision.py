@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from allocator.channels import (
@@ -21,6 +21,7 @@ from allocator.channels import (
     EXHAUSTED,
     NO_RESOURCE,
     RESOURCE_TYPE,
+    SUPPRESSED,
     Channel,
     EntryStatus,
 )
@@ -164,6 +165,8 @@ class Caps:
     rotation: Rotation = "least_used"
     lead_daily_limit: int | None = None
     recipient_domain_daily_limit: int | None = None
+    sticky_days: int = 0  # CONTRACT.md section 10
+    sticky_require: bool = False
 
     def lead_cap(self, lead: ScoredLead) -> Cap | None:
         if self.lead_daily_limit is None:
@@ -200,6 +203,11 @@ class LeadPlan:
                 caps.lead_cap(lead),
                 caps.domain_cap(lead, c.channel),
                 _rooms(c),
+                tuple(int(slot.send_at.timestamp()) for slot in c.slots),
+                c.paced.gap if c.paced else 0,
+                c.paced.jitter if c.paced else 0,
+                caps.sticky_days,
+                caps.sticky_require,
             )
             for c, quotas in zip(self.plan.channels, self.quotas, strict=True)
             if c.slots
@@ -211,6 +219,10 @@ class LeadPlan:
             asks=asks,
             hold_day=max(days, default=lead.scored_at.date()),
             client_id=lead.client_id,
+            lead_id=lead.lead_id,
+            allocation_id=allocation_id_of(lead),
+            event_id=lead.key,
+            scored_at=int(lead.scored_at.timestamp()),
         )
 
 
@@ -254,7 +266,13 @@ def plan_lead(
         plans.append(ChannelPlan(channel, source, timing.slots, timing.moved, paced, timing.ends))
         quotas.append(channel_quotas)
     client = setup.client
-    caps = Caps(client.rotation, client.lead_daily_limit, client.recipient_domain_daily_limit)
+    caps = Caps(
+        client.rotation,
+        client.lead_daily_limit,
+        client.recipient_domain_daily_limit,
+        client.sticky_days,
+        client.sticky == "require",
+    )
     return LeadPlan(lead, Plan(tier, sequence_source, tuple(plans)), tuple(quotas), caps)
 
 
@@ -268,12 +286,18 @@ class Decision:
     wanted_days: tuple[date | None, ...]
 
 
+def allocation_id_of(lead: ScoredLead) -> str:
+    """Deterministic from the event: the same event always gets the same id."""
+    return derived_id("allocation", lead.key)
+
+
 def complete(
     lead: ScoredLead,
     plan: Plan,
     picks: Sequence[Reservation | None],
     decided_at: datetime,
     blocked: Sequence[Blocked | None] = (),
+    suppressed: str = "",
 ) -> Decision:
     """The allocation record; `picks` answer the plan's channels that have slots,
     in order, and `blocked` says what blocked each one's first day (None: nothing)."""
@@ -281,7 +305,12 @@ def complete(
     whys = iter(blocked)
     entries = []
     deferrals: list[int | None] = []
+    stopped = _suppressed_reason(suppressed)
     for channel_plan in plan.channels:
+        if stopped is not None:
+            entries.append(_unallocated(channel_plan, SUPPRESSED, stopped))
+            deferrals.append(None)
+            continue
         if not channel_plan.slots:
             noun = RESOURCE_NOUNS[channel_plan.channel]
             reason = Reason(code=Why.NO_RESOURCE, detail=f"the client has no active {noun}")
@@ -320,7 +349,7 @@ def complete(
             )
         )
     allocation = Allocation(
-        allocation_id=derived_id("allocation", lead.key),
+        allocation_id=allocation_id_of(lead),
         event_id=lead.key,
         lead_id=lead.lead_id,
         client_id=lead.client_id,
@@ -332,6 +361,22 @@ def complete(
     )
     wanted = tuple(c.slots[0].usage_day if c.slots else None for c in plan.channels)
     return Decision(allocation, tuple(deferrals), wanted)
+
+
+def _suppressed_reason(suppressed: str) -> Reason | None:
+    """ "<kind>:<since>:<until or -1>" as the stopped lead's reason."""
+    if not suppressed:
+        return None
+    kind, since, until = suppressed.rsplit(":", 2)
+    since_at = datetime.fromtimestamp(int(since), UTC).isoformat()
+    lasting = (
+        "for good"
+        if int(until) == -1
+        else f"until {datetime.fromtimestamp(int(until), UTC).isoformat()}"
+    )
+    return Reason(
+        code=Why.SUPPRESSED, detail=f"the lead {kind} at {since_at}; suppressed {lasting}"
+    )
 
 
 def _moved_reason(plan: ChannelPlan) -> Reason | None:

@@ -28,6 +28,10 @@ class ErrorCode(StrEnum):
     UNKNOWN_CHANNEL = "unknown_channel"
     UNKNOWN_PATTERN_TYPE = "unknown_pattern_type"
     DUPLICATE_CHANNEL = "duplicate_channel"
+    UNKNOWN_KIND = "unknown_kind"  # a send-event's kind
+    # a send-event that names no send the allocator reserved (allocation,
+    # channel or resource do not match)
+    UNKNOWN_SEND = "unknown_send"
     # a valid record the rules could not decide (allocator/batch.py)
     UNDECIDABLE = "undecidable"
     # a file line whose check failed in a way no bound foresaw (allocator/files.py)

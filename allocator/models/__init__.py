@@ -16,6 +16,14 @@ from allocator.models.dead_letters import (
     dead_letter,
     excerpt,
 )
+from allocator.models.feedback import (
+    KINDS,
+    STOP_KINDS,
+    Cancellation,
+    HealthChange,
+    HealthState,
+    SendEvent,
+)
 from allocator.models.fields import (
     EARLIEST_TIMESTAMP,
     LATEST_TIMESTAMP,
@@ -44,6 +52,7 @@ from allocator.models.parsing import (
     parse_lead,
     parse_pattern,
     parse_pattern_data,
+    parse_send_event,
     validate,
 )
 from allocator.models.records import (
@@ -68,6 +77,7 @@ __all__ = [
     "DLQ_KEY_BYTES",
     "DLQ_RAW_BYTES",
     "EARLIEST_TIMESTAMP",
+    "KINDS",
     "LATEST_TIMESTAMP",
     "MAX_DEFER_DAYS",
     "MAX_DEPTH",
@@ -75,7 +85,9 @@ __all__ = [
     "MAX_RECORD_BYTES",
     "MAX_TEXT_CHARS",
     "MAX_ZONE_NAME_CHARS",
+    "STOP_KINDS",
     "Allocation",
+    "Cancellation",
     "ChannelAllocation",
     "ChannelField",
     "Client",
@@ -85,6 +97,8 @@ __all__ = [
     "DeadLetter",
     "DeferDays",
     "Flag",
+    "HealthChange",
+    "HealthState",
     "Hour",
     "HowPattern",
     "Instant",
@@ -95,6 +109,7 @@ __all__ = [
     "Rotation",
     "Score",
     "ScoredLead",
+    "SendEvent",
     "SendWindow",
     "Text",
     "Timestamp",
@@ -109,6 +124,7 @@ __all__ = [
     "parse_lead",
     "parse_pattern",
     "parse_pattern_data",
+    "parse_send_event",
     "validate",
     "zone",
 ]

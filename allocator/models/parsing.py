@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from allocator.errors import ErrorCode, InvalidRecord, shown
+from allocator.models.feedback import SendEvent, check_kind_fields
 from allocator.models.records import ConversionPattern, HowPattern, ScoredLead, WhenPattern
 
 # A lead or pattern is a few hundred bytes; 64 KiB leaves room for any extra
@@ -169,6 +170,7 @@ _FIELD_CODES = frozenset(
         ErrorCode.INVALID_TIMESTAMP,
         ErrorCode.DUPLICATE_CHANNEL,
         ErrorCode.TOO_LARGE,
+        ErrorCode.UNKNOWN_KIND,
     }
 )
 
@@ -217,3 +219,8 @@ def parse_pattern_data(data: dict[str, Any]) -> ConversionPattern:
 
 def parse_pattern(raw: bytes | str | None) -> ConversionPattern:
     return parse_pattern_data(decode_object(raw))
+
+
+def parse_send_event(raw: bytes | str | None) -> SendEvent:
+    """A `send-events` record, with the fields its kind requires."""
+    return check_kind_fields(validate(SendEvent, decode_object(raw)))

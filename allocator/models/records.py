@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from allocator.channels import RESOURCE_TYPE, Channel, EntryStatus, ResourceType
 from allocator.errors import ErrorCode, shown
 from allocator.models.fields import (
+    MAX_DAILY_LIMIT,
     ChannelField,
     ClockMinutes,
     Confidence,
@@ -181,6 +182,13 @@ class Client(BaseModel):
     holidays: Country | None = None
     blackout_dates: list[Day] = Field(default=[], max_length=3660)
     pacing: dict[ChannelField, Pacing] = {}
+    # CONTRACT.md section 10: what the dispatchers' feedback does.
+    bounce_rate_limit: Confidence = 0.05
+    complaint_limit: Annotated[int, bounded(1, MAX_DAILY_LIMIT)] = 3
+    cooldown_hours: Annotated[int, bounded(1, 24 * 366)] = 24
+    suppression_days: Annotated[int, bounded(0, 3660)] = 90
+    sticky_days: Annotated[int, bounded(0, 366)] = 0
+    sticky: Literal["prefer", "require"] = "prefer"
 
 
 class Warmup(BaseModel):

@@ -77,6 +77,16 @@ class ChannelAsk:
     # Pacing (CONTRACT.md section 9): per day, how many sends of one resource
     # fit before the day's window ends; None: not paced.
     paced: tuple[int, ...] | None = None
+    # Round 2, section 10: per day the slot's instant (Unix seconds), which a
+    # cooling resource must not be used before, and how a send is recorded
+    # in the lead's index: at slot + k * gap + jitter.
+    at: tuple[int, ...] = ()
+    gap: int = 0
+    jitter: int = 0
+    # Sticky sender: the resource the lead last had on this channel within
+    # this many days takes the send (`require`: or the day is blocked).
+    sticky_days: int = 0
+    sticky_require: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,13 @@ class LeadRequest:
     asks: tuple[ChannelAsk, ...]
     hold_day: date
     client_id: str = ""
+    # Round 2, section 10: the lead's index of reserved sends (refunds, stops,
+    # sticky sender) and its suppression. Without a lead_id (benchmarks and
+    # the quota's own tests) neither is read nor written.
+    lead_id: str = ""
+    allocation_id: str = ""
+    event_id: str = ""
+    scored_at: int = 0  # Unix seconds
 
 
 @dataclass(frozen=True)
@@ -132,6 +149,9 @@ class Held:
     plan: str
     picks: tuple[Reservation | None, ...]
     blocked: tuple[Blocked | None, ...] = ()
+    # The lead was stopped (section 10): "<kind>:<since>:<until or -1>", and
+    # nothing was reserved.
+    suppressed: str = ""
 
 
 def choose_resource(counts: Sequence[int], resources: Sequence[ResourceQuota]) -> int | None:
@@ -147,6 +167,61 @@ def choose_resource(counts: Sequence[int], resources: Sequence[ResourceQuota]) -
         if has_room and (best is None or count < counts[best]):
             best = index
     return best
+
+
+@dataclass(frozen=True)
+class FeedbackRequest:
+    """One send-event as the store applies it (CONTRACT.md section 10); every
+    time in Unix seconds, every day the client's local date."""
+
+    hold_key: str  # the feedback event's idempotency key, within its client
+    client_id: str
+    lead_id: str
+    kind: str
+    occurred: int
+    occurred_day: date
+    hold_until: int  # Unix seconds the answer is held (redeliveries get it)
+    allocation_id: str = ""
+    channel: Channel | None = None
+    resource_id: str = ""
+    cool_until: int = 0  # throttled: retry_after; else occurred + cooldown
+    week: tuple[date, ...] = ()  # the 7 days that end on occurred_day (bounce rate)
+    bounce_rate_limit: float = 0.05
+    complaint_limit: int = 3
+    suppress_until: int = -1  # a stop: until when (-1: for good)
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """A reserved send a stop cancelled."""
+
+    allocation_id: str
+    event_id: str
+    channel: str
+    resource_id: str
+    send_at: int
+
+
+@dataclass(frozen=True)
+class HealthSet:
+    """A resource's new health (`until` -1: none)."""
+
+    channel: str
+    resource_id: str
+    state: str
+    until: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class FeedbackOutcome:
+    """What one send-event did; `error` (a dead letter's code and sentence) when
+    it names no reserved send."""
+
+    error: tuple[str, str] | None = None
+    refunded: int = 0
+    cancelled: tuple[Cancelled, ...] = ()
+    health: tuple[HealthSet, ...] = ()
 
 
 def counter_key(prefix: str, channel: Channel, resource_id: str, day: date) -> str:
@@ -173,6 +248,37 @@ def cap_key(prefix: str, kind: str, client_id: str, name: str, day: date) -> str
     return f"{prefix}ratelimit:{kind}:{_part(client_id)}:{_part(name)}:daily:{day.isoformat()}"
 
 
+# Round 2, section 10: what feedback keeps, per client (keys.py adds the prefix
+# and, on a cluster, the client's hash tag).
+
+
+def sends_key(client_id: str, lead_id: str) -> str:
+    """The lead's index of reserved sends: "<allocation_id>|<channel>" -> the send."""
+    return f"allocator:sends:{_part(client_id)}:{_part(lead_id)}"
+
+
+def suppressed_key(client_id: str, lead_id: str) -> str:
+    return f"allocator:suppressed:{_part(client_id)}:{_part(lead_id)}"
+
+
+def health_key(client_id: str, channel: Channel | str, resource_id: str) -> str:
+    return f"allocator:health:{_part(client_id)}:{channel}:{_part(resource_id)}"
+
+
+def health_stat_key(
+    client_id: str, channel: Channel | str, resource_id: str, kind: str, day: date
+) -> str:
+    """sent / bounced / complained of a resource on a client-local day."""
+    return (
+        f"allocator:hstat:{_part(client_id)}:{channel}:{_part(resource_id)}:{kind}:"
+        f"{day.isoformat()}"
+    )
+
+
+def feedback_key(hold_key: str) -> str:
+    return f"allocator:feedback:{hold_key}"
+
+
 class QuotaStore(Protocol):
     async def reserve(self, requests: Sequence[LeadRequest]) -> list[Held]:
         """Reserve each lead's asks in order, in one atomic step per call.
@@ -197,6 +303,21 @@ class QuotaStore(Protocol):
     async def read_counters(self, client_id: str, keys: Sequence[str]) -> list[int]:
         """Counters of one client by their keys without a prefix (counter_key,
         pool_key, cap_key with prefix ""); 0 where there is none."""
+        ...
+
+    async def feedback(self, requests: Sequence[FeedbackRequest]) -> list[FeedbackOutcome]:
+        """Apply send-events in order, each once per hold_key (a redelivery gets
+        the first outcome and changes nothing), in one atomic step per call."""
+        ...
+
+    async def health(
+        self, client_id: str, resources: Sequence[tuple[Channel, str]]
+    ) -> list[tuple[str, int, str]]:
+        """Each resource's (state, until or -1, reason); ("active", -1, "") when none is held."""
+        ...
+
+    async def resume(self, client_id: str, resources: Sequence[tuple[Channel, str]]) -> int:
+        """Lift `paused` from these resources (loaded again with active: true); how many."""
         ...
 
     async def close(self) -> None: ...

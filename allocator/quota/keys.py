@@ -78,5 +78,9 @@ class KeyLayout:
         """A lead's (`kind` lead) or a recipient domain's (`kind` domain) day counter."""
         return cap_key(self.client_prefix(client_id), kind, client_id, name, day)
 
+    def named(self, client_id: str, key: str) -> str:
+        """One of the client's keys (base.py's sends_key, health_key, ...) as stored."""
+        return self.client_prefix(client_id) + key
+
     def held(self, client_id: str, hold_key: str) -> str:
         return f"{self.client_prefix(client_id)}allocator:held:{hold_key}"

@@ -1,8 +1,8 @@
 """In-memory quota store: the same semantics as Redis, for replay and unit tests.
 
 Atomic because asyncio runs one coroutine at a time and nothing here awaits
-between reading and writing a counter. The rules are quota/rules.py's; the
-counters are keyed as in Redis, without a prefix.
+between reading and writing a counter. The rules are quota/rules.py's and
+quota/feedback.py's; the counters are keyed as in Redis, without a prefix.
 """
 
 from __future__ import annotations
@@ -11,22 +11,31 @@ from collections.abc import Sequence
 from datetime import date
 
 from allocator.channels import Channel
+from allocator.quota import feedback as rules
 from allocator.quota.base import (
     Blocked,
     ChannelAsk,
+    FeedbackOutcome,
+    FeedbackRequest,
     Held,
     LeadRequest,
     Reservation,
     counter_key,
+    health_key,
+    health_stat_key,
+    sends_key,
+    suppressed_key,
 )
+from allocator.quota.feedback import FeedbackState, Send, field_of, sticky_resource
 from allocator.quota.rules import choose_on_day
 
 
 class MemoryQuotaStore:
     def __init__(self) -> None:
-        # Every day counter by its key (resources, pools, leads, domains).
+        # Every day counter by its key (resources, pools, leads, domains, health stats).
         self.counters: dict[str, int] = {}
         self._held: dict[str, Held] = {}
+        self.state = FeedbackState(self.counters)
 
     async def reserve(self, requests: Sequence[LeadRequest]) -> list[Held]:
         return [self.reserve_now(request) for request in requests]
@@ -35,27 +44,106 @@ class MemoryQuotaStore:
         """One lead, synchronously (nothing here awaits)."""
         held = self._held.get(request.hold_key)
         if held is None:
-            taken = [self._take(request.client_id, ask) for ask in request.asks]
-            held = Held(
-                request.plan,
-                tuple(pick for pick, _ in taken),
-                tuple(blocked for _, blocked in taken),
-            )
+            held = self._suppressed(request) or self._reserve(request)
             self._held[request.hold_key] = held
         return held
 
-    def _take(self, client_id: str, ask: ChannelAsk) -> tuple[Reservation | None, Blocked | None]:
+    def _suppressed(self, request: LeadRequest) -> Held | None:
+        if not request.lead_id:
+            return None
+        found = self.state.suppressed.get(suppressed_key(request.client_id, request.lead_id))
+        if found is None:
+            return None
+        kind, since, until = found
+        if since <= request.scored_at and (until == -1 or request.scored_at < until):
+            none = tuple(None for _ in request.asks)
+            return Held(request.plan, none, none, suppressed=f"{kind}:{since}:{until}")
+        return None
+
+    def _reserve(self, request: LeadRequest) -> Held:
+        taken = [self._take(request, ask) for ask in request.asks]
+        return Held(
+            request.plan,
+            tuple(pick for pick, _ in taken),
+            tuple(blocked for _, blocked in taken),
+        )
+
+    def _take(
+        self, request: LeadRequest, ask: ChannelAsk
+    ) -> tuple[Reservation | None, Blocked | None]:
+        client_id = request.client_id
         first: Blocked | None = None
         count = self.counters.get
+        index = (
+            self.state.sends.setdefault(sends_key(client_id, request.lead_id), {})
+            if request.lead_id
+            else {}
+        )
+
+        def health(resource_id: str) -> tuple[str, int] | None:
+            found = self.state.health.get(health_key(client_id, ask.channel, resource_id))
+            return (found[0], found[1]) if found is not None else None
+
         for step in range(len(ask.days)):
-            choice = choose_on_day(ask, client_id, step, lambda key: count(key, 0))
+            sticky = None
+            if ask.sticky_days and ask.at:
+                sticky = sticky_resource(index, ask.channel.value, ask.at[step], ask.sticky_days)
+            choice = choose_on_day(ask, client_id, step, lambda key: count(key, 0), health, sticky)
             if choice.chosen is None:
                 first = first or choice.blocked
                 continue
             for key in choice.increments:
                 self.counters[key] = self.counters.get(key, 0) + 1
-            return Reservation(step, ask.resources[choice.chosen].resource_id, choice.k), first
+            resource_id = ask.resources[choice.chosen].resource_id
+            if request.lead_id:
+                at = (ask.at[step] if ask.at else 0) + choice.k * ask.gap + ask.jitter
+                index[field_of(request.allocation_id, ask.channel.value)] = Send(
+                    request.event_id,
+                    resource_id,
+                    at,
+                    ask.days[step].isoformat(),
+                    list(choice.increments),
+                )
+            return Reservation(step, resource_id, choice.k), first
         return None, first
+
+    async def feedback(self, requests: Sequence[FeedbackRequest]) -> list[FeedbackOutcome]:
+        return [self.feedback_now(request) for request in requests]
+
+    def feedback_now(self, request: FeedbackRequest) -> FeedbackOutcome:
+        client_id = request.client_id
+
+        def health(channel: str, resource_id: str) -> str:
+            return health_key(client_id, channel, resource_id)
+
+        def stat(channel: str, resource_id: str, kind: str, day: str) -> str:
+            return health_stat_key(client_id, channel, resource_id, kind, date.fromisoformat(day))
+
+        return rules.apply(
+            self.state,
+            request,
+            sends_key(client_id, request.lead_id),
+            health,
+            stat,
+            suppressed_key(client_id, request.lead_id),
+        )
+
+    async def health(
+        self, client_id: str, resources: Sequence[tuple[Channel, str]]
+    ) -> list[tuple[str, int, str]]:
+        return [
+            self.state.health.get(health_key(client_id, channel, rid), ("active", -1, ""))
+            for channel, rid in resources
+        ]
+
+    async def resume(self, client_id: str, resources: Sequence[tuple[Channel, str]]) -> int:
+        lifted = 0
+        for channel, rid in resources:
+            key = health_key(client_id, channel, rid)
+            if self.state.health.get(key, ("",))[0] == "paused":
+                del self.state.health[key]
+                lifted += 1
+        return lifted
 
     def count(self, channel: Channel, resource_id: str, day: date) -> int:
         """A resource's counter on that day."""

@@ -41,13 +41,31 @@ from redis.retry import Retry
 
 from allocator.channels import Channel
 from allocator.errors import ServiceUnavailable
-from allocator.quota.base import Blocked, ChannelAsk, Held, LeadRequest, PoolQuota, Reservation
+from allocator.quota.base import (
+    Blocked,
+    Cancelled,
+    ChannelAsk,
+    FeedbackOutcome,
+    FeedbackRequest,
+    HealthSet,
+    Held,
+    LeadRequest,
+    PoolQuota,
+    Reservation,
+    feedback_key,
+    health_key,
+    health_stat_key,
+    sends_key,
+    suppressed_key,
+)
+from allocator.quota.feedback import complaints_reason, rate_reason, unknown_send
 from allocator.quota.keys import KeyLayout
 from allocator.quota.rules import day_cap, weeks_around
 
 log = logging.getLogger(__name__)
 
 _SCRIPT = files("allocator.quota").joinpath("reserve.lua").read_text()
+_FEEDBACK = files("allocator.quota").joinpath("feedback.lua").read_text()
 
 # The latest any zone's local day ends is UTC-12's: 12 h after UTC midnight.
 _LATEST_DAY_END = timedelta(days=1, hours=14)
@@ -130,6 +148,7 @@ class RedisQuotaStore:
         self._per_call = requests_per_call
         self._wait = (wait_replicas, wait_timeout_ms)
         self._sha = redis.register_script(_SCRIPT).sha
+        self._feedback_sha = redis.register_script(_FEEDBACK).sha
         self._slots: dict[str, int] = {}  # client_id -> slot of its tag
         # (channel, resource_id) -> the first client seen with it, to warn
         # once when a cluster gives one physical sender two counters.
@@ -182,9 +201,17 @@ class RedisQuotaStore:
             for group in self._groups(requests)
             for chunk in _chunks(group, self._per_call)
         ]
+        answers = await self._execute(calls)
+        held: dict[int, Held] = {}  # by position in `requests`: each is in exactly one call
+        for call, values in zip(calls, answers, strict=True):
+            for position, value in zip(call.positions, values, strict=True):
+                held[position] = _held(value)
+        return [held[position] for position in range(len(requests))]
+
+    async def _execute(self, calls: list[_Call], feedback: bool = False) -> list[list[str]]:
         try:
             async with redis_outages():
-                answers = await self._run(calls)
+                return await self._run(calls, feedback)
         except ServiceUnavailable as exc:
             if isinstance(self._redis, RedisCluster) and not isinstance(exc.cause, NotReplicated):
                 # A node gone or a slot moved: learn the slot map again on the
@@ -192,13 +219,107 @@ class RedisQuotaStore:
                 with suppress(redis.exceptions.RedisError, OSError):
                     await self._redis.aclose()
             raise
-        held: dict[int, Held] = {}  # by position in `requests`: each is in exactly one call
+
+    async def feedback(self, requests: Sequence[FeedbackRequest]) -> list[FeedbackOutcome]:
+        """Apply send-events (feedback.lua), one script call per slot group as reserve does."""
+        if not requests:
+            return []
+        calls = [
+            self._feedback_call(requests, chunk)
+            for group in self._groups(requests)
+            for chunk in _chunks(group, self._per_call)
+        ]
+        answers = await self._execute(calls, feedback=True)
+        outcomes: dict[int, FeedbackOutcome] = {}
         for call, values in zip(calls, answers, strict=True):
             for position, value in zip(call.positions, values, strict=True):
-                held[position] = _held(value)
-        return [held[position] for position in range(len(requests))]
+                outcomes[position] = _outcome(requests[position], value)
+        return [outcomes[position] for position in range(len(requests))]
 
-    def _groups(self, requests: Sequence[LeadRequest]) -> list[list[int]]:
+    def _feedback_call(self, requests: Sequence[FeedbackRequest], positions: list[int]) -> _Call:
+        keys: list[str] = []
+        index: dict[str, int] = {}
+
+        def at(key: str) -> int:
+            found = index.get(key)
+            if found is None:
+                keys.append(key)
+                found = index[key] = len(keys)
+            return found
+
+        items = []
+        for position in positions:
+            r = requests[position]
+            client = r.client_id
+            named = self.keys.named
+            channel = r.channel.value if r.channel is not None else ""
+            stats: Any = 0
+            if r.channel is not None and r.kind in ("sent", "bounced", "complained"):
+                stats = [
+                    [
+                        at(named(client, health_stat_key(client, channel, r.resource_id, kind, d)))
+                        for d in r.week
+                    ]
+                    for kind in ("sent", "bounced", "complained")
+                ]
+            items.append(
+                [
+                    at(named(client, feedback_key(r.hold_key))),
+                    r.hold_until,
+                    r.kind,
+                    r.occurred,
+                    r.occurred_day.isoformat(),
+                    at(named(client, sends_key(client, r.lead_id))),
+                    f"{r.allocation_id}|{channel}"
+                    if r.channel is not None and r.allocation_id
+                    else "",
+                    r.resource_id,
+                    channel,
+                    at(named(client, health_key(client, channel, r.resource_id)))
+                    if r.channel is not None
+                    else 0,
+                    at(named(client, suppressed_key(client, r.lead_id))),
+                    r.cool_until,
+                    stats,
+                    r.bounce_rate_limit,
+                    r.complaint_limit,
+                    r.suppress_until,
+                    self.expires_at(r.occurred_day + timedelta(days=8)),
+                ]
+            )
+        return _Call(positions, keys, json.dumps(items))
+
+    async def health(
+        self, client_id: str, resources: Sequence[tuple[Channel, str]]
+    ) -> list[tuple[str, int, str]]:
+        if not resources:
+            return []
+        named = [self.keys.named(client_id, health_key(client_id, c, r)) for c, r in resources]
+        async with redis_outages():
+            values = await self._redis.mget(named)
+        found = []
+        for value in values:
+            if value is None:
+                found.append(("active", -1, ""))
+            else:
+                state, until, why = json.loads(value)
+                found.append((state, int(until), why))
+        return found
+
+    async def resume(self, client_id: str, resources: Sequence[tuple[Channel, str]]) -> int:
+        lifted = 0
+        async with redis_outages():
+            for (channel, rid), (state, _, _) in zip(
+                resources, await self.health(client_id, resources), strict=True
+            ):
+                if state == "paused":
+                    await self._redis.delete(
+                        self.keys.named(client_id, health_key(client_id, channel, rid))
+                    )
+                    lifted += 1
+        return lifted
+
+    def _groups(self, requests: Sequence[LeadRequest | FeedbackRequest]) -> list[list[int]]:
         """Positions of the leads that may share a script call: all of them on
         one Redis; on a cluster, those whose clients' tags hash to the same slot."""
         if not self._cluster:
@@ -247,9 +368,20 @@ class RedisQuotaStore:
                     text = encoded[(client, ask)] = self._ask_json(client, ask, at, expiry)
                 asks.append(text)
             held = at(self.keys.held(client, request.hold_key))
+            lead = "0"
+            if request.lead_id:
+                lead = json.dumps(
+                    [
+                        at(self.keys.named(client, sends_key(client, request.lead_id))),
+                        at(self.keys.named(client, suppressed_key(client, request.lead_id))),
+                        request.allocation_id,
+                        request.event_id,
+                        request.scored_at,
+                    ]
+                )
             items.append(
                 f'[{held},{json.dumps(request.plan)},"{expiry(request.hold_day)}",'
-                f"[{','.join(asks)}]]"
+                f"[{','.join(asks)}],{lead}]"
             )
         return _Call(positions, keys, "[" + ",".join(items) + "]")
 
@@ -284,6 +416,8 @@ class RedisQuotaStore:
                 0,
                 0,
                 -1 if ask.paced is None else ask.paced[step],
+                ask.at[step] if ask.at else 0,
+                day.isoformat(),
             ]
             if weekly:
                 around = weeks_around(day)
@@ -299,7 +433,17 @@ class RedisQuotaStore:
                 if cap is not None:
                     entry[slot] = [at(keys.cap(client_id, kind, cap.name, day)), cap.limit]
             days.append(entry)
-        return json.dumps([days, ids, 1 if ask.rotation == "least_loaded" else 0])
+        extra: Any = 0
+        if ask.at:
+            extra = [
+                channel.value,
+                ask.gap,
+                ask.jitter,
+                ask.sticky_days,
+                1 if ask.sticky_require else 0,
+                [at(keys.named(client_id, health_key(client_id, channel, i))) for i in ids],
+            ]
+        return json.dumps([days, ids, 1 if ask.rotation == "least_loaded" else 0, extra])
 
     def _pool_json(
         self,
@@ -339,16 +483,17 @@ class RedisQuotaStore:
                 )
                 self._owner[key] = ""  # warned: once per resource
 
-    async def _run(self, calls: list[_Call]) -> list[list[str]]:
+    async def _run(self, calls: list[_Call], feedback: bool = False) -> list[list[str]]:
         """The calls' answers, in one pipeline (loading the script where it is missing)."""
+        sha, script = (self._feedback_sha, _FEEDBACK) if feedback else (self._sha, _SCRIPT)
         for _ in range(3):
-            results = await self._pipeline(calls)
+            results = await self._pipeline(calls, sha)
             if not any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
                 break
             # A fresh server, or a replica promoted since the script was loaded:
             # load it (on every primary of a cluster) and run the calls again,
             # which is safe because every lead is held by the attempt that decided it.
-            await self._redis.script_load(_SCRIPT)
+            await self._redis.script_load(script)
         else:
             raise ServiceUnavailable("redis", RuntimeError("the script keeps going missing"))
         for result in results:
@@ -363,7 +508,7 @@ class RedisQuotaStore:
             )
         return answers
 
-    async def _pipeline(self, calls: list[_Call]) -> list[Any]:
+    async def _pipeline(self, calls: list[_Call], sha: str) -> list[Any]:
         wanted, timeout = self._wait
         rewrite_found = "1" if wanted else "0"
         if isinstance(self._redis, RedisCluster):
@@ -374,7 +519,7 @@ class RedisQuotaStore:
                 # redis-py refuses pipe.evalsha on a cluster (it cannot know the
                 # keys are in one slot); the raw command routes by its KEYS.
                 cluster_pipe.execute_command(
-                    "EVALSHA", self._sha, len(call.keys), *call.keys, call.batch, rewrite_found
+                    "EVALSHA", sha, len(call.keys), *call.keys, call.batch, rewrite_found
                 )
                 node = self._redis.get_node_from_key(call.keys[0])
                 if node is None:  # only ever None when asked for a replica
@@ -390,7 +535,7 @@ class RedisQuotaStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             for call in calls:
                 pipe.execute_command(
-                    "EVALSHA", self._sha, len(call.keys), *call.keys, call.batch, rewrite_found
+                    "EVALSHA", sha, len(call.keys), *call.keys, call.batch, rewrite_found
                 )
             if wanted:
                 pipe.execute_command("WAIT", wanted, timeout)
@@ -485,8 +630,35 @@ async def redis_outages() -> AsyncIterator[None]:
         raise
 
 
+def _outcome(request: FeedbackRequest, value: str | bytes) -> FeedbackOutcome:
+    answer = json.loads(value)
+    if answer and answer[0] == "!":
+        return FeedbackOutcome(
+            error=unknown_send(request, answer[2] if answer[1] == "other" else None)
+        )
+    refunded, cancelled, health = answer
+    return FeedbackOutcome(
+        refunded=int(refunded),
+        cancelled=tuple(
+            Cancelled(a, e, ch, rid, int(at)) for a, e, ch, rid, at in (cancelled or ())
+        ),
+        health=tuple(
+            HealthSet(ch, rid, state, int(until), _health_reason(request, why, a, b))
+            for ch, rid, state, until, why, a, b in (health or ())
+        ),
+    )
+
+
+def _health_reason(request: FeedbackRequest, why: str, a: int, b: int) -> str:
+    if why == "rate":
+        return rate_reason(int(a), int(b), request.bounce_rate_limit)
+    if why == "complaints":
+        return complaints_reason(int(a), request.complaint_limit)
+    return why
+
+
 def _held(value: str | bytes) -> Held:
-    # [plan, picks] held before round 2; [plan, picks, blocked, ks] since.
+    # [plan, picks] held before round 2; [plan, picks, blocked, ks, suppressed] since.
     plan, picks, *rest = json.loads(value)
     # cjson encodes an empty list as {} (a lead with nothing to reserve)
     blocked = tuple(_blocked(b) for b in (rest[0] or ())) if rest else ()
@@ -497,7 +669,8 @@ def _held(value: str | bytes) -> Held:
             Reservation(p.step, p.resource_id, int(k)) if p is not None else None
             for p, k in zip(chosen, ks, strict=True)
         ]
-    return Held(plan, tuple(chosen), blocked)
+    suppressed = rest[2] if len(rest) > 2 else ""
+    return Held(plan, tuple(chosen), blocked, suppressed)
 
 
 def _blocked(text: str) -> Blocked | None:

@@ -14,15 +14,21 @@
 --
 -- KEYS = every counter and hold key of the call, each once.
 -- ARGV[1] = the batch as JSON, a list of leads, each
---   [hold key index, plan, hold expiry, [ask, ...]], an ask being
---   [[day, ...], [resource_id, ...], least_loaded (1) or least_used (0)],
+--   [hold key index, plan, hold expiry, [ask, ...], lead], lead being 0 or
+--   [sends index key, suppression key, allocation_id, event_id, scored_at]
+--   (round 2, section 10: the lead's index of reserved sends and its suppression),
+--   an ask being
+--   [[day, ...], [resource_id, ...], least_loaded (1) or least_used (0), extra],
+--   extra 0 or [channel, gap, jitter, sticky days, sticky require (1/0),
+--   health key per resource],
 --   one day per candidate day, in order (indexes into KEYS):
 --   [counter per resource, cap per resource (-1: none), expiry,
 --    warm: 0 or per resource 1 if its cap is its warm-up's,
 --    week: 0 or per resource 0 or [weekly limit, 13 counters from 6 days before to 6 after],
 --    pool: 0 or per resource 0 or [pool counter, day limit, week limit (-1: none), 0 or 13 counters],
 --    lead: 0 or [counter, limit], domain: 0 or [counter, limit],
---    paced: how many sends of one resource pacing lets out that day (-1: not paced)]
+--    paced: how many sends of one resource pacing lets out that day (-1: not paced),
+--    at: the slot's instant (Unix seconds), the day as YYYY-MM-DD]
 -- ARGV[2] = "1" to write an answer found held back unchanged (same value, same
 --   expiry). Only when the client WAITs for replicas after the call: WAIT
 --   waits for this connection's last write, and a call that only read held
@@ -44,7 +50,8 @@ local batch = cjson.decode(ARGV[1])
 local rewrite_found = ARGV[2] == '1'
 -- Ties between reasons go to the first listed (allocator/reasons.py WHY_ORDER).
 local order = {
-  deferred_full = 1, deferred_warmup = 2, deferred_weekly = 3, deferred_pool = 4, moved_window = 8
+  deferred_full = 1, deferred_warmup = 2, deferred_weekly = 3, deferred_pool = 4,
+  deferred_health = 5, moved_window = 8
 }
 
 local function count(index)
@@ -76,7 +83,18 @@ local function week_full(indexes, limit)
   return worst >= limit
 end
 
-local function resource_blocked(day, j, used)
+-- Health (section 10): a paused resource takes nothing, a cooling one nothing before its till.
+local function unhealthy(health, at)
+  if not health then
+    return false
+  end
+  return health[1] == 'paused' or (health[1] == 'cooling' and health[2] > at)
+end
+
+local function resource_blocked(day, j, used, health)
+  if unhealthy(health, day[10]) then
+    return 'deferred_health'
+  end
   local cap = day[2][j]
   if cap >= 0 and used >= cap then
     if day[4] ~= 0 and day[4][j] == 1 then
@@ -106,7 +124,9 @@ local function resource_blocked(day, j, used)
 end
 
 -- The resource taken on this day (its index), or nil and what blocked the day.
-local function choose(day, n, least_loaded)
+-- `healths`: per resource its decoded health or false; `sticky`: the resource_id
+-- the lead last had on the channel (or nil), `require`: the day waits for it.
+local function choose(day, n, least_loaded, healths, ids, sticky, require)
   local lead, domain = day[7], day[8]
   if lead ~= 0 and count(lead[1]) >= lead[2] then
     return nil, 'deferred_lead_limit:0:' .. n
@@ -121,9 +141,17 @@ local function choose(day, n, least_loaded)
   local counts = redis.call('MGET', unpack(keys))
   local best, best_count, best_cap = nil, 0, -1
   local tally = {}
+  local sticky_at, sticky_count, sticky_why = nil, 0, 'deferred_health'
   for j = 1, n do
     local c = tonumber(counts[j] or '0')
-    local why = resource_blocked(day, j, c)
+    local why = resource_blocked(day, j, c, healths[j])
+    if sticky and ids[j] == sticky then
+      if why then
+        sticky_why = why
+      else
+        sticky_at, sticky_count = j, c
+      end
+    end
     if why then
       tally[why] = (tally[why] or 0) + 1
     else
@@ -145,6 +173,13 @@ local function choose(day, n, least_loaded)
       end
     end
   end
+  if sticky then
+    if sticky_at then
+      best, best_count = sticky_at, sticky_count
+    elseif require then
+      return nil, sticky_why .. ':1:' .. n
+    end
+  end
   if best then
     return best, nil, best_count
   end
@@ -157,17 +192,71 @@ local function choose(day, n, least_loaded)
   return nil, top .. ':' .. top_n .. ':' .. n
 end
 
+-- The resource the lead last had on `channel` within `days` of `at`
+-- (quota/feedback.py sticky_resource): latest send_at, ties to the smaller id.
+local function sticky_resource(index, channel, at, days)
+  local suffix = '|' .. channel
+  local best_at, best_id = nil, nil
+  for field, send in pairs(index) do
+    if string.sub(field, -#suffix) == suffix and send[6] ~= 'c'
+        and math.abs(send[3] - at) <= days * 86400 then
+      if best_at == nil or send[3] > best_at or (send[3] == best_at and send[2] < best_id) then
+        best_at, best_id = send[3], send[2]
+      end
+    end
+  end
+  return best_id
+end
+
+local function suppressed(lead)
+  local found = redis.call('GET', KEYS[lead[2]])
+  if not found then
+    return nil
+  end
+  local s = cjson.decode(found) -- [kind, since, till]
+  if s[2] <= lead[5] and (s[3] == -1 or lead[5] < s[3]) then
+    return s[1] .. ':' .. s[2] .. ':' .. s[3]
+  end
+  return nil
+end
+
 local out = {}
 for i, lead in ipairs(batch) do
   local held_key = KEYS[lead[1]]
   local held = redis.call('GET', held_key)
+  local info = lead[5]
   if not held then
     local picks, blocked, ks = {}, {}, {}
+    local stopped = info ~= 0 and suppressed(info) or nil
+    local index = nil
+    if info ~= 0 and not stopped then
+      index = {}
+      local raw = redis.call('HGETALL', KEYS[info[1]])
+      for f = 1, #raw, 2 do
+        index[raw[f]] = cjson.decode(raw[f + 1])
+      end
+    end
     for a, ask in ipairs(lead[4]) do
-      local days, ids, least_loaded = ask[1], ask[2], ask[3] == 1
+      local days, ids, least_loaded, extra = ask[1], ask[2], ask[3] == 1, ask[4]
       local pick, first, k = '-', '', -1
-      for d, day in ipairs(days) do
-        local best, why, used = choose(day, #ids, least_loaded)
+      local healths = {}
+      if extra ~= 0 and #ids > 0 then
+        local hkeys = {}
+        for j = 1, #ids do
+          hkeys[j] = KEYS[extra[6][j]]
+        end
+        local raw = redis.call('MGET', unpack(hkeys))
+        for j = 1, #ids do
+          healths[j] = raw[j] and cjson.decode(raw[j]) or false
+        end
+      end
+      for d, day in ipairs(stopped and {} or days) do
+        local sticky = nil
+        if index and extra ~= 0 and extra[4] > 0 then
+          sticky = sticky_resource(index, extra[1], day[10], extra[4])
+        end
+        local best, why, used = choose(
+          day, #ids, least_loaded, healths, ids, sticky, extra ~= 0 and extra[5] == 1)
         if best then
           local expiry = day[3]
           local counted = {KEYS[day[1][best]]}
@@ -181,6 +270,13 @@ for i, lead in ipairs(batch) do
           end
           pick = (d - 1) .. ':' .. ids[best]
           k = used
+          if index and extra ~= 0 then
+            local send = {info[4], ids[best], day[10] + used * extra[2] + extra[3], day[11],
+                          counted, 'r'}
+            local field = info[3] .. '|' .. extra[1]
+            index[field] = send
+            redis.call('HSET', KEYS[info[1]], field, cjson.encode(send))
+          end
           break
         end
         if d == 1 then
@@ -191,7 +287,17 @@ for i, lead in ipairs(batch) do
       blocked[a] = first
       ks[a] = k
     end
-    held = cjson.encode({lead[2], picks, blocked, ks})
+    if index and next(index) ~= nil then
+      -- The index lives as long as the lead's latest held answer (EXPIRETIME:
+      -- -1 without an expiry, -2 when the key is not there).
+      local till = redis.call('EXPIRETIME', KEYS[info[1]])
+      if till >= 0 and till < tonumber(lead[3]) then
+        redis.call('EXPIREAT', KEYS[info[1]], lead[3])
+      elseif till == -1 then
+        redis.call('EXPIREAT', KEYS[info[1]], lead[3])
+      end
+    end
+    held = cjson.encode({lead[2], picks, blocked, ks, stopped or ''})
     redis.call('SET', held_key, held, 'EXAT', lead[3])
   elseif rewrite_found then
     redis.call('SET', held_key, held, 'KEEPTTL')

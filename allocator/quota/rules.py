@@ -24,6 +24,7 @@ from allocator.quota.base import (
     counter_key,
     pool_key,
 )
+from allocator.quota.feedback import blocked_by_health
 from allocator.reasons import WHY_ORDER, Why
 
 Count = Callable[[str], int]
@@ -69,11 +70,21 @@ class DayChoice:
     k: int = 0  # the chosen resource's sends that day before this one
 
 
-def choose_on_day(ask: ChannelAsk, client_id: str, step: int, count: Count) -> DayChoice:
+def choose_on_day(
+    ask: ChannelAsk,
+    client_id: str,
+    step: int,
+    count: Count,
+    health: Callable[[str], tuple[str, int] | None] = lambda _: None,
+    sticky: str | None = None,
+) -> DayChoice:
     """Which resource of `ask` takes a send on its `step`-th day, given the
-    counters (`count` reads one by its key without a prefix). Nothing is counted here."""
+    counters (`count` reads one by its key without a prefix), each resource's
+    health (CONTRACT.md section 10) and the lead's sticky resource, if any.
+    Nothing is counted here."""
     day = ask.days[step]
     room = ask.paced[step] if ask.paced is not None else None
+    at = ask.at[step] if ask.at else 0
     shared: list[str] = []
     of = len(ask.resources)
     if ask.lead is not None:
@@ -90,12 +101,24 @@ def choose_on_day(ask: ChannelAsk, client_id: str, step: int, count: Count) -> D
     best: int | None = None
     best_count, best_cap = 0, None
     tally: Counter[str] = Counter()
+    sticky_at: int | None = None
+    sticky_count = 0
+    sticky_why: str = Why.DEFERRED_HEALTH  # the sticky resource is not among the active ones
     for index, resource in enumerate(ask.resources):
         used = count(counter_key("", ask.channel, resource.resource_id, day))
         cap, warm = day_cap(resource, day)
-        why = _blocked(ask, client_id, resource, day, used, cap, warm, count)
+        why = (
+            Why.DEFERRED_HEALTH
+            if blocked_by_health(health(resource.resource_id), at)
+            else _blocked(ask, client_id, resource, day, used, cap, warm, count)
+        )
         if why is None and room is not None and used >= room:
             why = Why.MOVED_WINDOW  # paced past the day's end
+        if resource.resource_id == sticky:
+            if why is None:
+                sticky_at, sticky_count = index, used
+            else:
+                sticky_why = why
         if why is not None:
             tally[why] += 1
             continue
@@ -103,9 +126,14 @@ def choose_on_day(ask: ChannelAsk, client_id: str, step: int, count: Count) -> D
             _less_loaded(used, cap, best_count, best_cap) if loaded else used < best_count
         ):
             best, best_count, best_cap = index, used, cap
+    if sticky is not None:
+        if sticky_at is not None:
+            best, best_count = sticky_at, sticky_count
+        elif ask.sticky_require:
+            return DayChoice(None, blocked=Blocked(sticky_why, 1, of))
     if best is None:
-        why, blocked = min(tally.items(), key=lambda item: (-item[1], WHY_ORDER[item[0]]))
-        return DayChoice(None, blocked=Blocked(why, blocked, of))
+        worst, blocked = min(tally.items(), key=lambda item: (-item[1], WHY_ORDER[item[0]]))
+        return DayChoice(None, blocked=Blocked(worst, blocked, of))
     taken = ask.resources[best]
     keys = [counter_key("", ask.channel, taken.resource_id, day)]
     if taken.pool is not None:

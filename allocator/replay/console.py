@@ -101,7 +101,7 @@ def show_summary(summary: ReplaySummary, leads: int, seconds: float) -> None:
     )
     for tier in summary.tiers_best_first():
         table.add_row(
-            tier.tier, str(tier.leads), *(str(tier.statuses[s]) for s in REPORTED_STATUSES)
+            tier.tier, str(tier.leads), *(str(tier.statuses.get(s, 0)) for s in REPORTED_STATUSES)
         )
     out = _stdout()
     out.print(table)

@@ -25,6 +25,7 @@ from allocator.channels import (
     EXHAUSTED,
     NO_RESOURCE,
     REPORTED_STATUSES,
+    SUPPRESSED,
     Channel,
 )
 from allocator.reasons import Why
@@ -43,6 +44,7 @@ COLOURS = {
     DEFERRED: "#f08c00",
     EXHAUSTED: "#c92a2a",
     NO_RESOURCE: "#868e96",
+    SUPPRESSED: "#1c7ed6",
 }
 # A status in words, as legends and tables name it. "deferred" is what
 # channels.reported_status says and the worker's metrics count: allocated on a
@@ -52,6 +54,7 @@ STATUS_LABELS = {
     DEFERRED: "deferred: allocated on a later day",
     EXHAUSTED: "exhausted",
     NO_RESOURCE: "no resource",
+    SUPPRESSED: "suppressed (the lead stopped)",
 }
 STATUS_MEANINGS = {
     ALLOCATED: "a resource had room on the day the send asked for.",
@@ -63,6 +66,8 @@ STATUS_MEANINGS = {
     "client's max_defer_days.",
     NO_RESOURCE: "the client has no active resource for the channel (or is not among the "
     "clients given).",
+    SUPPRESSED: "the lead replied, booked a meeting or unsubscribed (send-events) within "
+    "its client's suppression_days: nothing was reserved for it.",
 }
 SIDE_COLOURS = {"baseline": "#495057", "variant": "#7048e8"}
 # The send-time chart's channels, told apart from the status colours.
@@ -411,9 +416,9 @@ def compare_status_figure(comparison: Comparison) -> go.Figure:
             go.Bar(
                 name=name,
                 x=labels,
-                y=[summary.statuses[s] for s in REPORTED_STATUSES],
+                y=[summary.statuses.get(s, 0) for s in REPORTED_STATUSES],
                 marker_color=SIDE_COLOURS[side],
-                text=[f"{summary.statuses[s]:,}" for s in REPORTED_STATUSES],
+                text=[f"{summary.statuses.get(s, 0):,}" for s in REPORTED_STATUSES],
                 textposition="outside",
                 hovertemplate=f"{name}: %{{y}} %{{x}}<extra></extra>",
             )

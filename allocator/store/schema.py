@@ -56,6 +56,13 @@ clients = Table(
     Column("holidays", String(), nullable=True),
     Column("blackout_dates", JSON, nullable=True),
     Column("pacing", JSON, nullable=True),
+    # CONTRACT.md section 10
+    Column("bounce_rate_limit", Float, nullable=True),
+    Column("complaint_limit", Integer, nullable=True),
+    Column("cooldown_hours", Integer, nullable=True),
+    Column("suppression_days", Integer, nullable=True),
+    Column("sticky_days", Integer, nullable=True),
+    Column("sticky", String(), nullable=True),
 )
 
 resources = Table(
@@ -92,6 +99,12 @@ ROUND_2_COLUMNS: dict[str, tuple[str, ...]] = {
         "holidays",
         "blackout_dates",
         "pacing",
+        "bounce_rate_limit",
+        "complaint_limit",
+        "cooldown_hours",
+        "suppression_days",
+        "sticky_days",
+        "sticky",
     ),
     "resources": ("weekly_limit", "warmup", "pool_id"),
 }

@@ -34,6 +34,7 @@ from streams.samples import sample_leads
 from tests import services
 from tests.integration.conftest import running_pipeline
 from tests.integration.expect import check_allocation, check_limits, usage_of
+from tests.integration.test_feedback_store import check_feedback_agrees
 from tests.integration.test_quota_redis import (
     CLIENTS,
     check_a_repeat_gets_the_first_plan_and_picks,
@@ -75,6 +76,10 @@ async def test_concurrent_processes_keep_weekly_and_pool_limits(
     redis_cluster_url: str, cluster_prefix: str
 ) -> None:
     await check_concurrent_processes_keep_weekly_and_pool_limits(redis_cluster_url, cluster_prefix)
+
+
+async def test_feedback_agrees(redis_cluster_url: str, cluster_prefix: str) -> None:
+    await check_feedback_agrees(redis_cluster_url, cluster_prefix)
 
 
 async def test_redis_and_memory_stores_agree(redis_cluster_url: str, cluster_prefix: str) -> None:

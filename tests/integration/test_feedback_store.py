@@ -1,0 +1,159 @@
+"""Feedback in the Redis store agrees with the in-memory store (the Python
+rules, allocator/quota/feedback.py) on every rule of CONTRACT.md section 10:
+refunds, health from throttles, auth failures, bounce rates and complaints,
+stops with their cancellations and suppression, and the sticky sender; and a
+redelivered send-event changes nothing. Checked on one Redis here and on a
+Redis Cluster by test_quota_redis_cluster.py."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from allocator.batch import BatchDecider, event_time
+from allocator.directory import ClientDirectory, build_snapshot
+from allocator.errors import InvalidRecord
+from allocator.feedback import Applied, FeedbackApplier
+from allocator.models import Client, Resource, ScoredLead, SendEvent
+from allocator.patterns import NO_PATTERNS
+from allocator.quota import MemoryQuotaStore
+from allocator.quota.redis_store import RedisQuotaStore
+
+CLIENTS = ("acme", "glo{b}ex")
+START = datetime(2026, 11, 23, 8, tzinfo=UTC)
+
+
+def setup() -> ClientDirectory:
+    clients = [
+        Client.model_validate(
+            {
+                "client_id": c,
+                "timezone": "America/New_York",
+                "max_defer_days": 4,
+                "sticky_days": 8 if c == "acme" else 3,
+                "sticky": "prefer" if c == "acme" else "require",
+                "complaint_limit": 2,
+                "bounce_rate_limit": 0.1,
+                "suppression_days": 5,
+                "lead_daily_limit": 3,
+            }
+        )
+        for c in CLIENTS
+    ]
+    resources = [
+        Resource.model_validate(
+            {"client_id": c, "channel": ch, "resource_id": f"{c}-{ch}-{i}", "daily_limit": 6}
+        )
+        for c in CLIENTS
+        for ch in ("email", "linkedin", "sms")
+        for i in range(3)
+    ]
+    return ClientDirectory.fixed(build_snapshot(clients, resources))
+
+
+def events(rng: random.Random, allocations: list[Any], at: datetime) -> list[SendEvent]:
+    out = []
+    for n in range(rng.randint(5, 40)):
+        a = rng.choice(allocations)
+        sent = [e for e in a.channels if e.status == "allocated"]
+        kind = rng.choice(
+            ["sent"] * 6
+            + ["failed", "bounced", "bounced", "complained", "throttled", "auth_failed"]
+            + ["replied", "meeting_booked", "unsubscribed"]
+        )
+        data: dict[str, Any] = {
+            "event_id": f"fb-{at.isoformat()}-{n}",
+            "kind": kind,
+            "client_id": a.client_id,
+            "lead_id": a.lead_id,
+            "occurred_at": (at + timedelta(minutes=n)).isoformat(),
+        }
+        if kind in ("replied", "meeting_booked", "unsubscribed"):
+            pass
+        elif not sent:
+            continue
+        else:
+            e = rng.choice(sent)
+            rid = e.resource_id if rng.random() > 0.05 else "someone-else"
+            data |= {
+                "allocation_id": a.allocation_id,
+                "channel": e.channel.value,
+                "resource_id": rid,
+            }
+            if rng.random() < 0.03:
+                data["allocation_id"] = "no-such-allocation"
+        out.append(SendEvent.model_validate(data))
+    return out + out[: rng.randint(0, 5)]  # some redelivered
+
+
+def view(results: list[Applied | InvalidRecord]) -> list[Any]:
+    return [
+        (r.code, r.message)
+        if isinstance(r, InvalidRecord)
+        else (r.cancellations, r.health, r.refunded)
+        for r in results
+    ]
+
+
+async def check_feedback_agrees(url: str, prefix: str) -> None:
+    rng = random.Random(11)
+    directory = setup()
+    memory = MemoryQuotaStore()
+    redis_store = RedisQuotaStore.from_url(url, prefix=prefix)
+    deciders = [BatchDecider(directory, s, decided_at=event_time) for s in (memory, redis_store)]
+    appliers = [FeedbackApplier(directory, s) for s in (memory, redis_store)]
+    seen: dict[str, int] = {}
+    try:
+        allocations: list[Any] = []
+        for day in range(12):
+            at = START + timedelta(days=day)
+            leads = [
+                ScoredLead.model_validate(
+                    {
+                        "event_id": f"ev-{day}-{i}",
+                        "lead_id": f"lead-{rng.randint(0, 25)}",
+                        "client_id": rng.choice(CLIENTS),
+                        "als_score": rng.randint(30, 100),
+                        "scored_at": (at + timedelta(minutes=i)).isoformat(),
+                    }
+                )
+                for i in range(30)
+            ]
+            decided = [await d.decide(leads, lambda _: NO_PATTERNS) for d in deciders]
+            assert decided[0] == decided[1], day
+            allocations += decided[0]
+            for a in decided[0]:
+                for e in a.channels:
+                    seen[e.status] = seen.get(e.status, 0) + 1
+                    if e.reason is not None:
+                        seen[e.reason.code] = seen.get(e.reason.code, 0) + 1
+            batch = events(rng, allocations, at + timedelta(hours=12))
+            applied = [view(await f.apply(batch)) for f in appliers]
+            assert applied[0] == applied[1], day
+            for r in applied[0]:
+                kind = "error" if isinstance(r[0], str) else ("cancel" if r[0] else "ok")
+                seen[kind] = seen.get(kind, 0) + 1
+                if not isinstance(r[0], str):
+                    for h in r[1]:
+                        seen[h.state] = seen.get(h.state, 0) + 1
+        # every rule had its turn
+        for wanted in ("suppressed", "deferred_health", "cancel", "error", "cooling", "paused"):
+            assert seen.get(wanted), (wanted, seen)
+        # the counters agree (refunds and health statistics included)
+        owners = {
+            key: next(c for c in CLIENTS if f"{c}-" in key or f":{c}:" in key)
+            for key in memory.counters
+        }
+        assert any(k.startswith("allocator:hstat:") for k in owners)
+        for client in CLIENTS:
+            keys = [k for k, owner in owners.items() if owner == client]
+            assert await redis_store.read_counters(client, keys) == [
+                memory.counters[k] for k in keys
+            ]
+    finally:
+        await redis_store.close()
+
+
+async def test_feedback_agrees_on_one_redis(redis_url: str, redis_prefix: str) -> None:
+    await check_feedback_agrees(redis_url, redis_prefix)
