@@ -182,6 +182,10 @@ class Settings(BaseSettings):
     topic_conversion_patterns: str = "conversion-patterns"
     topic_allocations: str = "lead-allocations"
     topic_dlq: str = "lead-allocations-dlq"
+    # Round 2 (CONTRACT.md section 10): the dispatchers' feedback, and what it produces.
+    topic_send_events: str = "send-events"
+    topic_lead_cancellations: str = "lead-cancellations"
+    topic_resource_health: str = "resource-health"
     # Partitions used when the allocator creates a topic (`allocator topics create`,
     # the demo); existing topics keep theirs.
     topic_partitions: int = Field(default=4, ge=1)
@@ -322,8 +326,10 @@ class Settings(BaseSettings):
         return (
             f"brokers {self.kafka_bootstrap_servers} ({self.kafka_security_described()}); "
             f"app id {self.app_id}; "
-            f"topics {self.topic_scored_leads}, {self.topic_conversion_patterns} -> "
-            f"{self.topic_allocations}, DLQ {self.topic_dlq}; "
+            f"topics {self.topic_scored_leads}, {self.topic_conversion_patterns}, "
+            f"{self.topic_send_events} -> {self.topic_allocations}, "
+            f"{self.topic_lead_cancellations}, {self.topic_resource_health}, "
+            f"DLQ {self.topic_dlq}; "
             f"database {masked(self.database_url)}; redis {masked(self.redis_url)}; "
             f"quota key prefix {self.quota_key_prefix!r}; batch {self.batch_size} leads or "
             f"{self.batch_seconds}s; {self.processing_guarantee}"

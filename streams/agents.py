@@ -19,7 +19,16 @@ from typing import Any, Protocol, TypeVar
 from allocator.batch import BatchDecider, Undecidable
 from allocator.decision import Decision
 from allocator.errors import InvalidRecord, ServiceUnavailable
-from allocator.models import DLQ_KEY_BYTES, ScoredLead, dead_letter, parse_lead, parse_pattern
+from allocator.feedback import FeedbackApplier
+from allocator.models import (
+    DLQ_KEY_BYTES,
+    ScoredLead,
+    SendEvent,
+    dead_letter,
+    parse_lead,
+    parse_pattern,
+    parse_send_event,
+)
 from allocator.store import Database
 from streams.metrics import Metrics
 from streams.patterns import PatternFeed
@@ -202,4 +211,70 @@ class PatternFanOut:
                 deliveries.append(
                     await self._send(self._topic, key, value, partition, event.message.tp)
                 )
+        return deliveries
+
+
+class FeedbackAgent:
+    """send-events batch -> lead-cancellations and resource-health records (and dead letters)."""
+
+    def __init__(
+        self,
+        applier: FeedbackApplier,
+        send: Send,
+        cancellations_topic: str,
+        health_topic: str,
+        dead_letters: DeadLetters,
+        metrics: Metrics,
+    ) -> None:
+        self._applier = applier
+        self._send = send
+        self._cancellations = cancellations_topic
+        self._health = health_topic
+        self._dead = dead_letters
+        self._metrics = metrics
+
+    async def apply(self, events: Sequence[Any]) -> list[Awaitable[Any]]:
+        """Apply a batch in order; the deliveries of what it produced."""
+        deliveries: list[Awaitable[Any]] = []
+        parsed: list[tuple[Any, SendEvent]] = []
+        for event in events:
+            try:
+                parsed.append((event, parse_send_event(event.message.value)))
+            except InvalidRecord as err:
+                deliveries.append(await self._dead.send(event, err))
+        if not parsed:
+            return deliveries
+        results = await with_retry(
+            "apply_feedback",
+            lambda: self._applier.apply([one for _, one in parsed]),
+            self._metrics,
+        )
+        applied = []
+        for (event, _), result in zip(parsed, results, strict=True):
+            source = event.message.tp
+            if isinstance(result, InvalidRecord):
+                deliveries.append(await self._dead.send(event, result))
+                continue
+            applied.append(result)
+            for cancellation in result.cancellations:
+                deliveries.append(
+                    await self._send(
+                        self._cancellations,
+                        cancellation.lead_id.encode(),
+                        cancellation.model_dump_json().encode(),
+                        None,
+                        source,
+                    )
+                )
+            for change in result.health:
+                deliveries.append(
+                    await self._send(
+                        self._health,
+                        change.resource_id.encode(),
+                        change.model_dump_json().encode(),
+                        None,
+                        source,
+                    )
+                )
+        self._metrics.record_feedback(applied)
         return deliveries

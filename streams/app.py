@@ -23,10 +23,18 @@ from allocator.channels import Channel
 from allocator.config import Settings
 from allocator.directory import ClientDirectory
 from allocator.errors import InvalidRecord
+from allocator.feedback import FeedbackApplier
 from allocator.quota import Held, LeadRequest, QuotaStore, open_quota_store
+from allocator.quota.base import FeedbackOutcome, FeedbackRequest
 from allocator.store import Database
 from allocator.store.urls import check_database_url
-from streams.agents import DeadLetters, LeadAllocator, PatternFanOut, with_retry
+from streams.agents import (
+    DeadLetters,
+    FeedbackAgent,
+    LeadAllocator,
+    PatternFanOut,
+    with_retry,
+)
 from streams.commits import Commits
 from streams.faust_adapt import use_fetch_max_wait
 from streams.metrics import Metrics
@@ -64,6 +72,17 @@ class TimedQuota:
 
     async def read_counters(self, client_id: str, keys: Sequence[str]) -> list[int]:
         return await self.inner.read_counters(client_id, keys)
+
+    async def feedback(self, requests: Sequence[FeedbackRequest]) -> list[FeedbackOutcome]:
+        return await self.inner.feedback(requests)
+
+    async def health(
+        self, client_id: str, resources: Sequence[tuple[Channel, str]]
+    ) -> list[tuple[str, int, str]]:
+        return await self.inner.health(client_id, resources)
+
+    async def resume(self, client_id: str, resources: Sequence[tuple[Channel, str]]) -> int:
+        return await self.inner.resume(client_id, resources)
 
     async def close(self) -> None:
         await self.inner.close()
@@ -165,6 +184,7 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     leads_topic = app.topic(settings.topic_scored_leads, **raw)
     patterns_topic = app.topic(settings.topic_conversion_patterns, **raw)
+    send_events_topic = app.topic(settings.topic_send_events, **raw)
     fanout_topic = app.topic(
         f"{settings.app_id}-pattern-fanout", partitions=lead_partitions, internal=True, **raw
     )
@@ -198,6 +218,14 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     fan_out = PatternFanOut(
         database, send, fanout_topic.get_topic_name(), lead_partitions, dead_letters, metrics
     )
+    feedback = FeedbackAgent(
+        FeedbackApplier(directory, quota),
+        send,
+        settings.topic_lead_cancellations,
+        settings.topic_resource_health,
+        dead_letters,
+        metrics,
+    )
     # Outlive faust's restarts of a crashed agent, so that the restart cannot
     # go on past the batch that failed.
     # exactly_once: committing a partition's transaction commits every record
@@ -213,6 +241,9 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     watch = not exactly_once
     lead_commits = Commits("allocate_leads", None, limit, between_batches, watch)
     pattern_commits = Commits("fan_out_patterns", None, limit, watch_offsets=watch)
+    # Feedback batches run under the same lock as lead batches under
+    # exactly_once: each sends records that its partition's commit must cover.
+    feedback_commits = Commits("apply_send_events", None, limit, between_batches, watch)
 
     if between_batches is not None:
 
@@ -261,6 +292,19 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
                     exc,
                 )
 
+    @app.agent(send_events_topic, name="apply_send_events")
+    async def apply_send_events(stream: Any) -> None:
+        if feedback_commits.failure is not None:
+            await _stay_stopped(feedback_commits)
+        feedback_commits.bind(stream)
+        try:
+            async for events in stream.take_events(
+                settings.batch_size, within=settings.batch_seconds
+            ):
+                await feedback_commits.run(events, feedback.apply)
+        finally:
+            await feedback_commits.drain()
+
     @app.agent(leads_topic, name="allocate_leads")
     async def allocate_leads(stream: Any) -> None:
         if lead_commits.failure is not None:
@@ -284,7 +328,7 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
         resources = sum(len(setup.resources) for setup in snapshot.values())
         log.info("loaded %d clients and %d resources", len(snapshot), resources)
 
-    app.commits += [lead_commits, pattern_commits]
+    app.commits += [lead_commits, pattern_commits, feedback_commits]
     register_pages(app, metrics, app.commits)
     return app
 

@@ -305,7 +305,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.action == "load":
         from streams.commands.loading import load
 
-        return load(args.command, args.file, settings.database_url)
+        return load(args.command, args.file, settings.database_url, settings)
     from streams.commands import listing
 
     if args.command == "clients":

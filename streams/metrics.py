@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from allocator.channels import reported_status
 from allocator.decision import Decision
+from allocator.feedback import Applied
 
 
 class Metrics:
@@ -25,6 +26,29 @@ class Metrics:
             "Channel entries not at their first slot, by channel and reason code "
             "(CONTRACT.md section 11: deferred_full, deferred_weekly, ...)",
             ["channel", "code"],
+            registry=self.registry,
+        )
+        self.send_events = Counter(
+            "allocator_send_events",
+            "Send-events applied, by kind (CONTRACT.md section 10; dead letters not counted)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.cancellations = Counter(
+            "allocator_cancellations",
+            "Sends cancelled because their lead stopped, by channel and reason",
+            ["channel", "reason"],
+            registry=self.registry,
+        )
+        self.refunds = Counter(
+            "allocator_refunds",
+            "Sends whose counts were given back (failed or cancelled)",
+            registry=self.registry,
+        )
+        self.health_changes = Counter(
+            "allocator_resource_health_changes",
+            "Changes of a resource's health, by channel and new state",
+            ["channel", "state"],
             registry=self.registry,
         )
         self.leads = Counter(
@@ -65,6 +89,16 @@ class Metrics:
             ["topic", "partition"],
             registry=self.registry,
         )
+
+    def record_feedback(self, applied: Sequence[Applied]) -> None:
+        for one in applied:
+            self.send_events.labels(one.event.kind).inc()
+            if one.refunded:
+                self.refunds.inc(one.refunded)
+            for c in one.cancellations:
+                self.cancellations.labels(c.channel.value, c.reason).inc()
+            for h in one.health:
+                self.health_changes.labels(h.channel.value, h.state).inc()
 
     def record_batch(self, decisions: Sequence[Decision]) -> None:
         # Counted per batch, then one increment per label set: labels() costs

@@ -23,6 +23,9 @@ def external_topics(settings: Settings) -> list[str]:
         settings.topic_conversion_patterns,
         settings.topic_allocations,
         settings.topic_dlq,
+        settings.topic_send_events,
+        settings.topic_lead_cancellations,
+        settings.topic_resource_health,
     ]
 
 

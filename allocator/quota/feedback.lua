@@ -75,12 +75,13 @@ for i, ev in ipairs(events) do
       local day = ev[5]
       if kind == 'failed' then
         if send[6] == 'r' then
-          send[6] = 'f'
-          redis.call('HSET', KEYS[ev[6]], field, cjson.encode(send))
+          send[6] = 'd' -- its day had ended: it goes on counting
           if send[4] >= day then
             refund_keys(send[5])
             refunded = 1
+            send[6] = 'f'
           end
+          redis.call('HSET', KEYS[ev[6]], field, cjson.encode(send))
         end
       elseif kind == 'sent' or kind == 'bounced' or kind == 'complained' then
         local stats = ev[13]
@@ -119,11 +120,12 @@ for i, ev in ipairs(events) do
         for _, f in ipairs(fields) do
           local s = cjson.decode(sends[f])
           if s[6] == 'r' and s[3] > ev[4] then
+            s[6] = 'x'
             if s[4] >= day then
               refund_keys(s[5])
               refunded = refunded + 1
+              s[6] = 'c'
             end
-            s[6] = 'c'
             redis.call('HSET', KEYS[ev[6]], f, cjson.encode(s))
             local bar = string.find(f, '|[^|]*$')
             cancelled[#cancelled + 1] = {

@@ -24,7 +24,11 @@ from allocator.quota.base import Cancelled, FeedbackOutcome, FeedbackRequest, He
 
 SEND_KINDS = frozenset({"sent", "failed", "bounced", "complained", "throttled", "auth_failed"})
 STOP_KINDS = frozenset({"replied", "meeting_booked", "unsubscribed"})
-RESERVED, REFUNDED, CANCELLED = "r", "f", "c"
+# A send's state in the index: reserved; given back (failed); cancelled (and
+# given back); or gone on counting because its day had ended when it failed
+# or was cancelled (`d`, done; `x`, cancelled): its count stays.
+RESERVED, REFUNDED, CANCELLED, FAILED_LATE, CANCELLED_LATE = "r", "f", "c", "d", "x"
+COUNTED = frozenset({RESERVED, FAILED_LATE, CANCELLED_LATE})
 DAY_SECONDS = 86_400
 MIN_SENT_FOR_RATE = 20  # a bounce rate needs at least this many sends
 
@@ -99,7 +103,7 @@ def sticky_resource(index: Mapping[str, Send], channel: str, at: int, days: int)
     (a cancelled send does not count); ties to the smaller resource_id."""
     best: tuple[int, str] | None = None
     for field, send in index.items():
-        if not field.endswith("|" + channel) or send.state == CANCELLED:
+        if not field.endswith("|" + channel) or send.state in (CANCELLED, CANCELLED_LATE):
             continue
         if abs(send.send_at - at) > days * DAY_SECONDS:
             continue
@@ -185,9 +189,10 @@ def _refund(state: FeedbackState, send: Send, day: str) -> int:
     """Give the send's counts back, unless already given or its day has ended."""
     if send.state != RESERVED:
         return 0
-    send.state = REFUNDED
     if send.usage_day < day:
+        send.state = FAILED_LATE
         return 0
+    send.state = REFUNDED
     for key in send.keys:
         if state.counters.get(key, 0) > 0:
             state.counters[key] -= 1
@@ -208,12 +213,13 @@ def _stop(
         if send.state != RESERVED or send.send_at <= request.occurred:
             continue
         allocation_id, channel = field.rsplit("|", 1)
+        send.state = CANCELLED_LATE
         if send.usage_day >= day:
             for key in send.keys:
                 if state.counters.get(key, 0) > 0:
                     state.counters[key] -= 1
             refunded += 1
-        send.state = CANCELLED
+            send.state = CANCELLED
         cancelled.append(
             Cancelled(allocation_id, send.event_id, channel, send.resource_id, send.send_at)
         )

@@ -198,7 +198,7 @@ local function sticky_resource(index, channel, at, days)
   local suffix = '|' .. channel
   local best_at, best_id = nil, nil
   for field, send in pairs(index) do
-    if string.sub(field, -#suffix) == suffix and send[6] ~= 'c'
+    if string.sub(field, -#suffix) == suffix and send[6] ~= 'c' and send[6] ~= 'x'
         and math.abs(send[3] - at) <= days * 86400 then
       if best_at == nil or send[3] > best_at or (send[3] == best_at and send[2] < best_id) then
         best_at, best_id = send[3], send[2]

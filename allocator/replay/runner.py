@@ -1,10 +1,14 @@
 """Replay history through the one decision core, in event time.
 
-Leads and patterns are merged by event time (scored_at, updated_at): a pattern
-takes effect for leads scored at or after its updated_at; leads are decided in
-scored_at order, input order among equal times; every decision's reference
-time and decided_at are the lead's scored_at. Quotas live in the store given
-(in memory by default), never in the live counters.
+Leads, patterns and send-events are merged by event time (scored_at,
+updated_at, occurred_at): a pattern takes effect for leads scored at or after
+its updated_at; a send-event is applied at its occurred_at, through the same
+quota store and directory as the decisions (so a refund gives a count back to
+later leads, a stop cancels reserved sends and suppresses the lead's later
+events, a cooling resource is skipped, the sticky sender sees the sends held);
+leads are decided in scored_at order, input order among equal times; every
+decision's reference time and decided_at are the lead's scored_at. Quotas live
+in the store given (in memory by default), never in the live counters.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from allocator.batch import BatchDecider, Undecidable, event_time
 from allocator.channels import ALLOCATED, Channel
 from allocator.decision import Schedule
 from allocator.directory import ClientDirectory, build_snapshot, unknown_client
-from allocator.models import Client, Pool, Resource, ScoredLead
+from allocator.errors import InvalidRecord
+from allocator.feedback import FeedbackApplier
+from allocator.models import Client, ConversionPattern, Pool, Resource, ScoredLead
 from allocator.patterns import NO_PATTERNS, PatternSet
 from allocator.quota import QuotaStore
 from allocator.replay.rules import Rules
-from allocator.replay.sources import History
+from allocator.replay.sources import History, Rejected
 from allocator.replay.summary import (
     NO_REASON,
     REASONS,
@@ -43,6 +49,12 @@ class ReplayRun:
     summary: Summary
     outcomes: list[Outcome] = field(default_factory=list)  # kept when comparing
     undecidable: list[str] = field(default_factory=list)  # leads the rules could not decide
+    # The lead-cancellations and resource-health records the send-events
+    # produced, as JSON, in the order they were produced.
+    cancellations: list[str] = field(default_factory=list)
+    health: list[str] = field(default_factory=list)
+    # Send-events naming no send this run reserved (unknown_send), as skipped.
+    rejected: list[Rejected] = field(default_factory=list)
 
 
 async def replay(
@@ -58,15 +70,22 @@ async def replay(
     sources: Sequence[InputSource] = (),
     pools: Sequence[Pool] = (),
 ) -> ReplayRun:
-    """Every lead of `history` decided under `rules`; `sources` say where the
-    history and the setup were read, for the summary to report."""
+    """Every lead of `history` decided under `rules`, and every send-event
+    applied, in event time; `sources` say where the history and the setup were
+    read, for the summary to report. Consecutive leads are decided in batches
+    of up to `batch_size`, consecutive send-events applied likewise."""
     setup = rules.apply(clients, resources, pools)
     snapshot = build_snapshot(setup.clients, setup.resources, setup.pools)
-    decider = BatchDecider(
-        ClientDirectory.fixed(snapshot), quota, rules.schedule(schedule), event_time
-    )
+    # One directory and one store for deciding and for feedback.
+    directory = ClientDirectory.fixed(snapshot)
+    decider = BatchDecider(directory, quota, rules.schedule(schedule), event_time)
+    applier = FeedbackApplier(directory, quota)
     summary = Summary(rules.describe(), tuple(sources))
     summary.read(history)
+    cancellations: list[str] = []
+    health: list[str] = []
+    rejected: list[Rejected] = []
+    sends: list[int] = []  # send-events waiting to be applied, by index
 
     leads = history.leads
     held: dict[str, PatternSet] = {}
@@ -103,20 +122,54 @@ async def replay(
         progress(len(pending))
         pending.clear()
 
+    async def apply_sends() -> None:
+        batch = [history.send_events[i] for i in sends]
+        results = await applier.apply(batch)
+        for index, event, result in zip(sends, batch, results, strict=True):
+            if isinstance(result, InvalidRecord):
+                origin = history.origin(index)
+                rejected.append(Rejected(origin.source, origin.where, result))
+                summary.skip_send_event(origin, result)
+                continue
+            cancellations.extend(c.model_dump_json() for c in result.cancellations)
+            health.extend(h.model_dump_json() for h in result.health)
+            summary.add_feedback(result, snapshot.get(event.client_id) or unknown_client(event.client_id))
+        sends.clear()
+
     for index, event in history.in_event_time():
         if isinstance(event, ScoredLead):
+            if sends:
+                await apply_sends()  # a lead after a send-event sees what it did
             pending.append(index)
             if len(pending) >= batch_size:
                 await decide_pending()
-        else:
-            if pending:
-                await decide_pending()  # leads before this pattern see the old one
+            continue
+        if pending:
+            await decide_pending()  # leads before this event do not see it
+        if isinstance(event, ConversionPattern):
+            if sends:
+                await apply_sends()
             if rules.use_patterns:
                 current = held.get(event.client_id, NO_PATTERNS)
                 held[event.client_id] = current.with_pattern(event)
+        else:
+            sends.append(index)
+            if len(sends) >= batch_size:
+                await apply_sends()
     if pending:
         await decide_pending()
-    return ReplayRun(rules, [line for line in lines if line], summary, outcomes, undecidable)
+    if sends:
+        await apply_sends()
+    return ReplayRun(
+        rules,
+        [line for line in lines if line],
+        summary,
+        outcomes,
+        undecidable,
+        cancellations,
+        health,
+        rejected,
+    )
 
 
 def send_changes(base: ReplayRun, variant: ReplayRun) -> SendChanges:

@@ -1,8 +1,11 @@
 """Where a replay's history comes from (JSON Lines files or a Kafka topic), and
-the event-time order in which it is replayed.
+the event-time order in which it is replayed: scored leads, conversion
+patterns and send-events (CONTRACT.md section 12).
 
 Invalid records are kept as `Rejected` (where, field, value) and never stop
-the replay or drop a valid one.
+the replay or drop a valid one. Send-events keep where each was read
+(`Origin`), because one may turn out bad only when it is applied: naming a
+send that was not reserved (unknown_send).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,10 +24,12 @@ from allocator.files import parse_lines
 from allocator.models import (
     ConversionPattern,
     ScoredLead,
+    SendEvent,
     decode_object,
     parse_pattern_data,
     validate,
 )
+from allocator.models.feedback import check_kind_fields
 
 T = TypeVar("T")
 
@@ -39,21 +44,46 @@ class Rejected:
         return f"{self.source} {self.where}: [{self.error.code}] {self.error.message}"
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where a record was read: its file and line, or its topic and position."""
+
+    source: str  # file path or topic
+    where: str  # "line 12" or "partition 0 offset 81"
+
+
+Event = ScoredLead | ConversionPattern | SendEvent
+
+
 @dataclass
 class History:
     leads: list[ScoredLead]  # in input order
     patterns: list[ConversionPattern]
     rejected: list[Rejected]
+    send_events: list[SendEvent] = field(default_factory=list)  # in input order
+    origins: list[Origin] = field(default_factory=list)  # where each send-event was read
 
-    def in_event_time(self) -> list[tuple[int, ScoredLead | ConversionPattern]]:
-        """Leads and patterns merged by event time (scored_at, updated_at), each with
-        its index in its own list. Among equal times a pattern comes first, because
-        it applies to leads scored at or after its updated_at; otherwise input order.
+    def origin(self, index: int) -> Origin:
+        """Where send-event `index` was read (a history built in code may not say)."""
+        if index < len(self.origins):
+            return self.origins[index]
+        return Origin("send-events", f"event {self.send_events[index].event_id}")
+
+    def in_event_time(self) -> list[tuple[int, Event]]:
+        """Leads, patterns and send-events merged by event time (scored_at,
+        updated_at, occurred_at), each with its index in its own list.
+
+        Among equal times a pattern comes first, because it applies to leads
+        scored at or after its updated_at; then send-events, because what one
+        does holds from its occurred_at on (a stop suppresses a lead scored at
+        that instant, a cooling starts then); then leads; input order within
+        each kind.
         """
-        keyed: list[tuple[datetime, int, int, ScoredLead | ConversionPattern]] = [
+        keyed: list[tuple[datetime, int, int, Event]] = [
             (p.updated_at, 0, i, p) for i, p in enumerate(self.patterns)
         ]
-        keyed += [(lead.scored_at, 1, i, lead) for i, lead in enumerate(self.leads)]
+        keyed += [(e.occurred_at, 1, i, e) for i, e in enumerate(self.send_events)]
+        keyed += [(lead.scored_at, 2, i, lead) for i, lead in enumerate(self.leads)]
         keyed.sort(key=lambda item: item[:3])
         return [(index, event) for _, _, index, event in keyed]
 
@@ -62,17 +92,32 @@ def parse_lead_data(data: dict[str, Any]) -> ScoredLead:
     return validate(ScoredLead, data)
 
 
+def parse_send_event_data(data: dict[str, Any]) -> SendEvent:
+    """A send-event with the fields its kind requires (as models.parse_send_event)."""
+    return check_kind_fields(validate(SendEvent, data))
+
+
 def from_file(
     path: str | Path, parse: Callable[[dict[str, Any]], T]
 ) -> tuple[list[T], list[Rejected]]:
+    good, _, bad = located_from_file(path, parse)
+    return good, bad
+
+
+def located_from_file(
+    path: str | Path, parse: Callable[[dict[str, Any]], T]
+) -> tuple[list[T], list[Origin], list[Rejected]]:
+    """The file's valid records, the line each was read from, and its bad lines."""
     good: list[T] = []
+    origins: list[Origin] = []
     bad: list[Rejected] = []
     for number, item in parse_lines(path, parse):
         if isinstance(item, InvalidRecord):
             bad.append(Rejected(str(path), f"line {number}", item))
         else:
             good.append(item)
-    return good, bad
+            origins.append(Origin(str(path), f"line {number}"))
+    return good, origins, bad
 
 
 @dataclass(frozen=True)
@@ -246,14 +291,26 @@ def _past(end: Bound | None, offset: int, timestamp_ms: int) -> bool:
 def parse_records(
     topic: str, records: Iterable[RawRecord], parse: Callable[[dict[str, Any]], T]
 ) -> tuple[list[T], list[Rejected]]:
+    good, _, bad = located_records(topic, records, parse)
+    return good, bad
+
+
+def located_records(
+    topic: str, records: Iterable[RawRecord], parse: Callable[[dict[str, Any]], T]
+) -> tuple[list[T], list[Origin], list[Rejected]]:
+    """The valid records, the position each was read from, and the bad ones."""
     good: list[T] = []
+    origins: list[Origin] = []
     bad: list[Rejected] = []
     for partition, offset, _, value in records:
+        where = f"partition {partition} offset {offset}"
         try:
             good.append(parse(decode_object(value)))
         except InvalidRecord as err:
-            bad.append(Rejected(topic, f"partition {partition} offset {offset}", err))
-    return good, bad
+            bad.append(Rejected(topic, where, err))
+        else:
+            origins.append(Origin(topic, where))
+    return good, origins, bad
 
 
 def topic_history(
@@ -263,10 +320,15 @@ def topic_history(
     start: Bound | None,
     end: Bound | None,
     client_options: ClientOptions = None,
-) -> tuple[list[ScoredLead], list[ConversionPattern], list[Rejected]]:
-    async def read_both() -> tuple[list[RawRecord], list[RawRecord]]:
+    send_events_topic: str | None = None,
+) -> History:
+    """The history the topics hold: leads and send-events between the bounds,
+    patterns from the start of their topic up to the end bound."""
+
+    async def read_all() -> tuple[list[RawRecord], list[RawRecord], list[RawRecord]]:
         leads: list[RawRecord] = []
         patterns: list[RawRecord] = []
+        sends: list[RawRecord] = []
         if leads_topic:
             leads = await read_topic(
                 bootstrap, leads_topic, start, end, client_options=client_options
@@ -276,9 +338,18 @@ def topic_history(
             patterns = await read_topic(
                 bootstrap, patterns_topic, None, end, client_options=client_options
             )
-        return leads, patterns
+        if send_events_topic:
+            # Bounded as the leads: a send-event before the window names a send
+            # this replay never reserved.
+            sends = await read_topic(
+                bootstrap, send_events_topic, start, end, client_options=client_options
+            )
+        return leads, patterns, sends
 
-    raw_leads, raw_patterns = asyncio.run(read_both())
+    raw_leads, raw_patterns, raw_sends = asyncio.run(read_all())
     leads, bad_leads = parse_records(leads_topic or "", raw_leads, parse_lead_data)
     patterns, bad_patterns = parse_records(patterns_topic or "", raw_patterns, parse_pattern_data)
-    return leads, patterns, bad_leads + bad_patterns
+    sends, origins, bad_sends = located_records(
+        send_events_topic or "", raw_sends, parse_send_event_data
+    )
+    return History(leads, patterns, bad_leads + bad_patterns + bad_sends, sends, origins)

@@ -7,16 +7,25 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, get_args
 
-from allocator.channels import ALLOCATED, DEFERRED, EXHAUSTED, REPORTED_STATUSES, reported_status
+from allocator.channels import (
+    ALLOCATED,
+    DEFERRED,
+    EXHAUSTED,
+    REPORTED_STATUSES,
+    SUPPRESSED,
+    Channel,
+    reported_status,
+)
 from allocator.decision import Decision
 from allocator.directory import ClientSetup
-from allocator.errors import InvalidRecord
-from allocator.models import ScoredLead
+from allocator.errors import ErrorCode, InvalidRecord
+from allocator.feedback import Applied
+from allocator.models import KINDS, STOP_KINDS, HealthState, ScoredLead, zone
 from allocator.reasons import Why
-from allocator.replay.sources import History
+from allocator.replay.sources import History, Origin
 from allocator.tiers import DISPLAY_ORDER
 
 # Skipped records listed one by one in summary.json and the report; the rest
@@ -29,6 +38,16 @@ NO_REASON = "none"
 # Every reason counted, in the order tables list them: none first, then the
 # codes in allocator.reasons' order.
 REASONS: tuple[str, ...] = (NO_REASON, *(why.value for why in Why))
+
+# Feedback (CONTRACT.md section 10): the states a resource's health record
+# names, the kinds whose events give counts back (a failed send; a stop, for
+# the sends it cancels), and how many health changes summary.json lists one by
+# one (the rest are counted).
+HEALTH_STATES: tuple[str, ...] = get_args(HealthState)
+REFUND_KINDS: tuple[str, ...] = ("failed", *STOP_KINDS)
+HEALTH_LISTED = 100
+# The kind of input a send-events source is, in InputSource.kind.
+SEND_EVENTS = "send-events"
 
 # --- the figures, typed -------------------------------------------------------
 # Row types name their fields as summary.json names its keys, so that a row's
@@ -49,11 +68,11 @@ class TierCounts:
 
     @property
     def deferred_share(self) -> float:
-        return _share(self.statuses[DEFERRED], self.channel_entries)
+        return _share(self.statuses.get(DEFERRED, 0), self.channel_entries)
 
     @property
     def exhausted_share(self) -> float:
-        return _share(self.statuses[EXHAUSTED], self.channel_entries)
+        return _share(self.statuses.get(EXHAUSTED, 0), self.channel_entries)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -154,10 +173,12 @@ class SendMinuteCount:
 class InputSource:
     """One input of the replay: what it held, where it was read, how much of it."""
 
-    kind: str  # leads, patterns, clients or resources
+    kind: str  # leads, patterns, send-events, clients, resources or pools
     origin: str  # file, topic or database
     name: str  # the file's path, the topic's name, or the setting naming the database
-    records: int  # valid records read
+    # Valid records read; of send-events, those applied (one naming no reserved
+    # send is valid JSON but skipped, as the worker dead-letters it)
+    records: int
     skipped: int = 0  # invalid records skipped
     window: str | None = None  # a topic's --from/--to, in words
 
@@ -179,6 +200,7 @@ class Inputs:
     sources: tuple[InputSource, ...] = ()
     leads_read: int = 0  # valid leads, decided or not
     patterns_read: int = 0
+    send_events_read: int = 0  # valid send-events, applied or naming no reserved send
     first_scored_at: str | None = None  # ISO 8601; None without leads
     last_scored_at: str | None = None
     skipped: tuple[SkippedRecord, ...] = ()  # the first SKIPPED_LISTED
@@ -189,10 +211,86 @@ class Inputs:
             "sources": [asdict(s) for s in self.sources],
             "leads_read": self.leads_read,
             "patterns_read": self.patterns_read,
+            "send_events_read": self.send_events_read,
             "first_scored_at": self.first_scored_at,
             "last_scored_at": self.last_scored_at,
             "skipped_total": self.skipped_total,
             "skipped_listed": [asdict(s) for s in self.skipped],
+        }
+
+
+@dataclass(frozen=True)
+class CancellationCount:
+    """Reserved sends of one channel a stop of one kind cancelled."""
+
+    channel: str
+    reason: str  # the stop's kind: replied, meeting_booked or unsubscribed
+    count: int
+
+
+@dataclass(frozen=True)
+class HealthCount:
+    """Changes of resources' health to one state, by the kind of send-event that made them."""
+
+    state: str  # active, cooling or paused
+    cause: str  # throttled, auth_failed, bounced (the bounce rate) or complained
+    count: int
+
+
+@dataclass(frozen=True)
+class FeedbackDay:
+    """What the send-events of one client-local day (of their occurred_at) did."""
+
+    day: str
+    send_events: int  # applied
+    refunds: int  # sends whose counts were given back
+    cancellations: int
+    health_changes: int
+
+
+@dataclass(frozen=True)
+class HealthListed:
+    """One `resource-health` record the replay produced."""
+
+    changed_at: str  # ISO 8601: the send-event's occurred_at
+    client_id: str
+    channel: str
+    resource_id: str
+    state: str
+    until: str | None  # None: paused until loaded again with active: true
+    reason: str
+
+
+@dataclass(frozen=True)
+class FeedbackFigures:
+    """What the replay's send-events did (all zero without send-events, and in a
+    summary made before feedback was counted)."""
+
+    send_events: int = 0  # applied; one naming no reserved send is a skipped record
+    by_kind: Mapping[str, int] = field(default_factory=dict)  # every kind, in KINDS' order
+    refunds: int = 0  # sends whose counts were given back
+    refunds_by_kind: Mapping[str, int] = field(default_factory=dict)  # REFUND_KINDS
+    cancellations: int = 0
+    cancellations_by: tuple[CancellationCount, ...] = ()
+    health_changes: int = 0
+    health_by_state: Mapping[str, int] = field(default_factory=dict)  # HEALTH_STATES
+    health_by: tuple[HealthCount, ...] = ()
+    per_day: tuple[FeedbackDay, ...] = ()  # days with a send-event
+    health_listed: tuple[HealthListed, ...] = ()  # the first HEALTH_LISTED changes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "send_events": self.send_events,
+            "by_kind": dict(self.by_kind),
+            "refunds": self.refunds,
+            "refunds_by_kind": dict(self.refunds_by_kind),
+            "cancellations": self.cancellations,
+            "cancellations_by": [asdict(c) for c in self.cancellations_by],
+            "health_changes": self.health_changes,
+            "health_by_state": dict(self.health_by_state),
+            "health_by": [asdict(h) for h in self.health_by],
+            "per_day": [asdict(d) for d in self.per_day],
+            "health_listed": [asdict(h) for h in self.health_listed],
         }
 
 
@@ -222,6 +320,8 @@ class ReplaySummary:
     by_reason: tuple[ReasonCount, ...] = ()
     # Sends by channel and local minute of the day (empty in an older summary).
     send_minutes: tuple[SendMinuteCount, ...] = ()
+    # What the send-events did (empty without them, and in an older summary).
+    feedback: FeedbackFigures = field(default_factory=FeedbackFigures)
 
     @property
     def rules_name(self) -> str:
@@ -239,7 +339,27 @@ class ReplaySummary:
     def allocated_any_day(self) -> int:
         """Entries a record calls allocated: on the day asked for, or deferred to a
         later day (the demo's "allocated", of which deferred)."""
-        return self.statuses[ALLOCATED] + self.statuses[DEFERRED]
+        return self.statuses.get(ALLOCATED, 0) + self.statuses.get(DEFERRED, 0)
+
+    def status_count(self, status: str) -> int:
+        """Channel entries of `status`; 0 for one an older summary did not count
+        (suppressed, before feedback)."""
+        return self.statuses.get(status, 0)
+
+    def feedback_counts(self) -> dict[str, int]:
+        """The feedback figures a comparison sets side by side, in this order."""
+        f = self.feedback
+        return {
+            "send_events_applied": f.send_events,
+            "send_events_naming_no_reserved_send": self.invalid_by_code.get(
+                ErrorCode.UNKNOWN_SEND, 0
+            ),
+            "refunds": f.refunds,
+            "cancellations": f.cancellations,
+            "health_changes": f.health_changes,
+            **{f"health_{state}": f.health_by_state.get(state, 0) for state in HEALTH_STATES},
+            "suppressed_entries": self.status_count(SUPPRESSED),
+        }
 
     def reason_count(self, reason: str) -> int:
         return self.reasons.get(reason, 0)
@@ -284,6 +404,7 @@ class ReplaySummary:
             "reasons": dict(self.reasons),
             "by_reason": [asdict(r) for r in self.by_reason],
             "send_minutes": [asdict(m) for m in self.send_minutes],
+            "feedback": self.feedback.to_json(),
         }
 
 
@@ -361,6 +482,19 @@ class Comparison:
             if a[(day, channel)] != b[(day, channel)]
         )
 
+    def feedback_changes(self) -> list[tuple[str, int, int]]:
+        """(figure, baseline, variant) for each of ReplaySummary.feedback_counts()."""
+        a, b = self.baseline.feedback_counts(), self.variant.feedback_counts()
+        return [(key, a[key], b.get(key, 0)) for key in a]
+
+    def has_feedback(self) -> bool:
+        """Whether either side applied or skipped a send-event."""
+        return any(
+            a or b
+            for key, a, b in self.feedback_changes()
+            if key.startswith("send_events")
+        )
+
     def to_json(self) -> dict[str, Any]:
         sides = {"baseline": self.baseline, "variant": self.variant}
         return {
@@ -374,6 +508,10 @@ class Comparison:
             "usage_balance_spread": {k: s.usage_balance_spread for k, s in sides.items()},
             "capacity_needed": {
                 k: [asdict(c) for c in s.capacity_needed] for k, s in sides.items()
+            },
+            "feedback": {
+                key: {"baseline": a, "variant": b, "change": b - a}
+                for key, a, b in self.feedback_changes()
             },
         }
 
@@ -413,11 +551,24 @@ class Summary:
     send_minutes: Counter[tuple[str, int, int]] = field(default_factory=Counter)
     # (client, channel, reason code or NO_REASON)
     reasons: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    # Feedback: send-events read and applied by kind; counts given back by kind;
+    # cancellations by (channel, reason); health changes by (state, cause);
+    # per (client-local day, figure); the first HEALTH_LISTED health records;
+    # send-events naming no reserved send, by source.
+    send_events_read: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
+    refunds: Counter[str] = field(default_factory=Counter)
+    cancelled: Counter[tuple[str, str]] = field(default_factory=Counter)
+    health: Counter[tuple[str, str]] = field(default_factory=Counter)
+    feedback_days: Counter[tuple[str, str]] = field(default_factory=Counter)
+    health_listed: list[HealthListed] = field(default_factory=list)
+    not_reserved: Counter[str] = field(default_factory=Counter)
 
     def read(self, history: History) -> None:
         """What the history holds before any lead is decided: counts, span, rejects."""
         self.leads_read = len(history.leads)
         self.patterns_read = len(history.patterns)
+        self.send_events_read = len(history.send_events)
         if history.leads:
             times = [lead.scored_at for lead in history.leads]
             self.scored_span = (min(times).isoformat(), max(times).isoformat())
@@ -428,6 +579,38 @@ class Summary:
         self.invalid[error.code] += 1
         if len(self.skipped) < SKIPPED_LISTED:
             self.skipped.append(SkippedRecord(source, where, error.code, error.message))
+
+    def skip_send_event(self, origin: Origin, error: InvalidRecord) -> None:
+        """A valid send-event naming no send the replay reserved (unknown_send)."""
+        self.skip(origin.source, origin.where, error)
+        self.not_reserved[origin.source] += 1
+
+    def add_feedback(self, applied: Applied, setup: ClientSetup) -> None:
+        """What one applied send-event did, on its client-local day."""
+        event = applied.event
+        day = event.occurred_at.astimezone(zone(setup.client.timezone)).date().isoformat()
+        self.kinds[event.kind] += 1
+        self.refunds[event.kind] += applied.refunded
+        self.feedback_days[(day, "send_events")] += 1
+        self.feedback_days[(day, "refunds")] += applied.refunded
+        self.feedback_days[(day, "cancellations")] += len(applied.cancellations)
+        self.feedback_days[(day, "health_changes")] += len(applied.health)
+        for c in applied.cancellations:
+            self.cancelled[(c.channel.value, c.reason)] += 1
+        for h in applied.health:
+            self.health[(h.state, event.kind)] += 1
+            if len(self.health_listed) < HEALTH_LISTED:
+                self.health_listed.append(
+                    HealthListed(
+                        h.changed_at.isoformat(),
+                        h.client_id,
+                        h.channel.value,
+                        h.resource_id,
+                        h.state,
+                        h.until.isoformat() if h.until is not None else None,
+                        h.reason,
+                    )
+                )
 
     def skip_undecidable(self, lead: ScoredLead, error: InvalidRecord) -> None:
         leads = [s.name for s in self.sources if s.kind == "leads"]
@@ -561,12 +744,77 @@ class Summary:
             days[(day, channel, status)] += n
         return days
 
+    def feedback(self) -> FeedbackFigures:
+        days = sorted({day for day, _ in self.feedback_days})
+        states: Counter[str] = Counter()
+        for (state, _), n in self.health.items():
+            states[state] += n
+        kind_rank = {k: i for i, k in enumerate(KINDS)}
+        state_rank = {s: i for i, s in enumerate(HEALTH_STATES)}
+        channel_rank = {c.value: i for i, c in enumerate(Channel)}
+        return FeedbackFigures(
+            send_events=sum(self.kinds.values()),
+            by_kind={k: self.kinds[k] for k in KINDS},
+            refunds=sum(self.refunds.values()),
+            refunds_by_kind={k: self.refunds[k] for k in REFUND_KINDS},
+            cancellations=sum(self.cancelled.values()),
+            cancellations_by=tuple(
+                CancellationCount(channel, reason, n)
+                for (channel, reason), n in sorted(
+                    self.cancelled.items(),
+                    key=lambda item: (
+                        channel_rank.get(item[0][0], len(channel_rank)),
+                        kind_rank.get(item[0][1], len(kind_rank)),
+                        item[0],
+                    ),
+                )
+            ),
+            health_changes=sum(self.health.values()),
+            health_by_state={s: states[s] for s in HEALTH_STATES},
+            health_by=tuple(
+                HealthCount(state, cause, n)
+                for (state, cause), n in sorted(
+                    self.health.items(),
+                    key=lambda item: (
+                        state_rank.get(item[0][0], len(state_rank)),
+                        kind_rank.get(item[0][1], len(kind_rank)),
+                        item[0],
+                    ),
+                )
+            ),
+            per_day=tuple(
+                FeedbackDay(
+                    day,
+                    self.feedback_days[(day, "send_events")],
+                    self.feedback_days[(day, "refunds")],
+                    self.feedback_days[(day, "cancellations")],
+                    self.feedback_days[(day, "health_changes")],
+                )
+                for day in days
+            ),
+            health_listed=tuple(self.health_listed),
+        )
+
+    def input_sources(self) -> tuple[InputSource, ...]:
+        """The sources, a send-events source's records naming no reserved send
+        moved from read to skipped."""
+        found = []
+        for source in self.sources:
+            late = self.not_reserved[source.name] if source.kind == SEND_EVENTS else 0
+            if late:
+                source = replace(
+                    source, records=source.records - late, skipped=source.skipped + late
+                )
+            found.append(source)
+        return tuple(found)
+
     def inputs(self) -> Inputs:
         first, last = self.scored_span or (None, None)
         return Inputs(
-            sources=self.sources,
+            sources=self.input_sources(),
             leads_read=self.leads_read,
             patterns_read=self.patterns_read,
+            send_events_read=self.send_events_read,
             first_scored_at=first,
             last_scored_at=last,
             skipped=tuple(self.skipped),
@@ -598,6 +846,7 @@ class Summary:
             send_minutes=tuple(
                 SendMinuteCount(*key, n) for key, n in sorted(self.send_minutes.items())
             ),
+            feedback=self.feedback(),
         )
 
     def reason_totals(self) -> dict[str, int]:

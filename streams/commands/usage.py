@@ -26,6 +26,11 @@ a terminal, or with --json a list of objects with these fields:
                   rolling week (the day and the 6 before) and its weekly limit
                   (null: none)
     active        false: the resource is paused (the worker gives it no sends)
+    health        from the dispatchers' feedback (CONTRACT.md section 10):
+                  {state, until, reason}, state "active", "cooling" (no send
+                  before `until`) or "paused" (auth_failed: until the
+                  resource is loaded again with active: true); a cooling
+                  whose until has passed reads active
 
 A resource naming a pool its client does not have counts in no pool (as the
 worker counts it), so its `pool` is null. A resource whose client is not in
@@ -39,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import groupby
 from typing import Any
 
@@ -130,8 +135,14 @@ async def _client_rows(
             ]
         planned.append((resource, quota, own, pooled))
     counts = await store.read_counters(cid, keys.keys)
+    healths = await store.health(cid, [(r.channel, r.resource_id) for r in resources])
+    now = int(datetime.now(UTC).timestamp())
     rows = []
-    for resource, quota, own, pooled in planned:
+    for (resource, quota, own, pooled), (state, until, reason) in zip(
+        planned, healths, strict=True
+    ):
+        if state == "cooling" and until <= now:
+            state, until, reason = "active", -1, ""
         cap, warm = day_cap(quota, day)
         pool: dict[str, Any] | None = None
         if quota.pool is not None:
@@ -155,6 +166,11 @@ async def _client_rows(
                 "weekly_limit": quota.weekly,
                 "pool": pool,
                 "active": resource.active,
+                "health": {
+                    "state": state,
+                    "until": datetime.fromtimestamp(until, UTC).isoformat() if until >= 0 else None,
+                    "reason": reason or None,
+                },
             }
         )
     return rows
@@ -214,6 +230,7 @@ def show(settings: Settings, client_id: str | None, day_text: str | None, as_jso
         "pool day",
         "pool week",
         "active",
+        "health",
     )
     for row in rows:
         pool = row["pool"]
@@ -229,9 +246,20 @@ def show(settings: Settings, client_id: str | None, day_text: str | None, as_jso
             cell(None if pool is None else _of(pool["count"], pool["daily_limit"])),
             cell(None if pool is None else _of(pool["week"], pool["weekly_limit"])),
             cell("yes" if row["active"] else "no (paused)"),
+            cell(_health(row["health"])),
         )
     out.print(shown)
     return 0
+
+
+def _health(health: dict[str, Any]) -> str:
+    """`active`, `cooling until 2026-11-27T10:00:00+00:00 (throttled)`, `paused (auth_failed)`."""
+    state = str(health["state"])
+    if health["until"]:
+        state += f" until {health['until']}"
+    if health["reason"]:
+        state += f" ({health['reason']})"
+    return state
 
 
 def _cap(cap: int | None, source: str) -> str:

@@ -165,7 +165,8 @@ def test_counts_caps_weeks_and_pools_of_a_day(
         "week": 4 + 3 + 2,
         "weekly_limit": 50,
     }
-    common = {"client_id": "acme", "day": "2026-11-26", "active": True}
+    healthy = {"state": "active", "until": None, "reason": None}
+    common = {"client_id": "acme", "day": "2026-11-26", "active": True, "health": healthy}
     assert rows["mb-warm"] == {
         **common,
         "channel": "email",
