@@ -13,8 +13,11 @@ usage: allocator worker [-l LEVEL] [--web-port N] [faust worker options]
 
 Run the stream worker: make missing topics and tables, then allocate every
 lead of ALLOCATOR_TOPIC_SCORED_LEADS to ALLOCATOR_TOPIC_ALLOCATIONS, hold
-the patterns of ALLOCATOR_TOPIC_CONVERSION_PATTERNS, and dead-letter bad
-records to ALLOCATOR_TOPIC_DLQ. Stop it with SIGTERM or Ctrl-C.
+the patterns of ALLOCATOR_TOPIC_CONVERSION_PATTERNS, apply the dispatchers'
+feedback of ALLOCATOR_TOPIC_SEND_EVENTS (cancellations to
+ALLOCATOR_TOPIC_LEAD_CANCELLATIONS, health changes to
+ALLOCATOR_TOPIC_RESOURCE_HEALTH), and dead-letter bad records to
+ALLOCATOR_TOPIC_DLQ. Stop it with SIGTERM or Ctrl-C.
 
 options:
   -h, --help              show this help and exit
