@@ -49,4 +49,7 @@ async def test_created_topics_have_the_configured_replication_factor(
         "conversion-patterns": (6, 3),
         "lead-allocations": (6, 3),
         "lead-allocations-dlq": (6, 3),
+        "send-events": (6, 3),
+        "lead-cancellations": (6, 3),
+        "resource-health": (6, 3),
     }
