@@ -20,6 +20,7 @@ import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,79 @@ def summarise(
     )
 
 
+def feedback_for(allocations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Two send-events a dispatcher could report: a reply from a lead with sends
+    still to come (they get cancelled), and a throttled sender (it cools)."""
+    events: list[dict[str, Any]] = []
+    for a in allocations:
+        sends = sorted(
+            (c for c in a["channels"] if c["status"] == "allocated"), key=lambda c: c["send_at"]
+        )
+        if len(sends) >= 2 and not events:
+            events.append(
+                {
+                    "event_id": f"demo-reply-{a['event_id']}",
+                    "kind": "replied",
+                    "client_id": a["client_id"],
+                    "lead_id": a["lead_id"],
+                    "occurred_at": sends[0]["send_at"],  # replied to the first touch
+                }
+            )
+        elif sends and events and len(events) == 1 and a["client_id"] == events[0]["client_id"]:
+            first = sends[0]
+            retry = datetime.fromisoformat(first["send_at"]) + timedelta(days=1)
+            events.append(
+                {
+                    "event_id": f"demo-throttle-{a['event_id']}",
+                    "kind": "throttled",
+                    "client_id": a["client_id"],
+                    "lead_id": a["lead_id"],
+                    "allocation_id": a["allocation_id"],
+                    "channel": first["channel"],
+                    "resource_id": first["resource_id"],
+                    "occurred_at": first["send_at"],
+                    "retry_after": retry.isoformat(),
+                }
+            )
+            break
+    return events
+
+
+async def _produce_feedback(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send(
+                topic, key=event["lead_id"].encode(), value=json.dumps(event).encode()
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def show_feedback(
+    events: list[dict[str, Any]],
+    cancellations: list[dict[str, Any]],
+    health: list[dict[str, Any]],
+) -> None:
+    for event in events:
+        console.print(
+            f"send-event: {event['kind']} ({event['client_id']}/{event['lead_id']}"
+            + (f", {event['resource_id']}" if "resource_id" in event else "")
+            + f" at {event['occurred_at']})"
+        )
+    for c in cancellations:
+        console.print(
+            f"  cancelled: {c['lead_id']}'s {c['channel']} send at {c['send_at']} "
+            f"({c['reason']}; count given back)"
+        )
+    for h in health:
+        console.print(
+            f"  health: {h['resource_id']} {h['state']} until {h['until']} ({h['reason']})"
+        )
+
+
 def run_demo(lead_count: int = 300) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="allocator-demo-"))
     run = uuid.uuid4().hex[:8]
@@ -185,10 +259,21 @@ def run_demo(lead_count: int = 300) -> int:
                 read_topic(broker.bootstrap, settings.topic_allocations, lead_count, 120)
             )
             dead = asyncio.run(read_topic(broker.bootstrap, settings.topic_dlq, bad, 30))
-            summarise(
-                [json.loads(r.value) for r in allocations],
-                [json.loads(r.value) for r in dead],
-                scrape_deferred(worker),
+            decided = [json.loads(r.value) for r in allocations]
+            summarise(decided, [json.loads(r.value) for r in dead], scrape_deferred(worker))
+            # The dispatchers' side of the loop: a reply and a throttled sender.
+            events = feedback_for(decided)
+            asyncio.run(_produce_feedback(broker.bootstrap, settings.topic_send_events, events))
+            cancelled = asyncio.run(
+                read_topic(broker.bootstrap, settings.topic_lead_cancellations, 1, 30)
+            )
+            cooling = asyncio.run(
+                read_topic(broker.bootstrap, settings.topic_resource_health, 1, 30)
+            )
+            show_feedback(
+                events,
+                [json.loads(r.value) for r in cancelled],
+                [json.loads(r.value) for r in cooling],
             )
             worker.stop()
             worker = None
