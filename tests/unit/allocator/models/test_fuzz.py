@@ -31,6 +31,7 @@ from allocator.decision import Plan, Schedule, complete, plan_lead
 from allocator.directory import ClientSetup, build_setup
 from allocator.errors import MESSAGE_CHARS, ErrorCode, InvalidRecord
 from allocator.models import (
+    KINDS,
     Client,
     ConversionPattern,
     Resource,
@@ -39,6 +40,7 @@ from allocator.models import (
     decode_object,
     parse_lead,
     parse_pattern,
+    parse_send_event,
     validate,
 )
 from allocator.patterns import PatternSet
@@ -385,6 +387,10 @@ OWN_KIND = {
     "winning_sequence": channels,
     "pattern_type": channels,
     "resource_type": channels,
+    "kind": st.sampled_from([*KINDS, "opened", "", "SENT"]).map(json.dumps) | channels,
+    "allocation_id": texts,
+    "occurred_at": times,
+    "retry_after": times,
 }
 
 
@@ -453,6 +459,9 @@ def test_any_bytes_parse_or_fail_with_a_code(values: list[bytes]) -> None:
         if lead is not None:
             decide(lead, SETUPS[0], PatternSet())
         parsed(parse_pattern, raw)
+        event = parsed(parse_send_event, raw)
+        if event is not None:
+            event.model_dump_json().encode("utf-8")
 
 
 # --- (b) and (c): near-valid records, decided ---------------------------------
@@ -491,6 +500,32 @@ def test_near_valid_patterns_parse_or_fail_and_parsed_ones_decide(
             pattern.model_dump_json().encode("utf-8")  # as it is held in memory and files
             stored(pattern.updated_at)
             decide(lead, setup, pattern_set(pattern))
+
+
+SEND_EVENTS = [
+    {
+        "event_id": "fb-1",
+        "kind": kind,
+        "client_id": "c1",
+        "lead_id": "L1",
+        "allocation_id": "a-1",
+        "channel": "email",
+        "resource_id": "r1",
+        "occurred_at": "2026-11-27T10:00:00Z",
+        **({"retry_after": "2026-11-27T11:00:00Z"} if kind == "throttled" else {}),
+    }
+    for kind in KINDS
+]
+
+
+@fuzz(0.10, RECORD_BATCH)
+@given(batches(st.one_of(*(mutated(e) for e in SEND_EVENTS)), RECORD_BATCH))
+def test_near_valid_send_events_parse_or_fail_with_a_code(values: list[bytes]) -> None:
+    for raw in values:
+        event = parsed(parse_send_event, raw)
+        if event is not None:
+            event.model_dump_json().encode("utf-8")
+            stored(event.occurred_at)
 
 
 def parse_client(raw: bytes) -> Client:
