@@ -133,3 +133,67 @@ def warmup_resource(every_days: int = 1) -> dict[str, Any]:
         "daily_limit": 28,
         "warmup": {"start": WEEK_START, "initial": 2, "step": 2, "every_days": every_days},
     }
+
+
+# --- round 2, feedback: send-events written from the allocations a replay wrote ---
+
+
+def at(days: int, clock: str) -> str:
+    """The instant `days` after WEEK_START (a Monday) at `clock` (HH:MM) UTC."""
+    day = datetime.fromisoformat(f"{WEEK_START}T{clock}:00+00:00") + timedelta(days=days)
+    return day.isoformat()
+
+
+def lead_row(
+    event_id: str, lead_id: str, scored_at: str, score: int, client_id: str = "acme"
+) -> dict[str, Any]:
+    """A scored-lead line with its own event_id (so that allocations are named by it)."""
+    return {
+        "event_id": event_id,
+        "lead_id": lead_id,
+        "client_id": client_id,
+        "als_score": score,
+        "scored_at": scored_at,
+    }
+
+
+def allocations(path: Path) -> dict[str, dict[str, Any]]:
+    """The allocation records of an --out file, by their scored-lead event_id."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return {row["event_id"]: row for row in rows}
+
+
+def entry(allocation: dict[str, Any], channel: str) -> dict[str, Any]:
+    """The allocation's entry for `channel`."""
+    found: dict[str, Any] = next(c for c in allocation["channels"] if c["channel"] == channel)
+    return found
+
+
+def send_event(
+    event_id: str,
+    kind: str,
+    occurred_at: str,
+    allocation: dict[str, Any] | None = None,
+    channel: str | None = None,
+    lead_id: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A send-events line, as a dispatcher writes it: of the send `allocation`
+    made on `channel` (its allocation_id, channel and resource_id; `extra`
+    overrides any), or of a lead (`lead_id`) for a stop."""
+    row: dict[str, Any] = {
+        "event_id": event_id,
+        "kind": kind,
+        "client_id": "acme",
+        "occurred_at": occurred_at,
+    }
+    if allocation is not None:
+        row["lead_id"] = allocation["lead_id"]
+        row["client_id"] = allocation["client_id"]
+        if channel is not None:
+            row["allocation_id"] = allocation["allocation_id"]
+            row["channel"] = channel
+            row["resource_id"] = entry(allocation, channel)["resource_id"]
+    if lead_id is not None:
+        row["lead_id"] = lead_id
+    return {**row, **extra}

@@ -1,5 +1,6 @@
 """`allocator replay`: from checked options, read the history, replay it (twice
-with --compare), and write the allocations, the report and the terminal summary.
+with --compare), and write the allocations, the cancellations and health
+records the send-events produced, the report and the terminal summary.
 
 The parts live beside it: options.py (the flags), sources.py (the history),
 runner.py (the replay), summary.py (its figures), report.py and console.py (what
@@ -27,8 +28,16 @@ from allocator.replay.options import OptionsError, ReplayOptions, add_arguments
 from allocator.replay.report import write_report
 from allocator.replay.rules import Rules, Setup
 from allocator.replay.runner import ReplayRun, replay, send_changes
-from allocator.replay.sources import Bound, History, from_file, parse_lead_data, topic_history
-from allocator.replay.summary import Comparison, InputSource
+from allocator.replay.sources import (
+    Bound,
+    History,
+    from_file,
+    located_from_file,
+    parse_lead_data,
+    parse_send_event_data,
+    topic_history,
+)
+from allocator.replay.summary import SEND_EVENTS, Comparison, InputSource
 
 __all__ = ["add_arguments", "execute", "run"]
 
@@ -73,12 +82,18 @@ def execute(options: ReplayOptions) -> int:
     started = time.perf_counter()
     base = _run(history, given, Rules(), options, settings, compare, sources)
     seconds = time.perf_counter() - started
+    console.show_rejected(base.rejected)  # send-events naming no send it reserved
     console.show_undecidable(base.undecidable)
-    options.out.write_text("".join(line + "\n" for line in base.lines), encoding="utf-8")
+    _write_lines(options.out, base.lines)
+    if options.cancellations is not None:
+        _write_lines(options.cancellations, base.cancellations)
+    if options.health is not None:
+        _write_lines(options.health, base.health)
     summary = base.summary.result()
     comparison = None
     if options.variant is not None:
         other = _run(history, given, options.variant, options, settings, True, sources)
+        console.show_variant_rejected(options.variant.name, other.rejected)
         comparison = Comparison(summary, other.summary.result(), send_changes(base, other))
     if options.report is not None:
         console.show_report(write_report(options.report, summary, comparison))
@@ -89,25 +104,35 @@ def execute(options: ReplayOptions) -> int:
     return 0
 
 
+def _write_lines(path: Path, lines: Sequence[str]) -> None:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
 def _history(options: ReplayOptions, settings: Settings) -> History:
     if options.reads_topics:
-        leads, patterns, rejected = topic_history(
+        history = topic_history(
             settings.kafka_bootstrap_servers,
             options.leads_topic,
             options.patterns_topic,
             options.start,
             options.end,
             settings.kafka_client_options(),
+            send_events_topic=options.send_events_topic,
         )
     else:
-        leads, patterns, rejected = [], [], []
+        history = History([], [], [])
     if options.leads is not None:
-        leads, bad = from_file(options.leads, parse_lead_data)
-        rejected += bad
+        history.leads, bad = from_file(options.leads, parse_lead_data)
+        history.rejected += bad
     if options.patterns is not None:
-        patterns, bad_patterns = from_file(options.patterns, parse_pattern_data)
-        rejected += bad_patterns
-    return History(leads, patterns, rejected)
+        history.patterns, bad_patterns = from_file(options.patterns, parse_pattern_data)
+        history.rejected += bad_patterns
+    if options.send_events is not None:
+        history.send_events, history.origins, bad_sends = located_from_file(
+            options.send_events, parse_send_event_data
+        )
+        history.rejected += bad_sends
+    return history
 
 
 def _sources(
@@ -127,7 +152,7 @@ def _sources(
         assert topic is not None
         # A patterns topic is read from its start: patterns from before the
         # window still hold during it (sources.topic_history).
-        start = options.start if kind == "leads" else None
+        start = None if kind == "patterns" else options.start
         return InputSource(
             kind, "topic", topic, records, skipped[topic], _window(start, options.end)
         )
@@ -142,6 +167,15 @@ def _sources(
     if options.patterns is not None or options.patterns_topic is not None:
         found.append(
             read("patterns", options.patterns, options.patterns_topic, len(history.patterns))
+        )
+    if options.reads_send_events:
+        found.append(
+            read(
+                SEND_EVENTS,
+                options.send_events,
+                options.send_events_topic,
+                len(history.send_events),
+            )
         )
     found.append(setup("clients", options.clients, len(clients)))
     found.append(setup("resources", options.resources, len(resources)))

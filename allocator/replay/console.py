@@ -25,7 +25,7 @@ from rich.text import Text
 
 from allocator.channels import REPORTED_STATUSES
 from allocator.replay.sources import Rejected
-from allocator.replay.summary import NO_REASON, Comparison, ReplaySummary
+from allocator.replay.summary import FEEDBACK_LABELS, NO_REASON, Comparison, ReplaySummary
 
 SHOWN_REJECTS = 20
 # Changes of reason listed under a comparison; compare.json has them all.
@@ -58,6 +58,16 @@ def show_rejected(rejected: Sequence[Rejected]) -> None:
         _stderr(f"skipped {one.describe()}")
     if len(rejected) > SHOWN_REJECTS:
         _stderr(f"... and {len(rejected) - SHOWN_REJECTS} more invalid records")
+
+
+def show_variant_rejected(name: str, rejected: Sequence[Rejected]) -> None:
+    """Send-events naming no send the variant reserved, counted in one line: the
+    variant may have chosen another resource, or no send, where the baseline sent."""
+    if rejected:
+        _stderr(
+            f"under {name}: {len(rejected)} send-events name no send it reserved "
+            "(skipped; counted in the comparison)"
+        )
 
 
 def show_undecidable(messages: Sequence[str]) -> None:
@@ -108,7 +118,30 @@ def show_summary(summary: ReplaySummary, leads: int, seconds: float) -> None:
     reasons = _reasons_table(summary)
     if reasons is not None:
         out.print(reasons)
+    if summary.read_send_events:
+        _show_feedback(summary)
     out.print(f"invalid records: {summary.invalid_records}")
+
+
+def _show_feedback(summary: ReplaySummary) -> None:
+    """What the send-events did: a table of counts, then cancellations by
+    channel and reason and health changes by state and cause, in one line each."""
+    table = Table(title="feedback from the dispatchers (send-events)")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for key, count in summary.feedback_counts().items():
+        table.add_row(FEEDBACK_LABELS.get(key, key), str(count))
+    out = _stdout()
+    out.print(table)
+    feedback = summary.feedback
+    if feedback.cancellations_by:
+        cancelled = ", ".join(
+            f"{c.channel} {c.reason} {c.count}" for c in feedback.cancellations_by
+        )
+        out.print(f"cancelled by channel and reason: {cancelled}", soft_wrap=True)
+    if feedback.health_by:
+        changes = ", ".join(f"{h.state} ({h.cause}) {h.count}" for h in feedback.health_by)
+        out.print(f"health changes by state (cause): {changes}", soft_wrap=True)
 
 
 def _reason(code: str) -> str:
@@ -136,7 +169,8 @@ def show_comparison(comparison: Comparison) -> None:
     for column in ("status", "baseline", "variant", "change"):
         table.add_column(column, justify="right")
     for status in REPORTED_STATUSES:
-        a, b = comparison.baseline.statuses[status], comparison.variant.statuses[status]
+        a = comparison.baseline.status_count(status)
+        b = comparison.variant.status_count(status)
         table.add_row(status, str(a), str(b), f"{b - a:+d}")
     out = _stdout()
     out.print(table)
@@ -161,6 +195,13 @@ def show_comparison(comparison: Comparison) -> None:
         out.print(how)
         if len(moves) > SHOWN_REASON_CHANGES:
             out.print(f"... and {len(moves) - SHOWN_REASON_CHANGES} more changes of reason")
+    if comparison.has_feedback():
+        feedback = Table(title="feedback: baseline vs variant")
+        for column in ("what", "baseline", "variant", "change"):
+            feedback.add_column(column, justify="left" if column == "what" else "right")
+        for key, a, b in comparison.feedback_changes():
+            feedback.add_row(FEEDBACK_LABELS.get(key, key), str(a), str(b), f"{b - a:+d}")
+        out.print(feedback)
     for key, count in comparison.changes.to_json().items():
         out.print(f"{key.replace('_', ' ')}: {count}")
     # In words: scripts read compare.json, which keeps the numbers as they were.

@@ -34,12 +34,16 @@ class ReplayOptions:
     leads_topic: str | None = None
     patterns: Path | None = None  # at most one of patterns, patterns_topic
     patterns_topic: str | None = None
+    send_events: Path | None = None  # at most one of send_events, send_events_topic
+    send_events_topic: str | None = None
     start: Bound | None = None  # topic sources only
     end: Bound | None = None
     clients: Path | None = None  # None: the database's
     resources: Path | None = None
     pools: Path | None = None
     report: Path | None = None
+    cancellations: Path | None = None  # lead-cancellations records written here
+    health: Path | None = None  # resource-health records written here
     variant: Rules | None = None  # --compare, already parsed
     compare: Path | None = None  # the rules file it was read from
     redis_namespace: str | None = None  # None: quotas counted in memory
@@ -47,29 +51,45 @@ class ReplayOptions:
 
     @property
     def reads_topics(self) -> bool:
-        return self.leads_topic is not None or self.patterns_topic is not None
+        return (
+            self.leads_topic is not None
+            or self.patterns_topic is not None
+            or self.send_events_topic is not None
+        )
+
+    @property
+    def reads_send_events(self) -> bool:
+        return self.send_events is not None or self.send_events_topic is not None
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> ReplayOptions:
         """The options `add_arguments`' flags gave, or OptionsError for the first bad one."""
-        reads_topics = bool(args.leads_topic or args.patterns_topic)
+        reads_topics = bool(args.leads_topic or args.patterns_topic or args.send_events_topic)
         start = _bound(args.start, "--from", reads_topics)
         end = _bound(args.end, "--to", reads_topics)
         if start and end and _empty_window(start, end):
             raise OptionsError(
                 "--to", args.end, f"not after --from {args.start}", "give a later --to"
             )
+        out = _out_file(args.out, "--out")
+        cancellations = _optional_out_file(args.cancellations, "--cancellations")
+        health = _optional_out_file(args.health, "--health")
+        _distinct_outputs({"--out": out, "--cancellations": cancellations, "--health": health})
         return cls(
             leads=_input_file(args.leads, "--leads"),
             leads_topic=args.leads_topic,
             patterns=_input_file(args.patterns, "--patterns"),
             patterns_topic=args.patterns_topic,
+            send_events=_input_file(args.send_events, "--send-events"),
+            send_events_topic=args.send_events_topic,
             start=start,
             end=end,
             clients=_input_file(args.clients, "--clients"),
             resources=_input_file(args.resources, "--resources"),
             pools=_input_file(args.pools, "--pools"),
-            out=_out_file(args.out),
+            out=out,
+            cancellations=cancellations,
+            health=health,
             report=_report_folder(args.report),
             variant=_rules(args.compare),
             compare=None if args.compare is None else Path(args.compare),
@@ -88,6 +108,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--patterns-topic",
         metavar="TOPIC",
         help="conversion patterns from a Kafka topic (read from its start)",
+    )
+    sends = parser.add_mutually_exclusive_group()
+    sends.add_argument(
+        "--send-events",
+        metavar="FILE",
+        help="send-events (feedback from the dispatchers), JSON Lines, merged by occurred_at",
+    )
+    sends.add_argument(
+        "--send-events-topic",
+        metavar="TOPIC",
+        help="send-events from a Kafka topic (bounded by --from/--to)",
     )
     parser.add_argument(
         "--from",
@@ -113,6 +144,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", metavar="FILE", required=True, help="allocations, JSON Lines, in input order"
     )
+    parser.add_argument(
+        "--cancellations",
+        metavar="FILE",
+        help="write the lead-cancellations records the send-events produced, JSON Lines",
+    )
+    parser.add_argument(
+        "--health",
+        metavar="FILE",
+        help="write the resource-health records the send-events produced, JSON Lines",
+    )
     parser.add_argument("--report", metavar="DIR", help="write index.html and summary.json here")
     parser.add_argument(
         "--compare",
@@ -135,7 +176,7 @@ def _bound(text: str | None, flag: str, reads_topics: bool) -> Bound | None:
             flag,
             text,
             "bounds topic sources only",
-            "drop it, or read --leads-topic/--patterns-topic",
+            "drop it, or read --leads-topic/--patterns-topic/--send-events-topic",
         )
     try:
         return Bound.parse(text)
@@ -166,20 +207,38 @@ def _input_file(text: str | None, flag: str) -> Path | None:
     return path
 
 
-def _out_file(text: str) -> Path:
+def _out_file(text: str, flag: str) -> Path:
     path = Path(text)
     folder = path.parent
     if path.is_dir():
-        raise OptionsError("--out", text, "is a folder", f"give a file, e.g. {path / 'out.jsonl'}")
+        raise OptionsError(flag, text, "is a folder", f"give a file, e.g. {path / 'out.jsonl'}")
     if not folder.is_dir():
         raise OptionsError(
-            "--out", text, f"folder {folder} does not exist", f"create it (mkdir -p {folder})"
+            flag, text, f"folder {folder} does not exist", f"create it (mkdir -p {folder})"
         )
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise OptionsError(
-            "--out", text, f"cannot write in {folder}", "choose a folder you can write to"
+            flag, text, f"cannot write in {folder}", "choose a folder you can write to"
         )
     return path
+
+
+def _optional_out_file(text: str | None, flag: str) -> Path | None:
+    return None if text is None else _out_file(text, flag)
+
+
+def _distinct_outputs(outputs: dict[str, Path | None]) -> None:
+    """Two output flags naming one file would write over each other."""
+    seen: dict[Path, str] = {}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        same = path.resolve()
+        if same in seen:
+            raise OptionsError(
+                flag, path, f"{seen[same]} writes it too", f"give {flag} a file of its own"
+            )
+        seen[same] = flag
 
 
 def _report_folder(text: str | None) -> Path | None:

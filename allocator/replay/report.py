@@ -28,9 +28,12 @@ from allocator.channels import (
     SUPPRESSED,
     Channel,
 )
+from allocator.models import KINDS
 from allocator.reasons import Why
 from allocator.replay.summary import (
+    FEEDBACK_LABELS,
     NO_REASON,
+    REFUND_KINDS,
     Comparison,
     DayCount,
     Inputs,
@@ -109,6 +112,25 @@ REASON_MEANINGS = {
 # Rows of the longer comparison tables; the rest are counted in a sentence.
 REASON_CHANGES_SHOWN = 20
 DAY_CHANGES_SHOWN = 60
+# Days of the feedback-over-time table; the rest are counted (summary.json has all).
+FEEDBACK_DAYS_SHOWN = 92
+# What a send-event of each kind does (CONTRACT.md section 10), in words.
+KIND_MEANINGS = {
+    "sent": "the send went out; counted toward its resource's bounce rate over 7 days.",
+    "failed": "the send did not happen: its count is given back to its usage day (unless "
+    "that day has ended).",
+    "bounced": "counted toward the resource's bounce rate; above the client's "
+    "bounce_rate_limit (with at least 20 sent) the resource cools for cooldown_hours.",
+    "complained": "counted toward the resource's complaints; at complaint_limit over 7 days "
+    "the resource cools for cooldown_hours.",
+    "throttled": "the resource cools until retry_after (default an hour later).",
+    "auth_failed": "the resource is paused until it is loaded again with active: true.",
+    "replied": "stops the lead: its sends after the event are cancelled and given back, and "
+    "its later scored events are suppressed for the client's suppression_days.",
+    "meeting_booked": "stops the lead, as replied.",
+    "unsubscribed": "stops the lead for good: its later sends cancelled, its later scored "
+    "events suppressed.",
+}
 
 
 class Shown(str):
@@ -529,12 +551,13 @@ def _legend() -> str:
 
 
 def _overview_html(summary: ReplaySummary) -> str:
-    s = summary.statuses
+    n = summary.status_count
     sentence = (
         f"{summary.leads:,} leads decided, {summary.invalid_records:,} input records skipped; "
         f"{summary.channel_entries:,} channel entries: {summary.allocated_any_day:,} allocated "
-        f"({s[ALLOCATED]:,} on the day asked for and {s[DEFERRED]:,} deferred to a later day), "
-        f"{s[EXHAUSTED]:,} exhausted, {s[NO_RESOURCE]:,} with no resource."
+        f"({n(ALLOCATED):,} on the day asked for and {n(DEFERRED):,} deferred to a later day), "
+        f"{n(EXHAUSTED):,} exhausted, {n(NO_RESOURCE):,} with no resource"
+        + (f", {n(SUPPRESSED):,} suppressed (the lead had stopped)." if n(SUPPRESSED) else ".")
     )
     table = _table(
         [
@@ -547,7 +570,7 @@ def _overview_html(summary: ReplaySummary) -> str:
             [
                 summary.leads,
                 summary.invalid_records,
-                *(s[st] for st in REPORTED_STATUSES),
+                *(n(st) for st in REPORTED_STATUSES),
                 summary.allocated_any_day,
             ]
         ],
@@ -567,13 +590,19 @@ def _when(iso: str | None) -> str:
 
 def _inputs_html(inputs: Inputs, invalid_by_code: Mapping[str, int]) -> str:
     if inputs.first_scored_at is not None:
+        read = f"{inputs.leads_read:,} valid leads and {inputs.patterns_read:,} patterns"
+        if inputs.send_events_read:
+            read = (
+                f"{inputs.leads_read:,} valid leads, {inputs.patterns_read:,} patterns and "
+                f"{inputs.send_events_read:,} send-events"
+            )
         span = (
             f"<p>Leads scored from {_e(_when(inputs.first_scored_at))} to "
-            f"{_e(_when(inputs.last_scored_at))}: {inputs.leads_read:,} valid leads and "
-            f"{inputs.patterns_read:,} patterns read.</p>"
+            f"{_e(_when(inputs.last_scored_at))}: {read} read.</p>"
         )
     else:
-        span = f"<p>No valid lead was read ({inputs.patterns_read:,} patterns read).</p>"
+        sends = f", {inputs.send_events_read:,} send-events" if inputs.send_events_read else ""
+        span = f"<p>No valid lead was read ({inputs.patterns_read:,} patterns{sends} read).</p>"
     sources = (
         _table(
             ["input", "read from", "name", "records read", "records skipped", "window"],
@@ -856,6 +885,128 @@ def _reason_comparison_html(comparison: Comparison) -> str:
     )
 
 
+def _feedback_html(summary: ReplaySummary) -> str:
+    """What the send-events did: the figures, by kind, the cancellations by
+    channel and reason, the health changes by state and one by one, and per day."""
+    if not summary.read_send_events:
+        return (
+            "<p>This replay was given no send-events (<code>--send-events</code> or "
+            "<code>--send-events-topic</code>): no send was refunded or cancelled and every "
+            "resource stayed healthy.</p>"
+        )
+    f = summary.feedback
+    counts = summary.feedback_counts()
+    skipped = counts["send_events_naming_no_reserved_send"]
+    sentence = (
+        f"{f.send_events:,} send-events applied"
+        + (f" ({skipped:,} naming no send the replay reserved were skipped)" if skipped else "")
+        + f": {f.refunds:,} sends' counts given back to their day (refunds), "
+        f"{f.cancellations:,} reserved sends cancelled, {f.health_changes:,} changes of "
+        f"resource health; {counts['suppressed_entries']:,} channel entries suppressed because "
+        "their lead had stopped. A refund or a cancellation frees room for later leads; a "
+        "cooling or paused resource gets no send until its time (reason deferred_health)."
+    )
+    figures = _table(
+        ["figure", "count"], [[FEEDBACK_LABELS.get(k, k), v] for k, v in counts.items()]
+    )
+    kinds = _table(
+        ["kind", "what it does", "send-events applied", "sends given back"],
+        [
+            [
+                kind,
+                KIND_MEANINGS.get(kind, "-"),
+                f.by_kind.get(kind, 0),
+                f.refunds_by_kind.get(kind, 0) if kind in REFUND_KINDS else "-",
+            ]
+            for kind in KINDS
+            if f.by_kind.get(kind, 0)
+        ],
+    )
+    if f.cancellations_by:
+        cancelled = _table(
+            ["channel", "reason (the stop's kind)", "sends cancelled"],
+            [[c.channel, c.reason, c.count] for c in f.cancellations_by],
+        )
+    else:
+        cancelled = "<p>No reserved send was cancelled.</p>"
+    if f.health_by:
+        health = _table(
+            ["state", "caused by a send-event of kind", "changes"],
+            [[h.state, h.cause, h.count] for h in f.health_by],
+        ) + _table(
+            ["changed at", "client", "channel", "resource", "state", "until", "reason"],
+            [
+                [
+                    _when(h.changed_at),
+                    h.client_id,
+                    h.channel,
+                    h.resource_id,
+                    h.state,
+                    "loaded again as active" if h.until is None else _when(h.until),
+                    h.reason,
+                ]
+                for h in f.health_listed
+            ],
+            css="skipped",
+        )
+        more = f.health_changes - len(f.health_listed)
+        if more > 0:
+            health += f"<p>… and {more:,} more health changes, counted above.</p>"
+    else:
+        health = "<p>No resource changed its health.</p>"
+    if f.per_day:
+        days = _table(
+            [
+                "day (client-local, of the event)",
+                "send-events applied",
+                "sends given back",
+                "sends cancelled",
+                "health changes",
+            ],
+            [
+                [d.day, d.send_events, d.refunds, d.cancellations, d.health_changes]
+                for d in f.per_day[:FEEDBACK_DAYS_SHOWN]
+            ],
+        )
+        more = len(f.per_day) - FEEDBACK_DAYS_SHOWN
+        if more > 0:
+            days += f"<p>… and {more:,} more days (summary.json lists them all).</p>"
+    else:
+        days = "<p>No send-event was applied.</p>"
+    return (
+        f"<p>{_e(sentence)}</p>"
+        + figures
+        + "<h3>Send-events by kind</h3>"
+        + (kinds if f.send_events else "<p>No send-event was applied.</p>")
+        + "<h3>Cancelled sends, by channel and reason</h3>"
+        + cancelled
+        + "<h3>Resource health changes</h3>"
+        + health
+        + "<h3>Feedback over time</h3>"
+        + "<p>Per day of the send-events (their occurred_at in the client's zone). The "
+        "suppressed channel entries per day are in the first chart (status suppressed).</p>" + days
+    )
+
+
+def _feedback_comparison_html(comparison: Comparison) -> str:
+    if not comparison.has_feedback():
+        return ""
+    rows = _table(
+        ["figure", "baseline", "variant", "change (variant minus baseline)"],
+        [
+            [FEEDBACK_LABELS.get(key, key), a, b, Shown(f"{b - a:+,}")]
+            for key, a, b in comparison.feedback_changes()
+        ],
+    )
+    return (
+        "<h3>Feedback: baseline and variant</h3>"
+        "<p>The variant replays the same send-events. One naming a send the variant did "
+        "not reserve (it chose another resource, or no send) is skipped in the variant; "
+        "thresholds (bounce_rate_limit, complaint_limit, cooldown_hours), suppression_days "
+        "and the sticky sender change what the others do.</p>" + rows
+    )
+
+
 def _comparison_html(comparison: Comparison, figures: list[go.Figure]) -> str:
     """The comparison's section; its charts are appended to `figures` and drawn
     where their placeholders stand."""
@@ -870,9 +1021,9 @@ def _comparison_html(comparison: Comparison, figures: list[go.Figure]) -> str:
     status_rows: list[list[Cell]] = [
         [
             STATUS_LABELS[s],
-            base.statuses[s],
-            variant.statuses[s],
-            Shown(f"{variant.statuses[s] - base.statuses[s]:+,}"),
+            base.status_count(s),
+            variant.status_count(s),
+            Shown(f"{variant.status_count(s) - base.status_count(s):+,}"),
         ]
         for s in REPORTED_STATUSES
     ]
@@ -949,6 +1100,7 @@ def _comparison_html(comparison: Comparison, figures: list[go.Figure]) -> str:
         "the baseline's.</p>"
         + changes
         + _reason_comparison_html(comparison)
+        + _feedback_comparison_html(comparison)
         + "<h3>Capacity needed to serve every lead on the day it asked for</h3>"
         + _chart(first + 1)
         + needs
@@ -1011,6 +1163,8 @@ def write_report(
         + _capacity_table(summary)
         + "<h2>Why channel entries moved: reasons</h2>"
         + _reasons_html(summary)
+        + "<h2>Feedback from the dispatchers: refunds, cancellations, resource health</h2>"
+        + _feedback_html(summary)
         + "<h2>Deferrals and exhaustion by tier, and send times</h2>"
         + _chart(2)
         + _send_times_html(summary)

@@ -35,7 +35,8 @@ A change names fields of the record, with values as its file takes them, held
 to the same bounds (a weekly_limit of -1 or a warm-up's every_days of 0 is
 refused, naming the field): a client's timezone, max_defer_days, rotation,
 lead_daily_limit, recipient_domain_daily_limit, send_windows, holidays,
-blackout_dates, pacing; a resource's daily_limit, weekly_limit, warmup,
+blackout_dates, pacing, bounce_rate_limit, complaint_limit, cooldown_hours,
+suppression_days, sticky_days, sticky; a resource's daily_limit, weekly_limit, warmup,
 pool_id, active; and any field either record gains. The
 fields that name a record (client_id; channel, resource_id) cannot change.
 `null` clears a field that may be null (no limit, no warm-up, no pool). An

@@ -133,7 +133,8 @@ async def replay(
                 continue
             cancellations.extend(c.model_dump_json() for c in result.cancellations)
             health.extend(h.model_dump_json() for h in result.health)
-            summary.add_feedback(result, snapshot.get(event.client_id) or unknown_client(event.client_id))
+            owner = snapshot.get(event.client_id) or unknown_client(event.client_id)
+            summary.add_feedback(result, owner)
         sends.clear()
 
     for index, event in history.in_event_time():
@@ -147,8 +148,7 @@ async def replay(
         if pending:
             await decide_pending()  # leads before this event do not see it
         if isinstance(event, ConversionPattern):
-            if sends:
-                await apply_sends()
+            # Send-events waiting go on waiting: a pattern changes only leads.
             if rules.use_patterns:
                 current = held.get(event.client_id, NO_PATTERNS)
                 held[event.client_id] = current.with_pattern(event)

@@ -48,6 +48,19 @@ REFUND_KINDS: tuple[str, ...] = ("failed", *STOP_KINDS)
 HEALTH_LISTED = 100
 # The kind of input a send-events source is, in InputSource.kind.
 SEND_EVENTS = "send-events"
+# ReplaySummary.feedback_counts()' figures in words, as the terminal's and the
+# report's tables name them.
+FEEDBACK_LABELS = {
+    "send_events_applied": "send-events applied",
+    "send_events_naming_no_reserved_send": "send-events naming no reserved send (skipped)",
+    "refunds": "sends whose counts were given back (refunds)",
+    "cancellations": "reserved sends cancelled",
+    "health_changes": "resource health changes",
+    "health_active": "health changes to active",
+    "health_cooling": "health changes to cooling",
+    "health_paused": "health changes to paused",
+    "suppressed_entries": "channel entries suppressed (the lead stopped)",
+}
 
 # --- the figures, typed -------------------------------------------------------
 # Row types name their fields as summary.json names its keys, so that a row's
@@ -346,6 +359,15 @@ class ReplaySummary:
         (suppressed, before feedback)."""
         return self.statuses.get(status, 0)
 
+    @property
+    def read_send_events(self) -> bool:
+        """Whether the replay was given send-events (or applied or skipped one)."""
+        return (
+            any(s.kind == SEND_EVENTS for s in self.inputs.sources)
+            or self.feedback.send_events > 0
+            or self.invalid_by_code.get(ErrorCode.UNKNOWN_SEND, 0) > 0
+        )
+
     def feedback_counts(self) -> dict[str, int]:
         """The feedback figures a comparison sets side by side, in this order."""
         f = self.feedback
@@ -488,12 +510,8 @@ class Comparison:
         return [(key, a[key], b.get(key, 0)) for key in a]
 
     def has_feedback(self) -> bool:
-        """Whether either side applied or skipped a send-event."""
-        return any(
-            a or b
-            for key, a, b in self.feedback_changes()
-            if key.startswith("send_events")
-        )
+        """Whether either side was given send-events."""
+        return self.baseline.read_send_events or self.variant.read_send_events
 
     def to_json(self) -> dict[str, Any]:
         sides = {"baseline": self.baseline, "variant": self.variant}

@@ -14,7 +14,12 @@ from allocator.errors import InvalidRecord
 from allocator.replay import console
 from allocator.replay.sources import Rejected
 from allocator.replay.summary import Comparison, ReasonChange, SendChanges
-from tests.unit.allocator.replay.test_report import sample, statuses, with_reasons
+from tests.unit.allocator.replay.test_report import (
+    before_feedback,
+    sample,
+    statuses,
+    with_reasons,
+)
 
 
 def rows(text: str) -> list[list[str]]:
@@ -34,9 +39,9 @@ def test_the_summary_shows_tiers_best_first_and_the_rate(
     lines = out.splitlines()
     assert lines[0].strip() == "replay: 1200 leads in 2.5s (480 leads/s)"
     assert rows(out) == [
-        ["tier", "leads", "allocated", "deferred", "exhausted", "no_resource"],
-        ["hot", "2", "2", "1", "0", "1"],
-        ["cold", "1", "1", "0", "0", "3"],
+        ["tier", "leads", "allocated", "deferred", "exhausted", "no_resource", "suppressed"],
+        ["hot", "2", "2", "1", "0", "1", "0"],
+        ["cold", "1", "1", "0", "0", "3", "0"],
     ]
     assert lines[-1] == "invalid records: 2"
     assert max(len(line) for line in lines) <= console.PIPED_WIDTH
@@ -63,6 +68,7 @@ def test_the_comparison_shows_changes_signed_and_how_sends_moved(
         ["deferred", "1", "0", "-1"],
         ["exhausted", "0", "2", "+2"],
         ["no_resource", "4", "4", "+0"],
+        ["suppressed", "0", "0", "+0"],
     ]
     assert out.splitlines()[-6:] == [
         "sends moved in time: 281",
@@ -178,3 +184,15 @@ def test_the_comparison_shows_reasons_side_by_side_and_how_they_changed(
     assert "entries with another reason: 13" in out.splitlines()
     drawn = [line for line in out.splitlines() if line[:1] in "┏┃┡│└"]
     assert max(len(line) for line in drawn) <= console.PIPED_WIDTH
+
+
+def test_a_summary_made_before_feedback_shows_no_suppressed_entry(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    old = before_feedback()
+    console.show_summary(old, leads=3, seconds=1.0)
+    console.show_comparison(Comparison(old, old, SendChanges()))
+    table = rows(capsys.readouterr().out)
+    assert ["hot", "2", "2", "1", "0", "1", "0"] in table
+    assert ["suppressed", "0", "0", "+0"] in table
+    assert not any(row[0] == "send-events applied" for row in table)

@@ -95,6 +95,22 @@ BAD = [
     (["--pools", "{tmp}/none.jsonl"], "--pools", "no such file", "JSON Lines file"),
     (["--compare", "{bad_warmup}"], "--compare", "warmup.every_days", "fix the rules file"),
     (["--from", "2026-11-26T13:00:00Z"], "--from", "topic sources only", "--leads-topic"),
+    (["--send-events", "{tmp}/none.jsonl"], "--send-events", "no such file", "JSON Lines file"),
+    (["--send-events", "{tmp}"], "--send-events", "is a folder", "JSON Lines file"),
+    (["--cancellations", "{tmp}/no/c.jsonl"], "--cancellations", "does not exist", "mkdir -p"),
+    (["--health", "{tmp}"], "--health", "is a folder", "give a file"),
+    (
+        ["--cancellations", "{tmp}/out.jsonl"],
+        "--cancellations",
+        "--out writes it too",
+        "of its own",
+    ),
+    (
+        ["--cancellations", "{tmp}/x.jsonl", "--health", "{tmp}/./x.jsonl"],
+        "--health",
+        "--cancellations writes it too",
+        "give --health a file of its own",
+    ),
 ]
 
 
@@ -189,3 +205,48 @@ def test_pools_are_a_file_flag_like_clients(tmp_path: Path, files: dict[str, Pat
         "--leads", str(files["leads"]), "--pools", str(pools), "--out", str(tmp_path / "o.jsonl")
     )
     assert options.pools == pools and options.clients is None and options.compare is None
+
+
+def test_send_events_and_what_they_produce_are_file_flags(
+    tmp_path: Path, files: dict[str, Path]
+) -> None:
+    sends = tmp_path / "send-events.jsonl"
+    sends.write_text("")
+    options = parse(
+        "--leads", str(files["leads"]),
+        "--send-events", str(sends),
+        "--cancellations", str(tmp_path / "cancellations.jsonl"),
+        "--health", str(tmp_path / "health.jsonl"),
+        "--out", str(tmp_path / "out.jsonl"),
+    )  # fmt: skip
+    assert options.send_events == sends and options.send_events_topic is None
+    assert options.reads_send_events and not options.reads_topics
+    assert options.cancellations == tmp_path / "cancellations.jsonl"
+    assert options.health == tmp_path / "health.jsonl"
+    plain = parse("--leads", str(files["leads"]), "--out", str(tmp_path / "out.jsonl"))
+    assert not plain.reads_send_events
+    assert plain.cancellations is None and plain.health is None
+
+
+def test_a_send_events_topic_is_bounded_like_the_leads(
+    tmp_path: Path, files: dict[str, Path]
+) -> None:
+    options = parse(
+        "--leads", str(files["leads"]),
+        "--send-events-topic", "send-events",
+        "--from", "100",
+        "--out", str(tmp_path / "out.jsonl"),
+    )  # fmt: skip
+    assert options.send_events_topic == "send-events" and options.send_events is None
+    assert options.reads_topics and options.start == Bound(offset=100)
+
+
+def test_a_send_events_file_and_topic_are_one_or_the_other(
+    tmp_path: Path, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--leads", str(files["leads"]), "--out", str(tmp_path / "out.jsonl")]
+    argv += ["--send-events", str(files["patterns"]), "--send-events-topic", "send-events"]
+    with pytest.raises(SystemExit) as caught:
+        parse(*argv)
+    assert caught.value.code == 2
+    assert "not allowed with argument --send-events" in capsys.readouterr().err

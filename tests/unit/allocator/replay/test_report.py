@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -56,15 +57,19 @@ WORDS = {
     "deferred": "deferred: allocated on a later day",
     "exhausted": "exhausted",
     "no_resource": "no resource",
+    "suppressed": "suppressed (the lead stopped)",
 }
 
 
-def statuses(allocated: int, deferred: int, exhausted: int, no_resource: int) -> dict[str, int]:
+def statuses(
+    allocated: int, deferred: int, exhausted: int, no_resource: int, suppressed: int = 0
+) -> dict[str, int]:
     return {
         "allocated": allocated,
         "deferred": deferred,
         "exhausted": exhausted,
         "no_resource": no_resource,
+        "suppressed": suppressed,
     }
 
 
@@ -358,11 +363,12 @@ def test_every_status_has_a_legend_entry_even_without_bars(tmp_path: Path) -> No
     keys = [t["name"] for t in shown(traces) if t.get("showlegend", True)]
     assert keys == list(WORDS.values())
     colours = {t["name"]: t["marker"]["color"] for t in shown(traces)}
-    assert len(set(colours.values())) == 4
+    assert len(set(colours.values())) == len(WORDS)
     # and on the page, each status with its colour, its name and what it means
     legend = [item for item in page.items if "):" in item]
-    assert [item.split(" (")[0] for item in legend] == list(WORDS.values())
-    assert all(f"({code})" in item for code, item in zip(WORDS, legend, strict=True))
+    assert [item.split(f" ({code}):")[0] for code, item in zip(WORDS, legend, strict=True)] == list(
+        WORDS.values()
+    )
 
 
 def test_deferred_is_said_to_be_allocated_on_a_later_day_a_subset_of_allocated(
@@ -386,7 +392,7 @@ def test_deferred_is_said_to_be_allocated_on_a_later_day_a_subset_of_allocated(
             *WORDS.values(),
             "allocated on any day (on the day + deferred)",
         ],
-        ["3", "2", "3", "1", "0", "4", "4"],
+        ["3", "2", "3", "1", "0", "4", "0", "4"],
     ]
 
 
@@ -420,8 +426,8 @@ def test_a_client_menu_shows_one_clients_days_and_resources(tmp_path: Path) -> N
     # the per-client table, and what is not drawn is said
     assert page.table_after("client") == [
         ["client", "leads", *WORDS.values(), "busiest resource-day (% of its daily limit)"],
-        ["acme", "2", "2", "1", "0", "0", "75%"],
-        ["globex", "1", "1", "0", "0", "0", "-"],
+        ["acme", "2", "2", "1", "0", "0", "0", "75%"],
+        ["globex", "1", "1", "0", "0", "0", "0", "-"],
     ]
     assert "Clients not among the clients given, decided with no resources: globex." in (
         page.paragraphs
@@ -544,6 +550,7 @@ def test_a_comparison_writes_compare_json_and_draws_both_sides(tmp_path: Path) -
         [WORDS["deferred"], "1", "0", "-1"],
         [WORDS["exhausted"], "0", "0", "+0"],
         [WORDS["no_resource"], "4", "2", "-2"],
+        [WORDS["suppressed"], "0", "0", "+0"],
         ["allocated on any day", "4", "6", "+2"],
     ]
     assert page.table_after("sends moved to another time") == [
@@ -562,8 +569,8 @@ def test_a_comparison_writes_compare_json_and_draws_both_sides(tmp_path: Path) -
     assert [layout["title"]["text"] for _, layout in figures[4:]] == COMPARISON_TITLES
     (status_traces, _), (shortfall_traces, _), ((balance,), _) = figures[4:]
     assert [(t["name"], t["y"]) for t in status_traces] == [
-        ("baseline", [3, 1, 0, 4]),
-        ("variant (double limits)", [6, 0, 0, 2]),
+        ("baseline", [3, 1, 0, 4, 0]),
+        ("variant (double limits)", [6, 0, 0, 2, 0]),
     ]
     assert status_traces[0]["x"] == list(WORDS.values())
     assert [(t["name"], t["x"], t["y"]) for t in shortfall_traces] == [
@@ -777,3 +784,28 @@ def test_send_windows_holidays_and_pacing_rules_are_in_words(tmp_path: Path) -> 
         "acme: send_windows {email {days [0, 1, 2, 3, 4], start 09:00, end 17:00}}, "
         "pacing {email {gap_seconds 300}}"
     )
+
+
+def before_feedback() -> ReplaySummary:
+    """A summary as made before feedback: four statuses, no send-events, no figures of them."""
+
+    def four(counts: Mapping[str, int]) -> dict[str, int]:
+        return {k: v for k, v in counts.items() if k != "suppressed"}
+
+    summary = sample()
+    return replace(
+        summary,
+        statuses=four(summary.statuses),
+        by_tier=tuple(replace(t, statuses=four(t.statuses)) for t in summary.by_tier),
+    )
+
+
+def test_a_summary_made_before_feedback_counts_no_suppressed_entry(tmp_path: Path) -> None:
+    old = before_feedback()
+    comparison = Comparison(old, replace(old, rules={**old.rules, "name": "v"}), SendChanges())
+    page = read(write_report(tmp_path, old, comparison).parent)
+    assert page.table_after("leads decided")[1] == ["3", "2", "3", "1", "0", "4", "0", "4"]
+    assert [WORDS["suppressed"], "0", "0", "+0"] in page.table_after("status")
+    assert any("This replay was given no send-events" in p for p in page.paragraphs)
+    assert "Feedback: baseline and variant" not in page.headings
+    assert json.loads((tmp_path / "summary.json").read_text())["feedback"]["send_events"] == 0

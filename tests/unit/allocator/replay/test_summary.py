@@ -15,16 +15,17 @@ import pytest
 import allocator.batch
 from allocator.batch import BatchDecider, event_time
 from allocator.decision import Decision, Schedule
-from allocator.directory import ClientDirectory, build_snapshot
+from allocator.directory import ClientDirectory, build_setup, build_snapshot, unknown_client
 from allocator.errors import InvalidRecord
-from allocator.models import Resource
+from allocator.feedback import Applied
+from allocator.models import Client, Resource
 from allocator.patterns import NO_PATTERNS
 from allocator.quota import MemoryQuotaStore
 from allocator.replay import command
 from allocator.replay.options import ReplayOptions
 from allocator.replay.rules import Rules
 from allocator.replay.runner import ReplayRun, replay, send_changes
-from allocator.replay.sources import Bound, History, Rejected
+from allocator.replay.sources import Bound, History, Rejected, parse_send_event_data
 from allocator.replay.summary import (
     REASONS,
     SKIPPED_LISTED,
@@ -106,6 +107,7 @@ async def test_metrics_and_the_replay_summary_count_the_same_statuses() -> None:
         "deferred": 2,
         "exhausted": 0,
         "no_resource": 12,
+        "suppressed": 0,
     }
 
     metrics = Metrics()
@@ -304,6 +306,55 @@ def test_a_topic_source_says_its_window() -> None:
         1,
     )
     assert resources.records == 0
+
+
+def test_a_send_events_topic_says_the_window_of_the_leads() -> None:
+    options = ReplayOptions(
+        out=Path("out.jsonl"),
+        leads_topic="scored-leads",
+        send_events_topic="send-events",
+        start=Bound(offset=1200),
+    )
+    history = History([lead(50)], [], [], [parse_send_event_data(STOP)])
+    leads, sends, _, _ = command._sources(options, history, [client()], [])
+    assert (sends.kind, sends.origin, sends.name, sends.records) == (
+        "send-events",
+        "topic",
+        "send-events",
+        1,
+    )
+    assert sends.window == leads.window == "from offset 1200 to the end"
+
+
+STOP = {
+    "event_id": "s-1",
+    "kind": "replied",
+    "client_id": "acme",
+    "lead_id": "l-1",
+    "occurred_at": "2026-11-24T03:00:00Z",
+}
+
+
+def test_feedback_is_counted_on_the_clients_local_day() -> None:
+    # 03:00 UTC on Tuesday is still Monday evening in New York.
+    summary = Summary({"name": "t"})
+    event = parse_send_event_data(STOP)
+    summary.add_feedback(
+        Applied(event, (), (), 0),
+        build_setup(Client(client_id="acme", timezone="America/New_York"), []),
+    )
+    summary.add_feedback(Applied(event, (), (), 2), unknown_client("acme"))  # UTC
+    days = summary.feedback().per_day
+    assert [(d.day, d.send_events, d.refunds) for d in days] == [
+        ("2026-11-23", 1, 0),
+        ("2026-11-24", 1, 2),
+    ]
+    assert summary.feedback().refunds_by_kind == {
+        "failed": 0,
+        "replied": 2,
+        "meeting_booked": 0,
+        "unsubscribed": 0,
+    }
 
 
 # --- reasons (CONTRACT.md section 11) -----------------------------------------
