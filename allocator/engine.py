@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from allocator.batch import BatchDecider, utc_now, wall_clock
 from allocator.channels import Channel, ResourceType
 from allocator.decision import Schedule, channel_sequence
-from allocator.directory import ClientDirectory, ClientSetup, daily_limit
+from allocator.directory import ClientDirectory, ClientSetup
 from allocator.models import Allocation, Resource, zone
-from allocator.quota.base import QuotaStore, choose_resource
+from allocator.quota.base import ChannelAsk, QuotaStore, ResourceQuota
+from allocator.quota.rules import DayChoice, choose_on_day
 from allocator.store import database as queries
 from allocator.tiers import Tier
 from allocator.timing import plan_sends
@@ -51,33 +52,67 @@ class AllocatorEngine:
         return allocation
 
     async def select_resource(self, channel: Channel | str, client_id: str) -> Resource | None:
-        """The least-used resource with room today (client's zone); reserves nothing."""
+        """The resource the rules would take now (client's zone): the client's
+        rotation among those with room today by every limit (day cap after
+        warm-up, rolling week, pool, health); reserves nothing."""
         channel = Channel(channel)
         setup = await self.directory.setup_for(client_id)
         quotas = setup.quotas_for(channel)
-        today = self._today(setup)
-        counts = await self.quota.usage(
-            channel, [q.resource_id for q in quotas], today, client_id=client_id
-        )
-        chosen = choose_resource(counts, quotas)
-        if chosen is None:
+        choice = await self._room_now(setup, channel, quotas)
+        if choice.chosen is None:
             return None
         return next(
             r
             for r in setup.resources
-            if r.channel == channel and r.resource_id == quotas[chosen].resource_id
+            if r.channel == channel and r.resource_id == quotas[choice.chosen].resource_id
         )
 
     async def check_rate_limit(self, resource_type: ResourceType | str, resource_id: str) -> bool:
-        """True when the resource has reached its daily limit today (client's zone)."""
+        """True when the resource has no room today (client's zone) by any of its
+        limits: its daily limit (after warm-up), rolling week, pool, or health."""
         setup, resource = await self.directory.owner_of(ResourceType(resource_type), resource_id)
-        limit = daily_limit(resource)
-        if limit is None:
-            return False
-        [count] = await self.quota.usage(
-            resource.channel, [resource_id], self._today(setup), client_id=setup.client.client_id
+        quota = next(
+            (q for q in setup.quotas_for(resource.channel) if q.resource_id == resource_id),
+            None,
         )
-        return count >= limit
+        if quota is None:  # paused (inactive): nothing may be sent with it
+            return True
+        choice = await self._room_now(setup, resource.channel, (quota,))
+        return choice.chosen is None
+
+    async def _room_now(
+        self, setup: ClientSetup, channel: Channel, quotas: tuple[ResourceQuota, ...]
+    ) -> DayChoice:
+        """quota/rules.py's choice for today, on the live counters and health."""
+        client_id = setup.client.client_id
+        now = self.clock()
+        ask = ChannelAsk(
+            channel,
+            (self._today(setup),),
+            quotas,
+            setup.client.rotation,
+            at=(int(now.timestamp()),),
+        )
+        if not quotas:
+            return DayChoice(None)
+        # The rules read the counters they need; a first pass on zeros names
+        # every one they could (a real count only skips reads), so one round trip.
+        wanted: list[str] = []
+
+        def named(key: str) -> int:
+            wanted.append(key)
+            return 0
+
+        choose_on_day(ask, client_id, 0, named)
+        counts = dict(zip(wanted, await self.quota.read_counters(client_id, wanted), strict=True))
+        healths = await self.quota.health(client_id, [(channel, q.resource_id) for q in quotas])
+        held = {
+            q.resource_id: (state, until)
+            for q, (state, until, _) in zip(quotas, healths, strict=True)
+        }
+        return choose_on_day(
+            ask, client_id, 0, lambda key: counts.get(key, 0), lambda rid: held.get(rid)
+        )
 
     async def increment_usage(self, resource_type: ResourceType | str, resource_id: str) -> int:
         """Count one send on today's counter (client's zone); the new count."""

@@ -36,6 +36,7 @@ STATUS_WORDS = [
     "deferred: allocated on a later day",
     "exhausted",
     "no resource",
+    "suppressed (the lead stopped)",
 ]
 STATUS_COLOURS = {"allocated": "2b8a3e", "deferred": "f08c00", "exhausted": "c92a2a"}
 RENDER_SECONDS = 120

@@ -350,3 +350,33 @@ async def test_no_cap_is_ever_passed(
     for _, e in sends:
         if e.reason is not None:
             assert e.reason.code.startswith("deferred_")
+
+
+async def test_the_library_api_applies_every_limit_of_the_day() -> None:
+    from allocator.engine import AllocatorEngine
+
+    clients = [Client.model_validate({"client_id": "acme"})]
+    rows = [
+        Resource.model_validate({"client_id": "acme", **r})
+        for r in (
+            {
+                "channel": "email",
+                "resource_id": "a-new",
+                "warmup": {"start": "2026-12-01", "initial": 5, "step": 5},
+            },
+            {"channel": "email", "resource_id": "b-warm", "daily_limit": 2},
+        )
+    ]
+    store = MemoryQuotaStore()
+    engine = AllocatorEngine(
+        ClientDirectory.fixed(build_snapshot(clients, rows)),
+        store,
+        clock=lambda: datetime(2026, 11, 26, 12, tzinfo=UTC),
+    )
+    assert await engine.check_rate_limit("email_domain", "a-new")  # before its warm-up starts
+    chosen = await engine.select_resource("email", "acme")
+    assert chosen is not None and chosen.resource_id == "b-warm"
+    await engine.increment_usage("email_domain", "b-warm")
+    await engine.increment_usage("email_domain", "b-warm")
+    assert await engine.check_rate_limit("email_domain", "b-warm")
+    assert await engine.select_resource("email", "acme") is None
