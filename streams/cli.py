@@ -211,7 +211,8 @@ def parser() -> argparse.ArgumentParser:
         commands,
         "replay",
         "backtest history through the allocator",
-        "Replay scored leads (and patterns) through the allocator in event time. "
+        "Replay scored leads (and patterns and send-events) through the allocator in event "
+        "time. "
         "Never touches the live quota counters.",
     )
     from allocator.replay.options import add_arguments
