@@ -137,3 +137,28 @@ class FeedbackApplier:
             else:
                 done.append(records(event, outcome))
         return done
+
+
+async def lapsed_health(
+    directory: ClientDirectory, quota: QuotaStore, now: datetime
+) -> list[HealthChange]:
+    """Every resource whose health became active again by `now` (a cooldown
+    over, a pause lifted), once each: the records of `resource-health` that no
+    send-event produces. `changed_at` is when it changed, not when it was seen."""
+    changes: list[HealthChange] = []
+    for client_id, setup in sorted((await directory.snapshot()).items()):
+        named = [(r.channel, r.resource_id) for r in setup.resources]
+        for h in await quota.lapse(client_id, named, int(now.timestamp())):
+            changes.append(
+                HealthChange(
+                    client_id=client_id,
+                    channel=h.channel,
+                    resource_id=h.resource_id,
+                    state="active",
+                    until=None,
+                    reason=h.reason,
+                    changed_at=_utc(h.until),
+                    feedback_event_id="",
+                )
+            )
+    return changes

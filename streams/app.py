@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import faust
@@ -22,10 +22,10 @@ from allocator.batch import BatchDecider
 from allocator.channels import Channel
 from allocator.config import Settings
 from allocator.directory import ClientDirectory
-from allocator.errors import InvalidRecord
-from allocator.feedback import FeedbackApplier
+from allocator.errors import InvalidRecord, ServiceUnavailable
+from allocator.feedback import FeedbackApplier, lapsed_health
 from allocator.quota import Held, LeadRequest, QuotaStore, open_quota_store
-from allocator.quota.base import FeedbackOutcome, FeedbackRequest
+from allocator.quota.base import FeedbackOutcome, FeedbackRequest, HealthSet
 from allocator.store import Database
 from allocator.store.urls import check_database_url
 from streams.agents import (
@@ -81,8 +81,15 @@ class TimedQuota:
     ) -> list[tuple[str, int, str]]:
         return await self.inner.health(client_id, resources)
 
-    async def resume(self, client_id: str, resources: Sequence[tuple[Channel, str]]) -> int:
-        return await self.inner.resume(client_id, resources)
+    async def resume(
+        self, client_id: str, resources: Sequence[tuple[Channel, str]], at: int
+    ) -> int:
+        return await self.inner.resume(client_id, resources, at)
+
+    async def lapse(
+        self, client_id: str, resources: Sequence[tuple[Channel, str]], now: int
+    ) -> list[HealthSet]:
+        return await self.inner.lapse(client_id, resources, now)
 
     async def close(self) -> None:
         await self.inner.close()
@@ -264,6 +271,30 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
         @app.timer(settings.broker_commit_interval)
         async def commit_now_and_then() -> None:
             await app.consumer.commit()  # between batches (above)
+
+    @app.timer(settings.health_lapse_seconds)
+    async def publish_lapsed_health() -> None:
+        # A cooldown that ends, or a pause lifted by `resources load`, is a
+        # change of state too. Each is taken from Redis by exactly one worker
+        # (atomically), then published; a worker killed in between loses that
+        # one record, never the state itself.
+        try:
+            changes = await lapsed_health(directory, quota, datetime.now(UTC))
+        except ServiceUnavailable as exc:
+            log.warning("health lapses not read (%s); trying again later", exc)
+            return
+        for change in changes:
+            metrics.health_changes.labels(change.channel.value, change.state).inc()
+            delivery = await app.producer.send(
+                settings.topic_resource_health,
+                change.resource_id.encode(),
+                change.model_dump_json().encode(),
+                None,
+                None,
+                None,
+                transactional_id=None,  # no input record to commit with
+            )
+            await delivery
 
     @app.agent(patterns_topic, name="fan_out_patterns")
     async def fan_out_patterns(stream: Any) -> None:

@@ -103,4 +103,4 @@ class HealthChange(BaseModel):
     until: Instant | None
     reason: str
     changed_at: Instant
-    feedback_event_id: str
+    feedback_event_id: str  # the send-event that changed it; "" for a lapse or a resume

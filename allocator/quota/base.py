@@ -316,8 +316,20 @@ class QuotaStore(Protocol):
         """Each resource's (state, until or -1, reason); ("active", -1, "") when none is held."""
         ...
 
-    async def resume(self, client_id: str, resources: Sequence[tuple[Channel, str]]) -> int:
-        """Lift `paused` from these resources (loaded again with active: true); how many."""
+    async def resume(
+        self, client_id: str, resources: Sequence[tuple[Channel, str]], at: int
+    ) -> int:
+        """Lift `paused` from these resources (loaded again with active: true, at
+        Unix second `at`); how many. Each is active from then; lapse() publishes it."""
+        ...
+
+    async def lapse(
+        self, client_id: str, resources: Sequence[tuple[Channel, str]], now: int
+    ) -> list[HealthSet]:
+        """Each of these resources whose health became active again by `now`: a
+        cooling whose until has passed, or a pause lifted by resume(); each is
+        returned once (state active, `until` the instant it changed, the reason)
+        and forgotten, so that exactly one caller publishes it."""
         ...
 
     async def close(self) -> None: ...

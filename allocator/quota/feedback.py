@@ -90,6 +90,27 @@ def complaints_reason(complaints: int, limit: int) -> str:
     return f"{complaints} complaints over 7 days (limit {limit})"
 
 
+COOLDOWN_OVER, RESUMED = "cooldown over", "loaded again with active: true"
+
+
+def resumed(at: int) -> tuple[str, int, str]:
+    """A pause lifted at `at`: active, waiting for lapse() to say so once."""
+    return ("active", at, RESUMED)
+
+
+def lapsed(health: tuple[str, int, str] | None, now: int) -> tuple[int, str] | None:
+    """When and why a resource's health became active again by `now`, if it did:
+    a cooling whose until has passed, or a lifted pause."""
+    if health is None:
+        return None
+    state, at, _ = health
+    if state == "cooling" and at <= now:
+        return (at, COOLDOWN_OVER)
+    if state == "active":
+        return (at, RESUMED)
+    return None
+
+
 def blocked_by_health(health: tuple[str, int] | None, at: int) -> bool:
     """A paused resource takes no send; a cooling one none before its until."""
     if health is None:

@@ -17,6 +17,7 @@ from allocator.quota.base import (
     ChannelAsk,
     FeedbackOutcome,
     FeedbackRequest,
+    HealthSet,
     Held,
     LeadRequest,
     Reservation,
@@ -136,14 +137,29 @@ class MemoryQuotaStore:
             for channel, rid in resources
         ]
 
-    async def resume(self, client_id: str, resources: Sequence[tuple[Channel, str]]) -> int:
+    async def resume(
+        self, client_id: str, resources: Sequence[tuple[Channel, str]], at: int
+    ) -> int:
         lifted = 0
         for channel, rid in resources:
             key = health_key(client_id, channel, rid)
             if self.state.health.get(key, ("",))[0] == "paused":
-                del self.state.health[key]
+                self.state.health[key] = rules.resumed(at)
                 lifted += 1
         return lifted
+
+    async def lapse(
+        self, client_id: str, resources: Sequence[tuple[Channel, str]], now: int
+    ) -> list[HealthSet]:
+        back = []
+        for channel, rid in resources:
+            key = health_key(client_id, channel, rid)
+            found = self.state.health.get(key)
+            change = rules.lapsed(found, now)
+            if change is not None:
+                del self.state.health[key]
+                back.append(HealthSet(channel.value, rid, "active", change[0], change[1]))
+        return back
 
     def count(self, channel: Channel, resource_id: str, day: date) -> int:
         """A resource's counter on that day."""

@@ -66,6 +66,37 @@ log = logging.getLogger(__name__)
 
 _SCRIPT = files("allocator.quota").joinpath("reserve.lua").read_text()
 _FEEDBACK = files("allocator.quota").joinpath("feedback.lua").read_text()
+# Health back to active (quota/feedback.py resumed and lapsed), atomically, so
+# that each change is returned to exactly one caller. KEYS: health keys.
+_RESUME = """
+local n = 0
+for _, key in ipairs(KEYS) do
+  local found = redis.call('GET', key)
+  if found and cjson.decode(found)[1] == 'paused' then
+    redis.call('SET', key, cjson.encode({'active', tonumber(ARGV[1]), 'resumed'}))
+    n = n + 1
+  end
+end
+return n
+"""
+_LAPSE = """
+local back = {}
+local now = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local found = redis.call('GET', key)
+  if found then
+    local h = cjson.decode(found)
+    if h[1] == 'cooling' and h[2] <= now then
+      redis.call('DEL', key)
+      back[#back + 1] = {i, h[2], 'cooldown over'}
+    elseif h[1] == 'active' then
+      redis.call('DEL', key)
+      back[#back + 1] = {i, h[2], 'loaded again with active: true'}
+    end
+  end
+end
+return back
+"""
 
 # The latest any zone's local day ends is UTC-12's: 12 h after UTC midnight.
 _LATEST_DAY_END = timedelta(days=1, hours=14)
@@ -306,18 +337,28 @@ class RedisQuotaStore:
                 found.append((state, int(until), why))
         return found
 
-    async def resume(self, client_id: str, resources: Sequence[tuple[Channel, str]]) -> int:
-        lifted = 0
+    async def resume(
+        self, client_id: str, resources: Sequence[tuple[Channel, str]], at: int
+    ) -> int:
+        keys = [self.keys.named(client_id, health_key(client_id, c, r)) for c, r in resources]
+        if not keys:
+            return 0
         async with redis_outages():
-            for (channel, rid), (state, _, _) in zip(
-                resources, await self.health(client_id, resources), strict=True
-            ):
-                if state == "paused":
-                    await self._redis.delete(
-                        self.keys.named(client_id, health_key(client_id, channel, rid))
-                    )
-                    lifted += 1
-        return lifted
+            return int(await self._redis.eval(_RESUME, len(keys), *keys, at))
+
+    async def lapse(
+        self, client_id: str, resources: Sequence[tuple[Channel, str]], now: int
+    ) -> list[HealthSet]:
+        keys = [self.keys.named(client_id, health_key(client_id, c, r)) for c, r in resources]
+        if not keys:
+            return []
+        async with redis_outages():
+            found = await self._redis.eval(_LAPSE, len(keys), *keys, now)
+        back = []
+        for index, at, reason in found:
+            channel, rid = resources[int(index) - 1]
+            back.append(HealthSet(channel.value, rid, "active", int(at), str(reason)))
+        return back
 
     def _groups(self, requests: Sequence[LeadRequest | FeedbackRequest]) -> list[list[int]]:
         """Positions of the leads that may share a script call: all of them on

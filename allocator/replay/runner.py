@@ -16,13 +16,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from allocator.batch import BatchDecider, Undecidable, event_time
 from allocator.channels import ALLOCATED, Channel
 from allocator.decision import Schedule
 from allocator.directory import ClientDirectory, build_snapshot, unknown_client
 from allocator.errors import InvalidRecord
-from allocator.feedback import FeedbackApplier
+from allocator.feedback import FeedbackApplier, lapsed_health
 from allocator.models import Client, ConversionPattern, Pool, Resource, ScoredLead
 from allocator.patterns import NO_PATTERNS, PatternSet
 from allocator.quota import QuotaStore
@@ -122,8 +123,17 @@ async def replay(
         progress(len(pending))
         pending.clear()
 
+    async def lapses(now: datetime) -> None:
+        # Resources active again by the event time (a cooldown over): the
+        # records no send-event produces, at the instant each changed.
+        for change in await lapsed_health(directory, quota, now):
+            health.append(change.model_dump_json())
+            owner = snapshot.get(change.client_id) or unknown_client(change.client_id)
+            summary.add_lapse(change, owner)
+
     async def apply_sends() -> None:
         batch = [history.send_events[i] for i in sends]
+        await lapses(batch[0].occurred_at)
         results = await applier.apply(batch)
         for index, event, result in zip(sends, batch, results, strict=True):
             if isinstance(result, InvalidRecord):
@@ -160,6 +170,8 @@ async def replay(
         await decide_pending()
     if sends:
         await apply_sends()
+    if history.send_events:
+        await lapses(max(e.occurred_at for e in history.send_events))
     return ReplayRun(
         rules,
         [line for line in lines if line],

@@ -23,7 +23,7 @@ from allocator.decision import Decision
 from allocator.directory import ClientSetup
 from allocator.errors import ErrorCode, InvalidRecord
 from allocator.feedback import Applied
-from allocator.models import KINDS, STOP_KINDS, HealthState, ScoredLead, zone
+from allocator.models import KINDS, STOP_KINDS, HealthChange, HealthState, ScoredLead, zone
 from allocator.reasons import Why
 from allocator.replay.sources import History, Origin
 from allocator.tiers import DISPLAY_ORDER
@@ -616,19 +616,28 @@ class Summary:
         for c in applied.cancellations:
             self.cancelled[(c.channel.value, c.reason)] += 1
         for h in applied.health:
-            self.health[(h.state, event.kind)] += 1
-            if len(self.health_listed) < HEALTH_LISTED:
-                self.health_listed.append(
-                    HealthListed(
-                        h.changed_at.isoformat(),
-                        h.client_id,
-                        h.channel.value,
-                        h.resource_id,
-                        h.state,
-                        h.until.isoformat() if h.until is not None else None,
-                        h.reason,
-                    )
+            self._add_health(h, event.kind)
+
+    def add_lapse(self, change: HealthChange, setup: ClientSetup) -> None:
+        """A resource active again (a cooldown over, a pause lifted): no send-event caused it."""
+        day = change.changed_at.astimezone(zone(setup.client.timezone)).date().isoformat()
+        self.feedback_days[(day, "health_changes")] += 1
+        self._add_health(change, "lapse")
+
+    def _add_health(self, h: HealthChange, cause: str) -> None:
+        self.health[(h.state, cause)] += 1
+        if len(self.health_listed) < HEALTH_LISTED:
+            self.health_listed.append(
+                HealthListed(
+                    h.changed_at.isoformat(),
+                    h.client_id,
+                    h.channel.value,
+                    h.resource_id,
+                    h.state,
+                    h.until.isoformat() if h.until is not None else None,
+                    h.reason,
                 )
+            )
 
     def skip_undecidable(self, lead: ScoredLead, error: InvalidRecord) -> None:
         leads = [s.name for s in self.sources if s.kind == "leads"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
@@ -62,7 +63,7 @@ async def resume_paused(resources: list[Resource], settings: Settings) -> int:
     lifted = 0
     try:
         for client_id, named in by_client.items():
-            lifted += await store.resume(client_id, named)
+            lifted += await store.resume(client_id, named, int(time.time()))
     except ServiceUnavailable as exc:
         print(f"note: paused resources not resumed, Redis unavailable ({exc})", file=sys.stderr)
     finally:

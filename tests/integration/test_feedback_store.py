@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from allocator.batch import BatchDecider, event_time
+from allocator.channels import Channel
 from allocator.directory import ClientDirectory, build_snapshot
 from allocator.errors import InvalidRecord
 from allocator.feedback import Applied, FeedbackApplier
@@ -140,6 +141,19 @@ async def check_feedback_agrees(url: str, prefix: str) -> None:
         # every rule had its turn
         for wanted in ("suppressed", "deferred_health", "cancel", "error", "cooling", "paused"):
             assert seen.get(wanted), (wanted, seen)
+        # health back to active: pauses lifted, cooldowns over, once each
+        later = int((START + timedelta(days=40)).timestamp())
+        for client in CLIENTS:
+            named = [
+                (Channel(ch), f"{client}-{ch}-{i}")
+                for ch in ("email", "linkedin", "sms")
+                for i in range(3)
+            ]
+            lifted = [await s.resume(client, named, later - 60) for s in (memory, redis_store)]
+            assert lifted[0] == lifted[1]
+            back = [await s.lapse(client, named, later) for s in (memory, redis_store)]
+            assert back[0] == back[1] and back[0]
+            assert [await s.lapse(client, named, later) for s in (memory, redis_store)] == [[], []]
         # the counters agree (refunds and health statistics included)
         owners = {
             key: next(c for c in CLIENTS if f"{c}-" in key or f":{c}:" in key)

@@ -13,7 +13,7 @@ from allocator.batch import BatchDecider, event_time
 from allocator.channels import Channel
 from allocator.directory import ClientDirectory, build_snapshot
 from allocator.errors import InvalidRecord
-from allocator.feedback import Applied, FeedbackApplier
+from allocator.feedback import Applied, FeedbackApplier, lapsed_health
 from allocator.models import Allocation, Client, Resource, SendEvent
 from allocator.patterns import NO_PATTERNS
 from allocator.quota import MemoryQuotaStore
@@ -162,9 +162,38 @@ async def test_auth_failed_pauses_until_loaded_again() -> None:
     assert isinstance(done, Applied) and done.health[0].state == "paused"
     [b] = await w.decide(lead(40, lead_id="y"))
     assert at(b, "email").status == "exhausted"
-    assert await w.store.resume("acme", [(Channel.EMAIL, "mail-1")]) == 1
+    resumed_at = int(datetime.fromisoformat("2026-11-26T15:00:00+00:00").timestamp())
+    assert await w.store.resume("acme", [(Channel.EMAIL, "mail-1")], resumed_at) == 1
     [c] = await w.decide(lead(40, lead_id="z"))
     assert at(c, "email").status == "allocated"
+    # The change back to active is published once, whoever asks first.
+    back = await lapsed_health(w.applier.directory, w.store, datetime.fromisoformat(THURSDAY))
+    assert [(h.resource_id, h.state, h.reason) for h in back] == [
+        ("mail-1", "active", "loaded again with active: true")
+    ]
+    assert back[0].changed_at == datetime.fromisoformat("2026-11-26T15:00:00+00:00")
+    assert await lapsed_health(w.applier.directory, w.store, datetime.fromisoformat(THURSDAY)) == []
+
+
+async def test_a_cooldown_that_ends_is_published_once() -> None:
+    w = World(MAIL)
+    [a] = await w.decide(lead(40))
+    await w.tell("throttled", a, retry_after="2026-11-27T12:00:00+00:00")
+    directory = w.applier.directory
+    early = await lapsed_health(
+        directory, w.store, datetime.fromisoformat("2026-11-27T11:59:00+00:00")
+    )
+    assert early == []
+    late = await lapsed_health(
+        directory, w.store, datetime.fromisoformat("2026-11-28T00:00:00+00:00")
+    )
+    assert [(h.resource_id, h.state, h.reason, h.changed_at.isoformat()) for h in late] == [
+        ("mail-1", "active", "cooldown over", "2026-11-27T12:00:00+00:00")
+    ]
+    assert (
+        await lapsed_health(directory, w.store, datetime.fromisoformat("2026-11-29T00:00:00+00:00"))
+        == []
+    )
 
 
 async def test_a_bounce_rate_over_the_limit_cools_for_the_cooldown() -> None:

@@ -280,6 +280,26 @@ def test_a_throttled_resource_is_skipped_until_retry_after(tmp_path: Path) -> No
     assert summary["reasons"]["deferred_health"] == 1
 
 
+def test_a_cooldown_that_ends_is_a_record_too(tmp_path: Path) -> None:
+    # As above, and a `sent` two days later: by then the cooldown has ended,
+    # and the health file says so at the instant it ended.
+    leads = [lead_row("a-1", "A", at(0, "07:00"), COLD)]
+    paths, first = first_pass(tmp_path, leads, [EMAIL])
+    events = [
+        send_event(
+            "t-1", "throttled", at(0, "08:00"), first["a-1"], "email", retry_after=at(1, "09:00")
+        ),
+        send_event("s-1", "sent", at(2, "09:00"), first["a-1"], "email"),
+    ]
+    written = with_feedback(tmp_path, paths, events)
+    states = [(h["state"], h["changed_at"], h["reason"]) for h in lines(written["health"])]
+    assert states == [
+        ("cooling", at(0, "08:00"), "throttled"),
+        ("active", at(1, "09:00"), "cooldown over"),
+    ]
+    assert summary_of(written)["feedback"]["health_by_state"]["active"] == 1
+
+
 # --- bad send-events ----------------------------------------------------------
 
 
