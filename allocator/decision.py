@@ -31,6 +31,7 @@ from allocator.models import (
     ChannelAllocation,
     HowPattern,
     Reason,
+    Rotation,
     ScoredLead,
     derived_id,
     zone,
@@ -43,7 +44,6 @@ from allocator.quota.base import (
     LeadRequest,
     Reservation,
     ResourceQuota,
-    Rotation,
 )
 from allocator.reasons import RESOURCE_NOUNS, Why, blocked_detail
 from allocator.tiers import Tier, allowed_channels, default_sequence, tier_for_score

@@ -11,7 +11,7 @@ from allocator.channels import RESOURCE_TYPE, Channel
 
 class Why(StrEnum):
     # Declaration order breaks ties when several resources are blocked for
-    # different reasons on a day (quota.rules.day_reason): the plainest first.
+    # different reasons on a day (quota/rules.py choose_on_day): the plainest first.
     DEFERRED_FULL = "deferred_full"
     DEFERRED_WARMUP = "deferred_warmup"
     DEFERRED_WEEKLY = "deferred_weekly"

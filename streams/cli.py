@@ -196,7 +196,7 @@ def parser() -> argparse.ArgumentParser:
     usage = _leaf(
         commands,
         "usage",
-        "live counters, caps, weeks and pools per resource",
+        "live counters, caps, weeks, pools and health per resource",
         "Per resource (active or paused): its counter on the day, that day's cap "
         "(after warm-up), its rolling week (the day and the 6 before) and its pool's, "
         "read from the live quota counters (ALLOCATOR_REDIS_URL).",

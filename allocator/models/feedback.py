@@ -46,7 +46,7 @@ class SendEvent(BaseModel):
     channel: ChannelField | None = None
     resource_id: Text | None = None
     occurred_at: Timestamp
-    retry_after: Timestamp | None = None
+    retry_after: Timestamp | None = None  # read for `throttled` only; ignored on other kinds
 
     @property
     def stops(self) -> bool:
@@ -61,13 +61,6 @@ def check_kind_fields(event: SendEvent) -> SendEvent:
                 raise InvalidRecord(
                     ErrorCode.MISSING_FIELD, name, None, f"{name}: required for kind {event.kind!r}"
                 )
-    if event.retry_after is not None and event.kind != "throttled":
-        raise InvalidRecord(
-            ErrorCode.INVALID_FIELD,
-            "retry_after",
-            event.retry_after.isoformat(),
-            f"retry_after: only for kind 'throttled', not {event.kind!r}",
-        )
     return event
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -192,8 +191,7 @@ class Client(BaseModel):
 
 
 class Warmup(BaseModel):
-    """A new sender's ramp: its cap on day D is 0 before `start`, else
-    initial + step * floor((D - start) / every_days) (never above its daily limit)."""
+    """A new sender's ramp, as loaded (quota/base.py Ramp.cap_on is the rule)."""
 
     model_config = _INPUT
 
@@ -201,11 +199,6 @@ class Warmup(BaseModel):
     initial: Count
     step: Count
     every_days: EveryDays = 1
-
-    def cap_on(self, day: date) -> int:
-        if day < self.start:
-            return 0
-        return self.initial + self.step * ((day - self.start).days // self.every_days)
 
 
 class Pool(BaseModel):
@@ -217,7 +210,7 @@ class Pool(BaseModel):
     client_id: Text
     channel: ChannelField
     pool_id: Text
-    daily_limit: Count | None = None
+    daily_limit: Count | None  # required (null: no daily cap), as the contract lists it
     weekly_limit: Count | None = None
 
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal, Protocol
+from typing import Protocol
 
 from allocator.channels import Channel
-
-Rotation = Literal["least_used", "least_loaded"]
+from allocator.models.records import Rotation
 
 
 @dataclass(frozen=True)
@@ -241,6 +240,11 @@ def pool_key(prefix: str, channel: Channel, client_id: str, pool_id: str, day: d
         f"{prefix}ratelimit:pool:{channel.value}:{_part(client_id)}:{_part(pool_id)}"
         f":daily:{day.isoformat()}"
     )
+
+
+def pace_key(prefix: str, channel: Channel, resource_id: str, day: date) -> str:
+    """A resource's paced sends of a day (pacing's k): only ever counted up."""
+    return f"{prefix}ratelimit:pace:{channel.value}:{_part(resource_id)}:daily:{day.isoformat()}"
 
 
 def cap_key(prefix: str, kind: str, client_id: str, name: str, day: date) -> str:

@@ -9,12 +9,12 @@
 --   13 stats: 0 or [[sent key per day], [bounced ...], [complained ...]] over the
 --      7 days that end on the occurred day (the last is that day),
 --   14 bounce rate limit, 15 complaint limit, 16 suppress till (-1: for good),
---   17 stats expiry]
+--   17 stats expiry, 18 the bounce rate limit as Python writes it]
 -- Returns per event its outcome as JSON: ["!", "none"] or ["!", "other",
 -- reserved resource_id] (no such send: not held, a dead letter), else
 -- [refunded, [[allocation_id, event_id, channel, resource_id, send_at], ...],
---  [[channel, resource_id, state, till, why, a, b], ...]], `why` being
--- throttled, auth_failed, rate (a bounced of b sent) or complaints (a).
+--  [[channel, resource_id, state, till, reason], ...]], the reason as
+-- quota/feedback.py writes it.
 local events = cjson.decode(ARGV[1])
 local out = {}
 
@@ -35,7 +35,7 @@ local function total(indexes)
   return sum
 end
 
-local function cool(ev, till, why, a, b)
+local function cool(ev, till, why)
   local key = KEYS[ev[10]]
   local found = redis.call('GET', key)
   if found then
@@ -46,7 +46,7 @@ local function cool(ev, till, why, a, b)
   end
   redis.call('SET', key, cjson.encode({'cooling', till, why}))
   redis.call('EXPIREAT', key, till + 8 * 86400)
-  return {{ev[9], ev[8], 'cooling', till, why, a, b}}
+  return {{ev[9], ev[8], 'cooling', till, why}}
 end
 
 for i, ev in ipairs(events) do
@@ -92,22 +92,24 @@ for i, ev in ipairs(events) do
         if kind == 'bounced' then
           local sent, bounced = total(stats[1]), total(stats[2])
           if sent >= 20 and bounced > ev[14] * sent then
-            health = cool(ev, ev[12], 'rate', bounced, sent)
+            health = cool(ev, ev[12], 'bounce rate ' .. bounced .. '/' .. sent ..
+              ' over 7 days above ' .. ev[18])
           end
         elseif kind == 'complained' then
           local complaints = total(stats[3])
           if complaints >= ev[15] then
-            health = cool(ev, ev[12], 'complaints', complaints, 0)
+            health = cool(ev, ev[12], complaints .. ' complaints over 7 days (limit ' ..
+              ev[15] .. ')')
           end
         end
       elseif kind == 'throttled' then
-        health = cool(ev, ev[12], 'throttled', 0, 0)
+        health = cool(ev, ev[12], 'throttled')
       elseif kind == 'auth_failed' then
         local key = KEYS[ev[10]]
         local found = redis.call('GET', key)
         if not (found and cjson.decode(found)[1] == 'paused') then
           redis.call('SET', key, cjson.encode({'paused', -1, 'auth_failed'}))
-          health = {{ev[9], ev[8], 'paused', -1, 'auth_failed', 0, 0}}
+          health = {{ev[9], ev[8], 'paused', -1, 'auth_failed'}}
         end
       else -- a stop: replied, meeting_booked, unsubscribed
         local raw = redis.call('HGETALL', KEYS[ev[6]])

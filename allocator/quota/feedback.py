@@ -20,10 +20,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from allocator.models import feedback as models
 from allocator.quota.base import Cancelled, FeedbackOutcome, FeedbackRequest, HealthSet
 
-SEND_KINDS = frozenset({"sent", "failed", "bounced", "complained", "throttled", "auth_failed"})
-STOP_KINDS = frozenset({"replied", "meeting_booked", "unsubscribed"})
+SEND_KINDS = frozenset(models.SEND_KINDS)
+STOP_KINDS = frozenset(models.STOP_KINDS)
 # A send's state in the index: reserved; given back (failed); cancelled (and
 # given back); or gone on counting because its day had ended when it failed
 # or was cancelled (`d`, done; `x`, cancelled): its count stays.

@@ -12,6 +12,7 @@ never meet a resource's key):
     <prefix>ratelimit:pool:<channel>:<client_id>:<pool_id>:daily:<YYYY-MM-DD>
     <prefix>ratelimit:lead:<client_id>:<lead_id>:daily:<YYYY-MM-DD>
     <prefix>ratelimit:domain:<client_id>:<email domain>:daily:<YYYY-MM-DD>
+    <prefix>ratelimit:pace:<channel>:<resource_id>:daily:<YYYY-MM-DD>   (pacing's k)
 
 Redis Cluster: the client's hash tag goes between the prefix and the contract's
 key, so that all of a client's counters and holds share one slot and one
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from allocator.channels import Channel
-from allocator.quota.base import cap_key, counter_key, pool_key
+from allocator.quota.base import cap_key, counter_key, pace_key, pool_key
 
 
 def client_tag(client_id: str) -> str:
@@ -73,6 +74,9 @@ class KeyLayout:
 
     def pool(self, client_id: str, channel: Channel, pool_id: str, day: date) -> str:
         return pool_key(self.client_prefix(client_id), channel, client_id, pool_id, day)
+
+    def pace(self, client_id: str, channel: Channel, resource_id: str, day: date) -> str:
+        return pace_key(self.client_prefix(client_id), channel, resource_id, day)
 
     def cap(self, client_id: str, kind: str, name: str, day: date) -> str:
         """A lead's (`kind` lead) or a recipient domain's (`kind` domain) day counter."""

@@ -93,7 +93,7 @@ class MemoryQuotaStore:
             if choice.chosen is None:
                 first = first or choice.blocked
                 continue
-            for key in choice.increments:
+            for key in (*choice.increments, *([choice.pace] if choice.pace else [])):
                 self.counters[key] = self.counters.get(key, 0) + 1
             resource_id = ask.resources[choice.chosen].resource_id
             if request.lead_id:

@@ -58,7 +58,7 @@ from allocator.quota.base import (
     sends_key,
     suppressed_key,
 )
-from allocator.quota.feedback import complaints_reason, rate_reason, unknown_send
+from allocator.quota.feedback import SEND_KINDS, unknown_send
 from allocator.quota.keys import KeyLayout
 from allocator.quota.rules import day_cap, weeks_around
 
@@ -301,9 +301,9 @@ class RedisQuotaStore:
                     r.occurred,
                     r.occurred_day.isoformat(),
                     at(named(client, sends_key(client, r.lead_id))),
-                    f"{r.allocation_id}|{channel}"
-                    if r.channel is not None and r.allocation_id
-                    else "",
+                    # Only the send kinds name a send (CONTRACT.md section 10); a stop
+                    # that carries an allocation is about the whole lead.
+                    f"{r.allocation_id}|{channel}" if r.kind in SEND_KINDS else "",
                     r.resource_id,
                     channel,
                     at(named(client, health_key(client, channel, r.resource_id)))
@@ -316,6 +316,7 @@ class RedisQuotaStore:
                     r.complaint_limit,
                     r.suppress_until,
                     self.expires_at(r.occurred_day + timedelta(days=8)),
+                    str(r.bounce_rate_limit),  # as Python writes it, for the reason
                 ]
             )
         return _Call(positions, keys, json.dumps(items))
@@ -418,6 +419,9 @@ class RedisQuotaStore:
                         request.allocation_id,
                         request.event_id,
                         request.scored_at,
+                        # The index outlives the held answer: feedback may name a
+                        # send for weeks, and a sticky sender looks back sticky_days.
+                        self.expires_at(request.hold_day + _index_days(request)),
                     ]
                 )
             items.append(
@@ -459,6 +463,9 @@ class RedisQuotaStore:
                 -1 if ask.paced is None else ask.paced[step],
                 ask.at[step] if ask.at else 0,
                 day.isoformat(),
+                0
+                if ask.paced is None
+                else [at(keys.pace(client_id, channel, i, day)) for i in ids],
             ]
             if weekly:
                 around = weeks_around(day)
@@ -621,6 +628,15 @@ class NotReplicated(Exception):
     """WAIT came back with fewer replicas than asked for."""
 
 
+# How long after its last send day a lead's index of sends is kept: as long as
+# a send-event's outcome is held (allocator/feedback.py), or the sticky window.
+INDEX_DAYS = 45
+
+
+def _index_days(request: LeadRequest) -> timedelta:
+    return timedelta(days=max([INDEX_DAYS, *(a.sticky_days for a in request.asks)]))
+
+
 def _chunks(positions: list[int], size: int) -> list[list[int]]:
     return [positions[start : start + size] for start in range(0, len(positions), size)]
 
@@ -684,18 +700,10 @@ def _outcome(request: FeedbackRequest, value: str | bytes) -> FeedbackOutcome:
             Cancelled(a, e, ch, rid, int(at)) for a, e, ch, rid, at in (cancelled or ())
         ),
         health=tuple(
-            HealthSet(ch, rid, state, int(until), _health_reason(request, why, a, b))
-            for ch, rid, state, until, why, a, b in (health or ())
+            HealthSet(ch, rid, state, int(until), why)
+            for ch, rid, state, until, why in (health or ())
         ),
     )
-
-
-def _health_reason(request: FeedbackRequest, why: str, a: int, b: int) -> str:
-    if why == "rate":
-        return rate_reason(int(a), int(b), request.bounce_rate_limit)
-    if why == "complaints":
-        return complaints_reason(int(a), request.complaint_limit)
-    return why
 
 
 def _held(value: str | bytes) -> Held:

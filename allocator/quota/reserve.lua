@@ -6,8 +6,8 @@
 -- was decided with, is stored under its hold key and returned unchanged when
 -- the same event of the same client asks again: a redelivery counts nothing
 -- and gets the first answer, whatever changed in between.
--- The same rule in Python: allocator/quota/base.py choose_resource and
--- allocator/quota/memory.py. The key names are built by the client
+-- The same rules in Python: allocator/quota/rules.py choose_on_day (run by
+-- allocator/quota/memory.py), and quota/feedback.py for health and the sticky sender. The key names are built by the client
 -- (allocator/quota/keys.py) and declared in KEYS: the script touches no other
 -- key, which Redis Cluster requires (every key of one call is in one slot;
 -- redis_store.py splits a batch per slot).
@@ -15,7 +15,8 @@
 -- KEYS = every counter and hold key of the call, each once.
 -- ARGV[1] = the batch as JSON, a list of leads, each
 --   [hold key index, plan, hold expiry, [ask, ...], lead], lead being 0 or
---   [sends index key, suppression key, allocation_id, event_id, scored_at]
+--   [sends index key, suppression key, allocation_id, event_id, scored_at,
+--    the index's expiry]
 --   (round 2, section 10: the lead's index of reserved sends and its suppression),
 --   an ask being
 --   [[day, ...], [resource_id, ...], least_loaded (1) or least_used (0), extra],
@@ -28,7 +29,8 @@
 --    pool: 0 or per resource 0 or [pool counter, day limit, week limit (-1: none), 0 or 13 counters],
 --    lead: 0 or [counter, limit], domain: 0 or [counter, limit],
 --    paced: how many sends of one resource pacing lets out that day (-1: not paced),
---    at: the slot's instant (Unix seconds), the day as YYYY-MM-DD]
+--    at: the slot's instant (Unix seconds), the day as YYYY-MM-DD,
+--    pace: 0 or per resource its pacing counter (k; never refunded)]
 -- ARGV[2] = "1" to write an answer found held back unchanged (same value, same
 --   expiry). Only when the client WAITs for replicas after the call: WAIT
 --   waits for this connection's last write, and a call that only read held
@@ -117,7 +119,7 @@ local function resource_blocked(day, j, used, health)
     end
   end
   local room = day[9]
-  if room >= 0 and used >= room then
+  if room >= 0 and count(day[12][j]) >= room then
     return 'moved_window' -- paced past the day's end
   end
   return nil
@@ -181,6 +183,9 @@ local function choose(day, n, least_loaded, healths, ids, sticky, require)
     end
   end
   if best then
+    if day[9] >= 0 then
+      return best, nil, count(day[12][best]) -- k: the paced sends before this one
+    end
     return best, nil, best_count
   end
   local top, top_n = nil, 0
@@ -268,6 +273,11 @@ for i, lead in ipairs(batch) do
             redis.call('INCR', key)
             redis.call('EXPIREAT', key, expiry)
           end
+          if day[9] >= 0 then
+            local pace = KEYS[day[12][best]]
+            redis.call('INCR', pace)
+            redis.call('EXPIREAT', pace, expiry)
+          end
           pick = (d - 1) .. ':' .. ids[best]
           k = used
           if index and extra ~= 0 then
@@ -288,13 +298,11 @@ for i, lead in ipairs(batch) do
       ks[a] = k
     end
     if index and next(index) ~= nil then
-      -- The index lives as long as the lead's latest held answer (EXPIRETIME:
-      -- -1 without an expiry, -2 when the key is not there).
+      -- The index lives until the latest expiry any of the lead's events gave
+      -- it (EXPIRETIME: -1 without an expiry, -2 when the key is not there).
       local till = redis.call('EXPIRETIME', KEYS[info[1]])
-      if till >= 0 and till < tonumber(lead[3]) then
-        redis.call('EXPIREAT', KEYS[info[1]], lead[3])
-      elseif till == -1 then
-        redis.call('EXPIREAT', KEYS[info[1]], lead[3])
+      if till == -1 or (till >= 0 and till < tonumber(info[6])) then
+        redis.call('EXPIREAT', KEYS[info[1]], info[6])
       end
     end
     held = cjson.encode({lead[2], picks, blocked, ks, stopped or ''})

@@ -22,6 +22,7 @@ from allocator.quota.base import (
     ResourceQuota,
     cap_key,
     counter_key,
+    pace_key,
     pool_key,
 )
 from allocator.quota.feedback import blocked_by_health
@@ -67,7 +68,8 @@ class DayChoice:
     chosen: int | None
     increments: tuple[str, ...] = ()
     blocked: Blocked | None = None
-    k: int = 0  # the chosen resource's sends that day before this one
+    k: int = 0  # the chosen resource's (paced) sends that day before this one
+    pace: str | None = None  # the pacing counter to count it in (never refunded)
 
 
 def choose_on_day(
@@ -112,7 +114,13 @@ def choose_on_day(
             if blocked_by_health(health(resource.resource_id), at)
             else _blocked(ask, client_id, resource, day, used, cap, warm, count)
         )
-        if why is None and room is not None and used >= room:
+        # k counts the resource's paced sends of the day and is never given
+        # back (a refund must not hand a taken k out again).
+        if (
+            room is not None
+            and why is None
+            and count(pace_key("", ask.channel, resource.resource_id, day)) >= room
+        ):
             why = Why.MOVED_WINDOW  # paced past the day's end
         if resource.resource_id == sticky:
             if why is None:
@@ -138,7 +146,10 @@ def choose_on_day(
     keys = [counter_key("", ask.channel, taken.resource_id, day)]
     if taken.pool is not None:
         keys.append(pool_key("", ask.channel, client_id, taken.pool.pool_id, day))
-    return DayChoice(best, tuple(keys + shared), k=best_count)
+    if room is None:
+        return DayChoice(best, tuple(keys + shared), k=best_count)
+    paced = pace_key("", ask.channel, taken.resource_id, day)
+    return DayChoice(best, tuple(keys + shared), k=count(paced), pace=paced)
 
 
 def _blocked(

@@ -19,6 +19,8 @@ a terminal, or with --json a list of objects with these fields:
                   "default" (its type's default), "warmup" (its warm-up ramp
                   is below the daily limit that day) or "unlimited" (cap null)
     week          the rolling week: its counters of the day and the 6 days before
+                  (the worker also counts sends booked for the 6 days after it:
+                  every rolling week a send falls in must have room)
     weekly_limit  its limit over any 7 days; null: none
     pool          null when the resource counts in no pool, else
                   {pool_id, count, daily_limit, week, weekly_limit}: the pool's

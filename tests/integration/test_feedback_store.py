@@ -71,7 +71,9 @@ def events(rng: random.Random, allocations: list[Any], at: datetime) -> list[Sen
             "occurred_at": (at + timedelta(minutes=n)).isoformat(),
         }
         if kind in ("replied", "meeting_booked", "unsubscribed"):
-            pass
+            if sent and rng.random() < 0.5:  # a stop may name the send it answers
+                e = rng.choice(sent)
+                data |= {"allocation_id": a.allocation_id, "channel": e.channel.value}
         elif not sent:
             continue
         else:

@@ -16,7 +16,15 @@ from redis.asyncio.cluster import RedisCluster
 from allocator.channels import Channel
 from allocator.errors import ServiceUnavailable
 from allocator.quota import ChannelAsk, LeadRequest, MemoryQuotaStore, ResourceQuota
-from allocator.quota.base import Cap, PoolQuota, Ramp, cap_key, counter_key, pool_key
+from allocator.quota.base import (
+    Cap,
+    PoolQuota,
+    Ramp,
+    cap_key,
+    counter_key,
+    pace_key,
+    pool_key,
+)
 from allocator.quota.redis_store import RedisQuotaStore, RedisTarget
 from tests.integration import quota_worker
 
@@ -176,6 +184,8 @@ def counter_owners(requests: list[LeadRequest]) -> dict[str, str]:
             for day in ask.days:
                 for r in ask.resources:
                     owners[counter_key("", ask.channel, r.resource_id, day)] = client
+                    if ask.paced is not None:
+                        owners[pace_key("", ask.channel, r.resource_id, day)] = client
                     if r.pool is not None:
                         owners[pool_key("", ask.channel, client, r.pool.pool_id, day)] = client
                 for kind, cap in (("lead", ask.lead), ("domain", ask.domain)):

@@ -4,6 +4,7 @@ store: refunds, health, stops and suppression, sticky sender, each once."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -343,3 +344,16 @@ async def test_refunds_never_go_below_zero_nor_twice_and_stops_leave_no_later_se
             for send in index.values():
                 if send.state == "r":
                     assert send.send_at <= int(stops[lead_id].timestamp())
+
+
+async def test_a_refund_never_hands_a_paced_k_out_again() -> None:
+    w = World(
+        [{"channel": "email", "resource_id": "mail-1"}], pacing={"email": {"gap_seconds": 600}}
+    )
+    first = await w.decide(*[lead(30, lead_id=f"p{i}") for i in range(3)])
+    await w.tell("failed", first[1])  # its count comes back, its k does not
+    [later] = await w.decide(lead(30, lead_id="p9"))
+    nine = datetime.fromisoformat("2026-11-27T09:00:00+00:00")
+    sends = sorted([at(a, "email").send_at for a in (*first, later)])
+    assert at(later, "email").send_at >= nine + timedelta(seconds=3 * 600)
+    assert min((b - a).total_seconds() for a, b in pairwise(sends)) >= 300

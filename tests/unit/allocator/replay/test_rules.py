@@ -402,7 +402,7 @@ def test_the_rules_pools_replace_the_historys_by_key_and_add_the_others() -> Non
         ({"pools": [{"client_id": "acme", "channel": "email", "daily_limit": 5}]},
          "pools.0.pool_id: required field is missing"),
         ({"pools": [{"client_id": "acme", "channel": "email", "pool_id": "p",
-                     "weekly_limit": -1}]},
+                     "daily_limit": None, "weekly_limit": -1}]},
          "pools.0.weekly_limit: must be in 0..1000000, got -1"),
         ({"max_defer_days": 0, "clients": {"*": {"max_defer_days": 1}}},
          "max_defer_days: also set as clients.*.max_defer_days; keep one of the two"),
