@@ -55,6 +55,13 @@ class Pipeline:
             "ALLOCATOR_TOPIC_CONVERSION_PATTERNS": f"patterns-{self.run}",
             "ALLOCATOR_TOPIC_ALLOCATIONS": f"allocations-{self.run}",
             "ALLOCATOR_TOPIC_DLQ": f"dlq-{self.run}",
+            # Every topic of its own: a shared one would carry other tests'
+            # records (send-events naming sends this run never reserved).
+            "ALLOCATOR_TOPIC_SEND_EVENTS": f"send-events-{self.run}",
+            "ALLOCATOR_TOPIC_LEAD_CANCELLATIONS": f"cancellations-{self.run}",
+            "ALLOCATOR_TOPIC_RESOURCE_HEALTH": f"health-{self.run}",
+            # faust's data folder in the test's own folder, not ~/.cache
+            "ALLOCATOR_DATA_DIR": str(self.workdir / "faust-data"),
             "ALLOCATOR_TOPIC_PARTITIONS": str(self.partitions),
             "ALLOCATOR_RESOURCE_CACHE_SECONDS": "1",
             **self.extra_env,
