@@ -243,7 +243,7 @@ def run_demo(lead_count: int = 300) -> int:
                 "ALLOCATOR_REDIS_URL": redis_url,
                 "ALLOCATOR_QUOTA_KEY_PREFIX": f"demo:{run}:",
                 "ALLOCATOR_APP_ID": f"allocator-demo-{run}",
-                "ALLOCATOR_DATA_DIR": str(workdir / "faust-data"),  # removed with it
+                "ALLOCATOR_DATA_DIR": str(workdir),  # removed with it
             }
             console.print(f"broker: embedded Tansu at {broker.bootstrap}")
             console.print(f"quota counters: {redis_note}")

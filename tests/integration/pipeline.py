@@ -61,7 +61,7 @@ class Pipeline:
             "ALLOCATOR_TOPIC_LEAD_CANCELLATIONS": f"cancellations-{self.run}",
             "ALLOCATOR_TOPIC_RESOURCE_HEALTH": f"health-{self.run}",
             # faust's data folder in the test's own folder, not ~/.cache
-            "ALLOCATOR_DATA_DIR": str(self.workdir / "faust-data"),
+            "ALLOCATOR_DATA_DIR": str(self.workdir),
             "ALLOCATOR_TOPIC_PARTITIONS": str(self.partitions),
             "ALLOCATOR_RESOURCE_CACHE_SECONDS": "1",
             **self.extra_env,

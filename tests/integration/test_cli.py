@@ -91,10 +91,26 @@ def test_clients_and_resources_load_and_list(
         f"loaded 13 resources from {RESOURCES}\n",
     )
 
+    # Round 2's fields at their defaults: what the worker reads for these clients.
+    defaults = {
+        "rotation": "least_used",
+        "lead_daily_limit": None,
+        "recipient_domain_daily_limit": None,
+        "send_windows": {},
+        "holidays": None,
+        "blackout_dates": [],
+        "pacing": {},
+        "bounce_rate_limit": 0.05,
+        "complaint_limit": 3,
+        "cooldown_hours": 24,
+        "suppression_days": 90,
+        "sticky_days": 0,
+        "sticky": "prefer",
+    }
     assert listed(capsys, "clients", "list") == [
-        {"client_id": "acme", "timezone": "America/New_York", "max_defer_days": 2},
-        {"client_id": "globex", "timezone": "Europe/Berlin", "max_defer_days": 3},
-        {"client_id": "initech", "timezone": "UTC", "max_defer_days": 0},
+        {"client_id": "acme", "timezone": "America/New_York", "max_defer_days": 2, **defaults},
+        {"client_id": "globex", "timezone": "Europe/Berlin", "max_defer_days": 3, **defaults},
+        {"client_id": "initech", "timezone": "UTC", "max_defer_days": 0, **defaults},
     ]
     everything = listed(capsys, "resources", "list")
     assert len(everything) == 13
@@ -116,6 +132,9 @@ def test_clients_and_resources_load_and_list(
         "daily_limit": 8,
         "effective_daily_limit": 8,
         "active": True,
+        "weekly_limit": None,
+        "warmup": None,
+        "pool_id": None,
     }
     assert (seat_4["daily_limit"], seat_4["effective_daily_limit"], seat_4["active"]) == (
         None,

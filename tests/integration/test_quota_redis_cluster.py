@@ -9,7 +9,6 @@ was acknowledged, with and without WAIT.
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import time
 import uuid
@@ -26,7 +25,7 @@ from allocator.channels import Channel
 from allocator.errors import ServiceUnavailable
 from allocator.models import ScoredLead
 from allocator.patterns import PatternSet
-from allocator.quota import ChannelAsk, Held, LeadRequest, Reservation, ResourceQuota
+from allocator.quota import ChannelAsk, Held, LeadRequest, ResourceQuota, redis_store
 from allocator.quota.keys import client_tag
 from allocator.quota.redis_store import RedisQuotaStore
 from streams.local import ClusterNode, OwnRedisCluster, forget_keys
@@ -272,9 +271,8 @@ async def _losses(url: str, prefix: str, acked: dict[str, tuple[float, Held]]) -
 
 
 def _answer(value: str) -> Held:
-    """A held answer as stored (reserve.lua): [plan, ["<step>:<resource_id>", ...], blocked]."""
-    plan, picks, *_ = json.loads(value)
-    return Held(plan, tuple(Reservation(int(p[0]), p[2:]) for p in picks))
+    """A held answer as stored (reserve.lua), read as the store reads it."""
+    return redis_store._held(value)
 
 
 @pytest.mark.parametrize("wait", [0, 1], ids=["no-wait", "wait"])
