@@ -95,22 +95,9 @@ def send_slots(
     deferral is the same local hour on the next calendar day; on the default
     schedule the first slot and every deferral are the next weekday. Each move
     is one step whatever the calendar gap (Friday to Monday is one step).
+    Round 1's rules: plan_sends without a send window or closed days.
     """
-    if pattern is not None:
-        first = next_weekly(reference, pattern.optimal_day, pattern.optimal_hour, send_zone)
-        hour = pattern.optimal_hour
-    else:
-        first = next_weekday_slot(reference, hour, send_zone)
-    # Deferral walks local dates and re-applies the hour, so a DST change between
-    # two steps does not drift the send hour. at_local never crosses midnight.
-    day = first.astimezone(send_zone).date()
-    slots = [first]
-    while len(slots) <= defer_steps:
-        day += _ONE_DAY
-        while pattern is None and not _is_weekday(day):
-            day += _ONE_DAY
-        slots.append(at_local(day, hour, send_zone))
-    return [SendSlot(at, local_date(at, quota_zone)) for at in slots]
+    return list(plan_sends(reference, hour, send_zone, quota_zone, pattern, defer_steps).slots)
 
 
 @lru_cache(maxsize=65536)
@@ -174,7 +161,9 @@ def plan_sends(
     window: Window | None = None,
     calendar: Calendar = OPEN,
 ) -> Timing:
-    """send_slots, with a send window and closed days.
+    """A channel's candidate sends: the first slot (a WHEN pattern's next
+    occurrence, else the default weekday schedule) and up to `defer_steps`
+    deferrals, with a send window and closed days.
 
     Closed days (holidays, blackout dates) are treated like weekend days by the
     default schedule and skipped by pattern slots and deferrals. A first slot

@@ -102,6 +102,27 @@ async def _stay_stopped(commits: Commits) -> None:
     await asyncio.Event().wait()
 
 
+async def _run_batches(
+    stream: Any,
+    commits: Commits,
+    size: int,
+    within: float,
+    work: Callable[[Sequence[Any]], Awaitable[Sequence[Awaitable[Any]]]],
+) -> None:
+    """An agent's life: each batch through `commits` (pinned, worked, released
+    in order once its deliveries are acknowledged)."""
+    if commits.failure is not None:
+        await _stay_stopped(commits)
+    commits.bind(stream)  # faust makes a new stream per actor start
+    try:
+        async for events in stream.take_events(size, within=within):
+            await commits.run(events, work)
+    finally:
+        # On a clean stop, let acknowledged batches become committable; what
+        # is not acknowledged stays uncommitted and comes again.
+        await commits.drain()
+
+
 # faust's own commit timer and every-N-acks commit, off under exactly_once:
 # commit_now_and_then (create_app) commits instead, never inside a batch.
 _NEVER = 10.0**9
@@ -298,14 +319,7 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
 
     @app.agent(patterns_topic, name="fan_out_patterns")
     async def fan_out_patterns(stream: Any) -> None:
-        if pattern_commits.failure is not None:
-            await _stay_stopped(pattern_commits)
-        pattern_commits.bind(stream)
-        try:
-            async for events in stream.take_events(100, within=0.05):
-                await pattern_commits.run(events, fan_out.persist_and_copy)
-        finally:
-            await pattern_commits.drain()
+        await _run_batches(stream, pattern_commits, 100, 0.05, fan_out.persist_and_copy)
 
     @app.agent(fanout_topic, name="hold_patterns")
     async def hold_patterns(stream: Any) -> None:
@@ -325,31 +339,15 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
 
     @app.agent(send_events_topic, name="apply_send_events")
     async def apply_send_events(stream: Any) -> None:
-        if feedback_commits.failure is not None:
-            await _stay_stopped(feedback_commits)
-        feedback_commits.bind(stream)
-        try:
-            async for events in stream.take_events(
-                settings.batch_size, within=settings.batch_seconds
-            ):
-                await feedback_commits.run(events, feedback.apply)
-        finally:
-            await feedback_commits.drain()
+        await _run_batches(
+            stream, feedback_commits, settings.batch_size, settings.batch_seconds, feedback.apply
+        )
 
     @app.agent(leads_topic, name="allocate_leads")
     async def allocate_leads(stream: Any) -> None:
-        if lead_commits.failure is not None:
-            await _stay_stopped(lead_commits)
-        lead_commits.bind(stream)
-        try:
-            async for events in stream.take_events(
-                settings.batch_size, within=settings.batch_seconds
-            ):
-                await lead_commits.run(events, allocator.decide)
-        finally:
-            # On a clean stop, let acknowledged batches become committable; what
-            # is not acknowledged stays uncommitted and comes again.
-            await lead_commits.drain()
+        await _run_batches(
+            stream, lead_commits, settings.batch_size, settings.batch_seconds, allocator.decide
+        )
 
     @app.task
     async def announce() -> None:

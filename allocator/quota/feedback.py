@@ -215,10 +215,15 @@ def _refund(state: FeedbackState, send: Send, day: str) -> int:
         send.state = FAILED_LATE
         return 0
     send.state = REFUNDED
+    _give_back(state, send)
+    return 1
+
+
+def _give_back(state: FeedbackState, send: Send) -> None:
+    """One count off each counter the send took, never below zero."""
     for key in send.keys:
         if state.counters.get(key, 0) > 0:
             state.counters[key] -= 1
-    return 1
 
 
 def _stop(
@@ -237,9 +242,7 @@ def _stop(
         allocation_id, channel = field.rsplit("|", 1)
         send.state = CANCELLED_LATE
         if send.usage_day >= day:
-            for key in send.keys:
-                if state.counters.get(key, 0) > 0:
-                    state.counters[key] -= 1
+            _give_back(state, send)
             refunded += 1
             send.state = CANCELLED
         cancelled.append(

@@ -26,10 +26,10 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from importlib.resources import files
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis.exceptions
@@ -63,6 +63,8 @@ from allocator.quota.keys import KeyLayout
 from allocator.quota.rules import day_cap, weeks_around
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R", LeadRequest, FeedbackRequest)
 
 _SCRIPT = files("allocator.quota").joinpath("reserve.lua").read_text()
 _FEEDBACK = files("allocator.quota").joinpath("feedback.lua").read_text()
@@ -153,6 +155,22 @@ class RedisTarget:
 
 
 @dataclass
+class _Keys:
+    """The KEYS of one script call, each declared once."""
+
+    keys: list[str] = field(default_factory=list)
+    _index: dict[str, int] = field(default_factory=dict)
+
+    def at(self, key: str) -> int:
+        """The key's 1-based index in KEYS, declaring it on first use."""
+        found = self._index.get(key)
+        if found is None:
+            self.keys.append(key)
+            found = self._index[key] = len(self.keys)
+        return found
+
+
+@dataclass
 class _Call:
     """One script call: the positions in the batch of its leads, its KEYS and its batch JSON."""
 
@@ -225,19 +243,7 @@ class RedisQuotaStore:
         return int(max(day_end.timestamp(), time.time()) + self._retention.total_seconds())
 
     async def reserve(self, requests: Sequence[LeadRequest]) -> list[Held]:
-        if not requests:
-            return []
-        calls = [
-            self._call(requests, chunk)
-            for group in self._groups(requests)
-            for chunk in _chunks(group, self._per_call)
-        ]
-        answers = await self._execute(calls)
-        held: dict[int, Held] = {}  # by position in `requests`: each is in exactly one call
-        for call, values in zip(calls, answers, strict=True):
-            for position, value in zip(call.positions, values, strict=True):
-                held[position] = _held(value)
-        return [held[position] for position in range(len(requests))]
+        return [_held(value) for value in await self._answers(requests, self._call)]
 
     async def _execute(self, calls: list[_Call], feedback: bool = False) -> list[list[str]]:
         try:
@@ -253,31 +259,34 @@ class RedisQuotaStore:
 
     async def feedback(self, requests: Sequence[FeedbackRequest]) -> list[FeedbackOutcome]:
         """Apply send-events (feedback.lua), one script call per slot group as reserve does."""
+        answers = await self._answers(requests, self._feedback_call, feedback=True)
+        return [_outcome(r, value) for r, value in zip(requests, answers, strict=True)]
+
+    async def _answers(
+        self,
+        requests: Sequence[R],
+        call: Callable[[Sequence[R], list[int]], _Call],
+        feedback: bool = False,
+    ) -> list[str]:
+        """Each request's raw answer, in order: the batch split into one script
+        call per slot group (and at most `requests_per_call` requests), all in
+        one pipeline."""
         if not requests:
             return []
         calls = [
-            self._feedback_call(requests, chunk)
+            call(requests, chunk)
             for group in self._groups(requests)
             for chunk in _chunks(group, self._per_call)
         ]
-        answers = await self._execute(calls, feedback=True)
-        outcomes: dict[int, FeedbackOutcome] = {}
-        for call, values in zip(calls, answers, strict=True):
-            for position, value in zip(call.positions, values, strict=True):
-                outcomes[position] = _outcome(requests[position], value)
-        return [outcomes[position] for position in range(len(requests))]
+        answers: dict[int, str] = {}  # by position in `requests`: each is in exactly one call
+        for made, values in zip(calls, await self._execute(calls, feedback), strict=True):
+            for position, value in zip(made.positions, values, strict=True):
+                answers[position] = value
+        return [answers[position] for position in range(len(requests))]
 
     def _feedback_call(self, requests: Sequence[FeedbackRequest], positions: list[int]) -> _Call:
-        keys: list[str] = []
-        index: dict[str, int] = {}
-
-        def at(key: str) -> int:
-            found = index.get(key)
-            if found is None:
-                keys.append(key)
-                found = index[key] = len(keys)
-            return found
-
+        declared = _Keys()
+        at = declared.at
         items = []
         for position in positions:
             r = requests[position]
@@ -319,7 +328,7 @@ class RedisQuotaStore:
                     str(r.bounce_rate_limit),  # as Python writes it, for the reason
                 ]
             )
-        return _Call(positions, keys, json.dumps(items))
+        return _Call(positions, declared.keys, json.dumps(items))
 
     async def health(
         self, client_id: str, resources: Sequence[tuple[Channel, str]]
@@ -361,7 +370,7 @@ class RedisQuotaStore:
             back.append(HealthSet(channel.value, rid, "active", int(at), str(reason)))
         return back
 
-    def _groups(self, requests: Sequence[LeadRequest | FeedbackRequest]) -> list[list[int]]:
+    def _groups(self, requests: Sequence[R]) -> list[list[int]]:
         """Positions of the leads that may share a script call: all of them on
         one Redis; on a cluster, those whose clients' tags hash to the same slot."""
         if not self._cluster:
@@ -378,16 +387,8 @@ class RedisQuotaStore:
         return slot
 
     def _call(self, requests: Sequence[LeadRequest], positions: list[int]) -> _Call:
-        keys: list[str] = []
-        index: dict[str, int] = {}
-
-        def at(key: str) -> int:
-            """The key's 1-based index in KEYS, declaring it on first use."""
-            found = index.get(key)
-            if found is None:
-                keys.append(key)
-                found = index[key] = len(keys)
-            return found
+        declared = _Keys()
+        at = declared.at
 
         expiry_of: dict[date, int] = {}  # a batch names the same few days again and again
 
@@ -428,7 +429,7 @@ class RedisQuotaStore:
                 f'[{held},{json.dumps(request.plan)},"{expiry(request.hold_day)}",'
                 f"[{','.join(asks)}],{lead}]"
             )
-        return _Call(positions, keys, "[" + ",".join(items) + "]")
+        return _Call(positions, declared.keys, "[" + ",".join(items) + "]")
 
     def _ask_json(
         self,

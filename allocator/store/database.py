@@ -165,11 +165,7 @@ async def upsert_pools(db: AsyncSession, pools: Sequence[Pool]) -> None:
 
 async def list_pools(db: AsyncSession, client_id: str | None = None) -> list[Pool]:
     """Every pool (of `client_id` if given), by client, channel and pool_id."""
-    table = schema.pools
-    query = select(table).order_by(table.c.client_id, table.c.channel, table.c.pool_id)
-    if client_id is not None:
-        query = query.where(table.c.client_id == client_id)
-    return [Pool.model_validate(dict(row._mapping)) for row in await db.execute(query)]
+    return [Pool.model_validate(row) for row in await _of_client(db, schema.pools, client_id)]
 
 
 async def pool_keys(db: AsyncSession) -> set[tuple[str, str, str]]:
@@ -216,11 +212,16 @@ def _client(row: Any) -> Client:
 
 async def list_resources(db: AsyncSession, client_id: str | None = None) -> list[Resource]:
     """Every resource (of `client_id` if given), by client, channel and resource_id."""
-    table = schema.resources
-    query = select(table).order_by(table.c.client_id, table.c.channel, table.c.resource_id)
+    rows = await _of_client(db, schema.resources, client_id)
+    return [Resource.model_validate(row) for row in rows]
+
+
+async def _of_client(db: AsyncSession, table: Table, client_id: str | None) -> list[dict[str, Any]]:
+    """A per-client table's rows (of `client_id` if given), in primary key order."""
+    query = select(table).order_by(*table.primary_key.columns)
     if client_id is not None:
         query = query.where(table.c.client_id == client_id)
-    return [Resource.model_validate(dict(row._mapping)) for row in await db.execute(query)]
+    return [dict(row._mapping) for row in await db.execute(query)]
 
 
 async def save_pattern(db: AsyncSession, pattern: ConversionPattern) -> None:
