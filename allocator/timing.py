@@ -151,6 +151,17 @@ class Timing:
     moved: tuple[str, str] | None = None
 
 
+# Per set of plan_sends' arguments other than the reference: the Timing last
+# planned, the first candidate slot it was planned from and the earliest
+# reference it was asked for. Every reference in [that reference, that
+# candidate) has the same next candidate, and a Timing depends on the
+# reference only through it, so those references get the same Timing without
+# a zone conversion. Leads come in time order, so nearly every lead hits.
+_Params = tuple[int, ZoneInfo, ZoneInfo, tuple[int, int] | None, int, Window | None, Calendar]
+_PLANNED: dict[_Params, tuple[datetime, datetime, Timing]] = {}
+_PLANNED_MAX = 4096
+
+
 def plan_sends(
     reference: datetime,
     hour: int,
@@ -173,6 +184,40 @@ def plan_sends(
     first slot lands, not a deferral step; deferral steps then walk allowed
     days at the first slot's local time.
     """
+    weekly = (pattern.optimal_day, pattern.optimal_hour) if pattern is not None else None
+    params = (hour, send_zone, quota_zone, weekly, defer_steps, window, calendar)
+    held = _PLANNED.get(params)
+    if held is not None and held[0] <= reference < held[1]:
+        return held[2]
+    if weekly is not None:
+        candidate = next_weekly(reference, weekly[0], weekly[1], send_zone)
+    else:
+        candidate = next_weekday_slot(reference, hour, send_zone)
+    if held is not None and held[1] == candidate:
+        _PLANNED[params] = (min(held[0], reference), candidate, held[2])
+        return held[2]
+    timing = _plan_from(
+        candidate, hour, send_zone, quota_zone, weekly, defer_steps, window, calendar
+    )
+    if len(_PLANNED) >= _PLANNED_MAX:
+        _PLANNED.clear()
+    _PLANNED[params] = (reference, candidate, timing)
+    return timing
+
+
+def _plan_from(
+    candidate: datetime,
+    hour: int,
+    send_zone: ZoneInfo,
+    quota_zone: ZoneInfo,
+    weekly: tuple[int, int] | None,
+    defer_steps: int,
+    window: Window | None,
+    calendar: Calendar,
+) -> Timing:
+    """plan_sends from the first candidate slot after the reference (the
+    pattern's next weekly occurrence, else the next weekday at `hour`)."""
+    pattern = weekly
     # The default schedule sends on weekdays; a window of weekend days only
     # (a client's explicit choice) is taken at its word instead.
     weekdays_only = pattern is None and not (window is not None and window.days <= WEEKEND)
@@ -185,9 +230,9 @@ def plan_sends(
         return not calendar.closed(day)
 
     moved: tuple[str, str] | None = None
+    first = candidate
     if pattern is not None:
-        first = next_weekly(reference, pattern.optimal_day, pattern.optimal_hour, send_zone)
-        minutes = pattern.optimal_hour * 60
+        minutes = pattern[1] * 60
         for _ in range(_HORIZON // 7):
             closed = first.astimezone(send_zone).date()
             if not calendar.closed(closed):
@@ -198,16 +243,12 @@ def plan_sends(
             raise ValueError(f"every {first:%A} for {_HORIZON} days is closed to sends")
     else:
         minutes = hour * 60
-        first = next_weekday_slot(reference, hour, send_zone)
         day = first.astimezone(send_zone).date()
         if calendar.closed(day):
             moved = (Why.MOVED_HOLIDAY, f"{calendar.why_closed(day)}; moved to the next weekday")
-            day = _next_day(
-                day,
-                lambda d: (
-                    allowed(d, in_window=False) and at_clock(d, minutes, send_zone) > reference
-                ),
-            )
+            # Every day from the candidate's on is after the reference at this
+            # clock time: the Timing depends on the candidate alone.
+            day = _next_day(day, lambda d: allowed(d, in_window=False))
             first = at_clock(day, minutes, send_zone)
     if window is not None:
         placed, minutes = _into_window(first, minutes, window, send_zone, allowed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date
 from typing import Protocol
 
@@ -223,6 +224,9 @@ class FeedbackOutcome:
     health: tuple[HealthSet, ...] = ()
 
 
+# Cached, as the pool, pace and health keys: a batch builds the same few keys
+# again and again (its resources on its days).
+@lru_cache(maxsize=1 << 16)
 def counter_key(prefix: str, channel: Channel, resource_id: str, day: date) -> str:
     """The design's key format extended with the day (contract rule 6)."""
     return f"{prefix}ratelimit:{channel.value}:{resource_id}:daily:{day.isoformat()}"
@@ -233,6 +237,7 @@ def _part(text: str) -> str:
     return text.replace("%", "%25").replace(":", "%3A")
 
 
+@lru_cache(maxsize=1 << 16)
 def pool_key(prefix: str, channel: Channel, client_id: str, pool_id: str, day: date) -> str:
     """A pool's day counter, in the contract's family; `pool` is no channel, so
     it never meets a resource's key."""
@@ -242,6 +247,7 @@ def pool_key(prefix: str, channel: Channel, client_id: str, pool_id: str, day: d
     )
 
 
+@lru_cache(maxsize=1 << 16)
 def pace_key(prefix: str, channel: Channel, resource_id: str, day: date) -> str:
     """A resource's paced sends of a day (pacing's k): only ever counted up."""
     return f"{prefix}ratelimit:pace:{channel.value}:{_part(resource_id)}:daily:{day.isoformat()}"
@@ -265,6 +271,7 @@ def suppressed_key(client_id: str, lead_id: str) -> str:
     return f"allocator:suppressed:{_part(client_id)}:{_part(lead_id)}"
 
 
+@lru_cache(maxsize=1 << 16)
 def health_key(client_id: str, channel: Channel | str, resource_id: str) -> str:
     return f"allocator:health:{_part(client_id)}:{channel}:{_part(resource_id)}"
 
