@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 from allocator.channels import (
@@ -121,10 +122,11 @@ class Plan:
     channels: tuple[ChannelPlan, ...]
 
     def encode(self) -> str:
-        return json.dumps(
-            [self.tier.value, self.sequence_source, [_encode(c) for c in self.channels]],
-            separators=(",", ":"),
-        )
+        """The JSON of [tier, source, [channel, ...]], compact, as json.dumps
+        writes it (a test holds the two to the same text); assembled from
+        parts so that the slots, shared by many leads, are written once."""
+        channels = ",".join(_encode(c) for c in self.channels)
+        return f'["{self.tier.value}","{self.sequence_source}",[{channels}]]'
 
     @classmethod
     def decode(cls, text: str) -> Plan:
@@ -132,18 +134,50 @@ class Plan:
         return cls(Tier(tier), source, tuple(_decode(c) for c in channels))
 
 
-def _encode(c: ChannelPlan) -> list[Any]:
+def _encode(c: ChannelPlan) -> str:
     # Round 1's three elements, and round 2's two only when set: a plan held
     # by round 1 decodes the same.
-    encoded: list[Any] = [
-        c.channel.value,
-        c.timing_source,
-        [[s.send_at.isoformat(), s.usage_day.isoformat()] for s in c.slots],
-    ]
+    encoded = f'["{c.channel.value}","{c.timing_source}",{slot_facts(c.slots).encoded}'
     if c.moved is not None or c.paced is not None:
-        paced = [c.paced.gap, c.paced.jitter] if c.paced is not None else None
-        encoded += [list(c.moved) if c.moved is not None else None, paced]
-    return encoded
+        moved = json.dumps(list(c.moved), separators=(",", ":")) if c.moved else "null"
+        paced = f"[{c.paced.gap},{c.paced.jitter}]" if c.paced is not None else "null"
+        encoded += f",{moved},{paced}"
+    return encoded + "]"
+
+
+@dataclass(frozen=True)
+class SlotFacts:
+    """What the quota and the held plan need of a channel's slots: the quota
+    days, the instants in Unix seconds, and the slots' JSON."""
+
+    days: tuple[date, ...]
+    at: tuple[int, ...]
+    encoded: str
+
+
+# By the identity of the slots tuple: leads of a client in the same hours share
+# one (plan_sends hands the same Timing out), and comparing tuples of slots
+# for a hash lookup cost more than it saved. The tuple is kept beside its
+# facts, so its id is not reused while it is here.
+_FACTS: dict[int, tuple[tuple[SendSlot, ...], SlotFacts]] = {}
+
+
+def slot_facts(slots: tuple[SendSlot, ...]) -> SlotFacts:
+    found = _FACTS.get(id(slots))
+    if found is not None and found[0] is slots:
+        return found[1]
+    facts = SlotFacts(
+        tuple(s.usage_day for s in slots),
+        tuple(int(s.send_at.timestamp()) for s in slots),
+        json.dumps(
+            [[s.send_at.isoformat(), s.usage_day.isoformat()] for s in slots],
+            separators=(",", ":"),
+        ),
+    )
+    if len(_FACTS) >= 4096:
+        _FACTS.clear()
+    _FACTS[id(slots)] = (slots, facts)
+    return facts
 
 
 def _decode(encoded: list[Any]) -> ChannelPlan:
@@ -194,30 +228,35 @@ class LeadPlan:
         if not self.plan.channels:
             return None
         lead, caps = self.lead, self.caps
-        asks = tuple(
-            ChannelAsk(
-                c.channel,
-                tuple(slot.usage_day for slot in c.slots),
-                quotas,
-                caps.rotation,
-                caps.lead_cap(lead),
-                caps.domain_cap(lead, c.channel),
-                _rooms(c),
-                tuple(int(slot.send_at.timestamp()) for slot in c.slots),
-                c.paced.gap if c.paced else 0,
-                c.paced.jitter if c.paced else 0,
-                caps.sticky_days,
-                caps.sticky_require,
+        lead_cap = caps.lead_cap(lead)
+        asks: list[ChannelAsk] = []
+        latest = lead.scored_at.date()
+        for c, quotas in zip(self.plan.channels, self.quotas, strict=True):
+            if not c.slots:
+                continue
+            facts = slot_facts(c.slots)
+            latest = max(latest, facts.days[-1]) if asks else facts.days[-1]
+            asks.append(
+                ChannelAsk(
+                    c.channel,
+                    facts.days,
+                    quotas,
+                    caps.rotation,
+                    lead_cap,
+                    caps.domain_cap(lead, c.channel),
+                    _rooms(c),
+                    facts.at,
+                    c.paced.gap if c.paced else 0,
+                    c.paced.jitter if c.paced else 0,
+                    caps.sticky_days,
+                    caps.sticky_require,
+                )
             )
-            for c, quotas in zip(self.plan.channels, self.quotas, strict=True)
-            if c.slots
-        )
-        days = [slot.usage_day for c in self.plan.channels for slot in c.slots]
         return LeadRequest(
             hold_key=derived_id("held", lead.client_id, lead.key),
             plan=self.plan.encode(),
-            asks=asks,
-            hold_day=max(days, default=lead.scored_at.date()),
+            asks=tuple(asks),
+            hold_day=latest,
             client_id=lead.client_id,
             lead_id=lead.lead_id,
             allocation_id=allocation_id_of(lead),
@@ -288,7 +327,13 @@ class Decision:
 
 def allocation_id_of(lead: ScoredLead) -> str:
     """Deterministic from the event: the same event always gets the same id."""
-    return derived_id("allocation", lead.key)
+    return _allocation_id(lead.key)
+
+
+@lru_cache(maxsize=4096)
+def _allocation_id(event_id: str) -> str:
+    # Cached: a lead's request and its record both name it, a batch apart at most.
+    return derived_id("allocation", event_id)
 
 
 def complete(

@@ -74,22 +74,27 @@ class MemoryQuotaStore:
     ) -> tuple[Reservation | None, Blocked | None]:
         client_id = request.client_id
         first: Blocked | None = None
-        count = self.counters.get
         index = (
             self.state.sends.setdefault(sends_key(client_id, request.lead_id), {})
             if request.lead_id
             else {}
         )
 
-        def health(resource_id: str) -> tuple[str, int] | None:
+        def read_health(resource_id: str) -> tuple[str, int] | None:
             found = self.state.health.get(health_key(client_id, ask.channel, resource_id))
             return (found[0], found[1]) if found is not None else None
+
+        # No health recorded at all (no send-events yet): every resource is active.
+        health = read_health if self.state.health else None
+        counted = self.counters.get
 
         for step in range(len(ask.days)):
             sticky = None
             if ask.sticky_days and ask.at:
                 sticky = sticky_resource(index, ask.channel.value, ask.at[step], ask.sticky_days)
-            choice = choose_on_day(ask, client_id, step, lambda key: count(key, 0), health, sticky)
+            choice = choose_on_day(
+                ask, client_id, step, lambda key: counted(key, 0), health, sticky
+            )
             if choice.chosen is None:
                 first = first or choice.blocked
                 continue

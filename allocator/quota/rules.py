@@ -11,7 +11,6 @@ with the increments; a test holds the two to the same answers.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -77,16 +76,17 @@ def choose_on_day(
     client_id: str,
     step: int,
     count: Count,
-    health: Callable[[str], tuple[str, int] | None] = lambda _: None,
+    health: Callable[[str], tuple[str, int] | None] | None = None,
     sticky: str | None = None,
 ) -> DayChoice:
     """Which resource of `ask` takes a send on its `step`-th day, given the
     counters (`count` reads one by its key without a prefix), each resource's
-    health (CONTRACT.md section 10) and the lead's sticky resource, if any.
-    Nothing is counted here."""
+    health (CONTRACT.md section 10; None: every resource is active) and the
+    lead's sticky resource, if any. Nothing is counted here."""
     day = ask.days[step]
     room = ask.paced[step] if ask.paced is not None else None
     at = ask.at[step] if ask.at else 0
+    channel = ask.channel
     shared: list[str] = []
     of = len(ask.resources)
     if ask.lead is not None:
@@ -102,33 +102,40 @@ def choose_on_day(
     loaded = ask.rotation == "least_loaded"
     best: int | None = None
     best_count, best_cap = 0, None
-    tally: Counter[str] = Counter()
+    tally: dict[str, int] = {}
     sticky_at: int | None = None
     sticky_count = 0
     sticky_why: str = Why.DEFERRED_HEALTH  # the sticky resource is not among the active ones
     for index, resource in enumerate(ask.resources):
-        used = count(counter_key("", ask.channel, resource.resource_id, day))
-        cap, warm = day_cap(resource, day)
-        why = (
-            Why.DEFERRED_HEALTH
-            if blocked_by_health(health(resource.resource_id), at)
-            else _blocked(ask, client_id, resource, day, used, cap, warm, count)
-        )
+        rid = resource.resource_id
+        used = count(counter_key("", channel, rid, day))
+        # This loop runs for every resource on every day a lead tries: the
+        # common cases (no warm-up, no week or pool, every resource active)
+        # are decided inline; the order of the checks is _blocked's.
+        if resource.warmup is None:
+            cap, warm = resource.limit, False
+        else:
+            cap, warm = day_cap(resource, day)
+        why: str | None
+        if health is not None and blocked_by_health(health(rid), at):
+            why = Why.DEFERRED_HEALTH
+        elif cap is not None and used >= cap:
+            why = Why.DEFERRED_WARMUP if warm else Why.DEFERRED_FULL
+        elif resource.weekly is None and resource.pool is None:
+            why = None
+        else:
+            why = _blocked(ask, client_id, resource, day, used, cap, warm, count)
         # k counts the resource's paced sends of the day and is never given
         # back (a refund must not hand a taken k out again).
-        if (
-            room is not None
-            and why is None
-            and count(pace_key("", ask.channel, resource.resource_id, day)) >= room
-        ):
+        if room is not None and why is None and count(pace_key("", channel, rid, day)) >= room:
             why = Why.MOVED_WINDOW  # paced past the day's end
-        if resource.resource_id == sticky:
+        if rid == sticky:
             if why is None:
                 sticky_at, sticky_count = index, used
             else:
                 sticky_why = why
         if why is not None:
-            tally[why] += 1
+            tally[why] = tally.get(why, 0) + 1
             continue
         if best is None or (
             _less_loaded(used, cap, best_count, best_cap) if loaded else used < best_count
@@ -140,16 +147,21 @@ def choose_on_day(
         elif ask.sticky_require:
             return DayChoice(None, blocked=Blocked(sticky_why, 1, of))
     if best is None:
-        worst, blocked = min(tally.items(), key=lambda item: (-item[1], WHY_ORDER[item[0]]))
+        worst, blocked = min(tally.items(), key=_worst)
         return DayChoice(None, blocked=Blocked(worst, blocked, of))
     taken = ask.resources[best]
-    keys = [counter_key("", ask.channel, taken.resource_id, day)]
+    keys = [counter_key("", channel, taken.resource_id, day)]
     if taken.pool is not None:
-        keys.append(pool_key("", ask.channel, client_id, taken.pool.pool_id, day))
+        keys.append(pool_key("", channel, client_id, taken.pool.pool_id, day))
     if room is None:
         return DayChoice(best, tuple(keys + shared), k=best_count)
-    paced = pace_key("", ask.channel, taken.resource_id, day)
+    paced = pace_key("", channel, taken.resource_id, day)
     return DayChoice(best, tuple(keys + shared), k=count(paced), pace=paced)
+
+
+def _worst(item: tuple[str, int]) -> tuple[int, int]:
+    """The reason most resources were blocked by; a tie to the plainest (WHY_ORDER)."""
+    return (-item[1], WHY_ORDER[item[0]])
 
 
 def _blocked(

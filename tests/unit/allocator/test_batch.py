@@ -249,3 +249,48 @@ async def test_an_event_id_reused_by_another_client_is_its_own_event() -> None:
     )
     assert a.channels[0].resource_id == "acme-d"
     assert b.channels[0].resource_id == "globex-d"
+
+
+def test_a_held_plan_is_the_json_it_always_was() -> None:
+    """Plan.encode assembles its text from parts (issue 15); it must stay the
+    compact json.dumps of [tier, source, channels] that holds written before
+    were, or a redelivery would no longer recognise its own plan."""
+    import json
+    from datetime import timedelta
+
+    from allocator.decision import ChannelPlan, Paced, Plan
+    from allocator.tiers import Tier
+    from allocator.timing import SendSlot
+
+    at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    slots = tuple(SendSlot(at + timedelta(days=n), date(2026, 12, 1 + n)) for n in range(3))
+    moved = ("moved_window", "08:00 is outside the window 09:00-17:00 (\u00fcn\u00efcode)")
+    channels = (
+        ChannelPlan(Channel.EMAIL, "pattern", slots),
+        ChannelPlan(Channel.SMS, "default", slots[:1], moved, Paced(120, 17)),
+        ChannelPlan(Channel.VOICE, "default", slots, None, Paced(60, 0)),
+        ChannelPlan(Channel.LINKEDIN, "default", ()),
+    )
+    for plan in (Plan(Tier.HOT, "pattern", channels), Plan(Tier.COLD, "default", ())):
+        expected = json.dumps(
+            [
+                plan.tier.value,
+                plan.sequence_source,
+                [
+                    [c.channel.value, c.timing_source]
+                    + [[[s.send_at.isoformat(), s.usage_day.isoformat()] for s in c.slots]]
+                    + (
+                        [
+                            list(c.moved) if c.moved else None,
+                            [c.paced.gap, c.paced.jitter] if c.paced else None,
+                        ]
+                        if c.moved or c.paced
+                        else []
+                    )
+                    for c in plan.channels
+                ],
+            ],
+            separators=(",", ":"),
+        )
+        assert plan.encode() == expected
+        assert Plan.decode(plan.encode()) == plan
