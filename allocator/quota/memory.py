@@ -28,7 +28,7 @@ from allocator.quota.base import (
     suppressed_key,
 )
 from allocator.quota.feedback import FeedbackState, Send, field_of, sticky_resource
-from allocator.quota.rules import choose_on_day
+from allocator.quota.rules import FullDays, choose_on_day
 
 
 class MemoryQuotaStore:
@@ -37,6 +37,9 @@ class MemoryQuotaStore:
         self.counters: dict[str, int] = {}
         self._held: dict[str, Held] = {}
         self.state = FeedbackState(self.counters)
+        # Days found full; forgotten whenever feedback may give a count back or
+        # record a health (feedback_now, resume, lapse).
+        self._full = FullDays()
 
     async def reserve(self, requests: Sequence[LeadRequest]) -> list[Held]:
         return [self.reserve_now(request) for request in requests]
@@ -93,7 +96,7 @@ class MemoryQuotaStore:
             if ask.sticky_days and ask.at:
                 sticky = sticky_resource(index, ask.channel.value, ask.at[step], ask.sticky_days)
             choice = choose_on_day(
-                ask, client_id, step, lambda key: counted(key, 0), health, sticky
+                ask, client_id, step, lambda key: counted(key, 0), health, sticky, self._full
             )
             if choice.chosen is None:
                 first = first or choice.blocked
@@ -117,6 +120,7 @@ class MemoryQuotaStore:
         return [self.feedback_now(request) for request in requests]
 
     def feedback_now(self, request: FeedbackRequest) -> FeedbackOutcome:
+        self._full.forget()
         client_id = request.client_id
 
         def health(channel: str, resource_id: str) -> str:
@@ -145,6 +149,7 @@ class MemoryQuotaStore:
     async def resume(
         self, client_id: str, resources: Sequence[tuple[Channel, str]], at: int
     ) -> int:
+        self._full.forget()
         lifted = 0
         for channel, rid in resources:
             key = health_key(client_id, channel, rid)
@@ -156,6 +161,7 @@ class MemoryQuotaStore:
     async def lapse(
         self, client_id: str, resources: Sequence[tuple[Channel, str]], now: int
     ) -> list[HealthSet]:
+        self._full.forget()
         back = []
         for channel, rid in resources:
             key = health_key(client_id, channel, rid)

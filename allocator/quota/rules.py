@@ -71,6 +71,38 @@ class DayChoice:
     pace: str | None = None  # the pacing counter to count it in (never refunded)
 
 
+# Reasons a day stays blocked for as long as no counter goes down: counters
+# only grow between refunds, and a day's cap, week and pool are fixed.
+_LASTING = frozenset(
+    {Why.DEFERRED_FULL, Why.DEFERRED_WARMUP, Why.DEFERRED_WEEKLY, Why.DEFERRED_POOL}
+)
+
+
+class FullDays:
+    """Days on which every resource of a channel was found without room for a
+    lasting reason, remembered until the store gives a count back or records
+    a resource's health (`forget`). A replay of a busy history asks for the
+    same full days again and again; this answers them without reading a
+    counter. Keyed by the identity of the client's resource tuple, which is
+    kept beside the answer so that the id cannot be reused meanwhile."""
+
+    def __init__(self, size: int = 1 << 16) -> None:
+        self._days: dict[tuple[int, date], tuple[tuple[ResourceQuota, ...], DayChoice]] = {}
+        self._size = size
+
+    def get(self, resources: tuple[ResourceQuota, ...], day: date) -> DayChoice | None:
+        found = self._days.get((id(resources), day))
+        return found[1] if found is not None and found[0] is resources else None
+
+    def put(self, resources: tuple[ResourceQuota, ...], day: date, choice: DayChoice) -> None:
+        if len(self._days) >= self._size:
+            self._days.clear()
+        self._days[(id(resources), day)] = (resources, choice)
+
+    def forget(self) -> None:
+        self._days.clear()
+
+
 def choose_on_day(
     ask: ChannelAsk,
     client_id: str,
@@ -78,11 +110,14 @@ def choose_on_day(
     count: Count,
     health: Callable[[str], tuple[str, int] | None] | None = None,
     sticky: str | None = None,
+    full: FullDays | None = None,
 ) -> DayChoice:
     """Which resource of `ask` takes a send on its `step`-th day, given the
     counters (`count` reads one by its key without a prefix), each resource's
     health (CONTRACT.md section 10; None: every resource is active) and the
-    lead's sticky resource, if any. Nothing is counted here."""
+    lead's sticky resource, if any. Nothing is counted here. `full`, if
+    given, remembers days found full (its caller forgets them when a counter
+    goes down or a health is recorded); only asked without health or sticky."""
     day = ask.days[step]
     room = ask.paced[step] if ask.paced is not None else None
     at = ask.at[step] if ask.at else 0
@@ -99,6 +134,12 @@ def choose_on_day(
         if count(key) >= ask.domain.limit:
             return DayChoice(None, blocked=Blocked(Why.DEFERRED_DOMAIN_LIMIT, 0, of))
         shared.append(key)
+    remember = full is not None and health is None and sticky is None
+    if remember:
+        assert full is not None
+        known = full.get(ask.resources, day)
+        if known is not None:
+            return known
     loaded = ask.rotation == "least_loaded"
     best: int | None = None
     best_count, best_cap = 0, None
@@ -148,7 +189,11 @@ def choose_on_day(
             return DayChoice(None, blocked=Blocked(sticky_why, 1, of))
     if best is None:
         worst, blocked = min(tally.items(), key=_worst)
-        return DayChoice(None, blocked=Blocked(worst, blocked, of))
+        choice = DayChoice(None, blocked=Blocked(worst, blocked, of))
+        if remember and _LASTING.issuperset(tally):
+            assert full is not None
+            full.put(ask.resources, day, choice)
+        return choice
     taken = ask.resources[best]
     keys = [counter_key("", channel, taken.resource_id, day)]
     if taken.pool is not None:
