@@ -357,21 +357,21 @@ def complete(
             deferrals.append(None)
             continue
         if not channel_plan.slots:
-            noun = RESOURCE_NOUNS[channel_plan.channel]
-            reason = Reason(code=Why.NO_RESOURCE, detail=f"the client has no active {noun}")
-            entries.append(_unallocated(channel_plan, NO_RESOURCE, reason))
+            entries.append(_no_resource(channel_plan.channel, channel_plan.timing_source))
             deferrals.append(None)
             continue
         pick = next(answers)
         first = next(whys, None)
         if pick is None:
-            days = len(channel_plan.slots)
-            why = _blocked_reason(channel_plan, first)
-            detail = f"no room on any of {days} day{'s' if days > 1 else ''}"
-            if why is not None:
-                detail += f"; first {why.detail}"
-            reason = Reason(code=Why.EXHAUSTED, detail=detail)
-            entries.append(_unallocated(channel_plan, EXHAUSTED, reason))
+            entries.append(
+                _exhausted(
+                    channel_plan.channel,
+                    channel_plan.timing_source,
+                    len(channel_plan.slots),
+                    channel_plan.slots[0].usage_day,
+                    first,
+                )
+            )
             deferrals.append(None)
             continue
         deferrals.append(pick.step)
@@ -408,6 +408,26 @@ def complete(
     return Decision(allocation, tuple(deferrals), wanted)
 
 
+# The entries of channels that were not allocated depend on a few values, not
+# on the lead: records are immutable, so leads share them (issue 15).
+@lru_cache(maxsize=1024)
+def _no_resource(channel: Channel, timing_source: Source) -> ChannelAllocation:
+    noun = RESOURCE_NOUNS[channel]
+    reason = Reason(code=Why.NO_RESOURCE, detail=f"the client has no active {noun}")
+    return _unallocated_entry(channel, NO_RESOURCE, timing_source, reason)
+
+
+@lru_cache(maxsize=4096)
+def _exhausted(
+    channel: Channel, timing_source: Source, days: int, first_day: date, first: Blocked | None
+) -> ChannelAllocation:
+    detail = f"no room on any of {days} day{'s' if days > 1 else ''}"
+    if first is not None:
+        detail += f"; first {_blocked_detail(channel, first_day, first)}"
+    reason = Reason(code=Why.EXHAUSTED, detail=detail)
+    return _unallocated_entry(channel, EXHAUSTED, timing_source, reason)
+
+
 def _suppressed_reason(suppressed: str) -> Reason | None:
     """ "<kind>:<since>:<until or -1>" as the stopped lead's reason."""
     if not suppressed:
@@ -435,21 +455,30 @@ def _blocked_reason(plan: ChannelPlan, blocked: Blocked | None) -> Reason | None
     answer held before round 2 (which did not say)."""
     if blocked is None:
         return None
-    first_day = plan.slots[0].usage_day
-    detail = blocked_detail(blocked.why, plan.channel, blocked.resources, blocked.of, first_day)
+    detail = _blocked_detail(plan.channel, plan.slots[0].usage_day, blocked)
     return Reason(code=blocked.why, detail=detail)
+
+
+def _blocked_detail(channel: Channel, first_day: date, blocked: Blocked) -> str:
+    return blocked_detail(blocked.why, channel, blocked.resources, blocked.of, first_day)
 
 
 def _unallocated(
     plan: ChannelPlan, status: EntryStatus, reason: Reason | None
 ) -> ChannelAllocation:
+    return _unallocated_entry(plan.channel, status, plan.timing_source, reason)
+
+
+def _unallocated_entry(
+    channel: Channel, status: EntryStatus, timing_source: Source, reason: Reason | None
+) -> ChannelAllocation:
     return ChannelAllocation(
-        channel=plan.channel,
+        channel=channel,
         status=status,
         resource_type=None,
         resource_id=None,
         send_at=None,
-        timing_source=plan.timing_source,
+        timing_source=timing_source,
         usage_day=None,
         reason=reason,
     )
