@@ -48,5 +48,8 @@ def allowed_channels(tier: Tier) -> frozenset[Channel]:
 
 def default_sequence(tier: Tier) -> list[Channel]:
     """The tier's allowed channels in the canonical order (Channel's declaration order)."""
-    allowed = _ACCESS[tier]
-    return [channel for channel in Channel if channel in allowed]
+    return list(_SEQUENCE[tier])
+
+
+# Built once: walking an Enum is slow, and every lead asks for its tier's order.
+_SEQUENCE = {tier: tuple(c for c in Channel if c in allowed) for tier, allowed in _ACCESS.items()}

@@ -563,6 +563,7 @@ class Summary:
     # (client, channel, day asked for) -> sends wanted that day
     demand: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     capacity: dict[tuple[str, str], int | None] = field(default_factory=dict)
+    _capacity_of: set[str] = field(default_factory=set)  # clients whose capacity is in
     # (weekday 0=Mon, hour) of send_at, local to its zone
     send_times: Counter[tuple[int, int]] = field(default_factory=Counter)
     # (channel, hour, minute) of send_at, local to its zone
@@ -668,6 +669,9 @@ class Summary:
                 self.usage[(lead.client_id, channel, entry.resource_id, entry.usage_day)] += 1
                 self.send_times[(entry.send_at.weekday(), entry.send_at.hour)] += 1
                 self.send_minutes[(channel, entry.send_at.hour, entry.send_at.minute)] += 1
+        if setup.client.client_id in self._capacity_of:
+            return  # one setup per client in a run: its capacity is counted once
+        self._capacity_of.add(setup.client.client_id)
         for channel, quotas in setup.quotas.items():
             key = (setup.client.client_id, channel.value)
             if key not in self.capacity:
