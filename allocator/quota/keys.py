@@ -82,6 +82,14 @@ class KeyLayout:
         """A lead's (`kind` lead) or a recipient domain's (`kind` domain) day counter."""
         return cap_key(self.client_prefix(client_id), kind, client_id, name, day)
 
+    def cap_around(self, client_id: str, kind: str, day: date) -> tuple[str, str]:
+        """What comes before and after the escaped name in cap(client_id, kind,
+        name, day): the Redis store builds a key per lead and day."""
+        # The name comes after the client id, so its place is the last marker
+        # (the client id may hold one too).
+        head, _, tail = self.cap(client_id, kind, "\0", day).rpartition("\0")
+        return head, tail
+
     def named(self, client_id: str, key: str) -> str:
         """One of the client's keys (base.py's sends_key, health_key, ...) as stored."""
         return self.client_prefix(client_id) + key

@@ -26,9 +26,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from importlib.resources import files
+from json.encoder import encode_basestring_ascii
+from operator import attrgetter
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -58,6 +61,7 @@ from allocator.quota.base import (
     sends_key,
     suppressed_key,
 )
+from allocator.quota.base import _part as escape
 from allocator.quota.feedback import SEND_KINDS, unknown_send
 from allocator.quota.keys import KeyLayout
 from allocator.quota.rules import day_cap, weeks_around
@@ -65,6 +69,7 @@ from allocator.quota.rules import day_cap, weeks_around
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", LeadRequest, FeedbackRequest)
+T = TypeVar("T")
 
 _SCRIPT = files("allocator.quota").joinpath("reserve.lua").read_text()
 _FEEDBACK = files("allocator.quota").joinpath("feedback.lua").read_text()
@@ -172,11 +177,20 @@ class _Keys:
 
 @dataclass
 class _Call:
-    """One script call: the positions in the batch of its leads, its KEYS and its batch JSON."""
+    """One script call: the positions in the batch of its leads, its KEYS, its
+    batch JSON and the ARGV after the flag (reserve.lua: each lead's plan)."""
 
     positions: list[int]
     keys: list[str]
     batch: str
+    more: list[str] = field(default_factory=list)
+
+
+# What an ask's shape is made of: every field of ChannelAsk but its resources
+# (keyed by identity, _call) and the lead's and the domain's caps (the lead's own).
+_shape_fields = attrgetter(
+    *(f.name for f in fields(ChannelAsk) if f.name not in ("resources", "lead", "domain"))
+)
 
 
 class RedisQuotaStore:
@@ -243,9 +257,9 @@ class RedisQuotaStore:
         return int(max(day_end.timestamp(), time.time()) + self._retention.total_seconds())
 
     async def reserve(self, requests: Sequence[LeadRequest]) -> list[Held]:
-        return [_held(value) for value in await self._answers(requests, self._call)]
+        return [_read_held(a) for a in await self._answers(requests, self._call, _listed)]
 
-    async def _execute(self, calls: list[_Call], feedback: bool = False) -> list[list[str]]:
+    async def _execute(self, calls: list[_Call], feedback: bool = False) -> list[Any]:
         try:
             async with redis_outages():
                 return await self._run(calls, feedback)
@@ -259,18 +273,19 @@ class RedisQuotaStore:
 
     async def feedback(self, requests: Sequence[FeedbackRequest]) -> list[FeedbackOutcome]:
         """Apply send-events (feedback.lua), one script call per slot group as reserve does."""
-        answers = await self._answers(requests, self._feedback_call, feedback=True)
+        answers = await self._answers(requests, self._feedback_call, _strings, feedback=True)
         return [_outcome(r, value) for r, value in zip(requests, answers, strict=True)]
 
     async def _answers(
         self,
         requests: Sequence[R],
         call: Callable[[Sequence[R], list[int]], _Call],
+        split: Callable[[Any], list[T]],
         feedback: bool = False,
-    ) -> list[str]:
-        """Each request's raw answer, in order: the batch split into one script
+    ) -> list[T]:
+        """Each request's answer, in order: the batch split into one script
         call per slot group (and at most `requests_per_call` requests), all in
-        one pipeline."""
+        one pipeline; `split` makes a call's reply one answer per request."""
         if not requests:
             return []
         calls = [
@@ -278,9 +293,9 @@ class RedisQuotaStore:
             for group in self._groups(requests)
             for chunk in _chunks(group, self._per_call)
         ]
-        answers: dict[int, str] = {}  # by position in `requests`: each is in exactly one call
-        for made, values in zip(calls, await self._execute(calls, feedback), strict=True):
-            for position, value in zip(made.positions, values, strict=True):
+        answers: dict[int, T] = {}  # by position in `requests`: each is in exactly one call
+        for made, reply in zip(calls, await self._execute(calls, feedback), strict=True):
+            for position, value in zip(made.positions, split(reply), strict=True):
                 answers[position] = value
         return [answers[position] for position in range(len(requests))]
 
@@ -387,36 +402,75 @@ class RedisQuotaStore:
         return slot
 
     def _call(self, requests: Sequence[LeadRequest], positions: list[int]) -> _Call:
-        declared = _Keys()
-        at = declared.at
+        # This runs for every lead: a few microseconds here are as many as
+        # Redis spends on the lead, so the hot path avoids calls it can.
+        declared: dict[str, int] = {}  # KEYS, each once: key -> its 1-based index
 
+        def at(key: str) -> int:
+            return declared.setdefault(key, len(declared) + 1)
+
+        keys = self.keys
         expiry_of: dict[date, int] = {}  # a batch names the same few days again and again
 
         def expiry(day: date) -> int:
-            at_ = expiry_of.get(day)
-            if at_ is None:
-                at_ = expiry_of[day] = self.expires_at(day)
-            return at_
+            found = expiry_of.get(day)
+            if found is None:
+                found = expiry_of[day] = self.expires_at(day)
+            return found
 
-        # An ask is the same for every lead of a client, channel and day: encoded once.
-        encoded: dict[tuple[str, ChannelAsk], str] = {}
+        # A lead's and a domain's counter keys: what comes before the escaped
+        # name and after it, per client, kind and day.
+        around: dict[tuple[str, str, date], tuple[str, str]] = {}
+
+        def cap_key(client: str, kind: str, name: str, day: date) -> int:
+            found = around.get((client, kind, day))
+            if found is None:
+                found = around[(client, kind, day)] = keys.cap_around(client, kind, day)
+            return declared.setdefault(found[0] + escape(name) + found[1], len(declared) + 1)
+
+        # What the asks of a client share (all but the lead's and the domain's
+        # caps) is encoded once per call as a shape (reserve.lua); each lead
+        # names its shape. The key holds the resources by identity: the
+        # request's tuples live as long as this call, so no id is reused, and
+        # a client's leads share one tuple (its directory's), which hashes
+        # in no time where hashing it by value would cost more than the rest.
+        shapes: list[str] = []
+        shape_of: dict[tuple[Any, ...], int] = {}
+        hold_expiry: dict[date, str] = {}
         items = []
+        plans = []  # as JSON: the script writes each into its held answer as it is
         for position in positions:
             request = requests[position]
             client = request.client_id
             asks = []
             for ask in request.asks:
-                text = encoded.get((client, ask))
-                if text is None:
-                    text = encoded[(client, ask)] = self._ask_json(client, ask, at, expiry)
-                asks.append(text)
-            held = at(self.keys.held(client, request.hold_key))
-            lead = "0"
+                shared = (client, id(ask.resources), _shape_fields(ask))
+                shape = shape_of.get(shared)
+                if shape is None:
+                    shape = shape_of[shared] = len(shapes)
+                    shapes.append(self._ask_json(client, ask, at, expiry))
+                lead, domain = ask.lead, ask.domain
+                if lead is None and domain is None:
+                    asks.append(f"[{shape}]")
+                    continue
+                caps = [
+                    shape,
+                    -1 if lead is None else lead.limit,
+                    -1 if domain is None else domain.limit,
+                ]
+                for day in ask.days:
+                    caps.append(0 if lead is None else cap_key(client, "lead", lead.name, day))
+                    caps.append(
+                        0 if domain is None else cap_key(client, "domain", domain.name, day)
+                    )
+                asks.append(f"[{','.join(map(str, caps))}]")
+            held = declared.setdefault(keys.held(client, request.hold_key), len(declared) + 1)
+            info = "0"
             if request.lead_id:
-                lead = json.dumps(
+                info = json.dumps(
                     [
-                        at(self.keys.named(client, sends_key(client, request.lead_id))),
-                        at(self.keys.named(client, suppressed_key(client, request.lead_id))),
+                        at(keys.named(client, sends_key(client, request.lead_id))),
+                        at(keys.named(client, suppressed_key(client, request.lead_id))),
                         request.allocation_id,
                         request.event_id,
                         request.scored_at,
@@ -425,11 +479,15 @@ class RedisQuotaStore:
                         self.expires_at(request.hold_day + _index_days(request)),
                     ]
                 )
-            items.append(
-                f'[{held},{json.dumps(request.plan)},"{expiry(request.hold_day)}",'
-                f"[{','.join(asks)}],{lead}]"
-            )
-        return _Call(positions, declared.keys, "[" + ",".join(items) + "]")
+            until = hold_expiry.get(request.hold_day)
+            if until is None:
+                until = hold_expiry[request.hold_day] = f'"{expiry(request.hold_day)}"'
+            # ASCII (json's escapes), so that its length in characters is its length in bytes
+            plan = encode_basestring_ascii(request.plan)
+            plans.append(plan)
+            items.append(f"[{held},{until},{len(plan)},[{','.join(asks)}],{info}]")
+        batch = f"[[{','.join(shapes)}],[{','.join(items)}]]"
+        return _Call(positions, list(declared), batch, ["".join(plans)])
 
     def _ask_json(
         self,
@@ -438,9 +496,10 @@ class RedisQuotaStore:
         at: Callable[[str], int],
         expiry: Callable[[date], int],
     ) -> str:
-        """An ask as the script reads it (reserve.lua): per candidate day the
-        counter key indexes and the caps of that day (rules.day_cap), computed
-        here so that the script only counts and compares."""
+        """An ask's shape as the script reads it (reserve.lua): per candidate
+        day the counter key indexes and the caps of that day (rules.day_cap),
+        computed here so that the script only counts and compares. The lead's
+        and the domain's caps are the lead's own (_call)."""
         if self._cluster:
             self._note_owners(client_id, ask)
         keys = self.keys
@@ -457,8 +516,6 @@ class RedisQuotaStore:
                 [-1 if cap is None else cap for cap, _ in caps],
                 str(expiry(day)),  # a string: Lua numbers are doubles
                 [1 if warm else 0 for _, warm in caps] if any(w for _, w in caps) else 0,
-                0,
-                0,
                 0,
                 0,
                 -1 if ask.paced is None else ask.paced[step],
@@ -478,9 +535,6 @@ class RedisQuotaStore:
                 ]
             if pooled:
                 entry[5] = [self._pool_json(client_id, channel, r.pool, day, at) for r in resources]
-            for slot, kind, cap in ((6, "lead", ask.lead), (7, "domain", ask.domain)):
-                if cap is not None:
-                    entry[slot] = [at(keys.cap(client_id, kind, cap.name, day)), cap.limit]
             days.append(entry)
         extra: Any = 0
         if ask.at:
@@ -492,7 +546,9 @@ class RedisQuotaStore:
                 1 if ask.sticky_require else 0,
                 [at(keys.named(client_id, health_key(client_id, channel, i))) for i in ids],
             ]
-        return json.dumps([days, ids, 1 if ask.rotation == "least_loaded" else 0, extra])
+        # The ids also as the inside of a JSON string, for the picks the script writes.
+        escaped = [encode_basestring_ascii(i)[1:-1] for i in ids]
+        return json.dumps([days, ids, 1 if ask.rotation == "least_loaded" else 0, extra, escaped])
 
     def _pool_json(
         self,
@@ -532,7 +588,7 @@ class RedisQuotaStore:
                 )
                 self._owner[key] = ""  # warned: once per resource
 
-    async def _run(self, calls: list[_Call], feedback: bool = False) -> list[list[str]]:
+    async def _run(self, calls: list[_Call], feedback: bool = False) -> list[Any]:
         """The calls' answers, in one pipeline (loading the script where it is missing)."""
         sha, script = (self._feedback_sha, _FEEDBACK) if feedback else (self._sha, _SCRIPT)
         for _ in range(3):
@@ -568,7 +624,13 @@ class RedisQuotaStore:
                 # redis-py refuses pipe.evalsha on a cluster (it cannot know the
                 # keys are in one slot); the raw command routes by its KEYS.
                 cluster_pipe.execute_command(
-                    "EVALSHA", sha, len(call.keys), *call.keys, call.batch, rewrite_found
+                    "EVALSHA",
+                    sha,
+                    len(call.keys),
+                    *call.keys,
+                    call.batch,
+                    rewrite_found,
+                    *call.more,
                 )
                 node = self._redis.get_node_from_key(call.keys[0])
                 if node is None:  # only ever None when asked for a replica
@@ -584,7 +646,13 @@ class RedisQuotaStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             for call in calls:
                 pipe.execute_command(
-                    "EVALSHA", sha, len(call.keys), *call.keys, call.batch, rewrite_found
+                    "EVALSHA",
+                    sha,
+                    len(call.keys),
+                    *call.keys,
+                    call.batch,
+                    rewrite_found,
+                    *call.more,
                 )
             if wanted:
                 pipe.execute_command("WAIT", wanted, timeout)
@@ -707,9 +775,37 @@ def _outcome(request: FeedbackRequest, value: str | bytes) -> FeedbackOutcome:
     )
 
 
+def _listed(reply: str) -> list[Any]:
+    """reserve.lua's reply: the held answers as one JSON list (one string to
+    read and decode instead of one per lead)."""
+    answers: list[Any] = json.loads(reply)
+    return answers
+
+
+def _strings(reply: list[str]) -> list[str]:
+    return reply
+
+
 def _held(value: str | bytes) -> Held:
+    """A held answer as stored."""
+    return _read_held(json.loads(value))
+
+
+def _read_held(answer: list[Any]) -> Held:
+    if len(answer) == 5 and answer[3]:
+        # As reserve.lua writes them now, [plan, picks, blocked, ks, suppressed]
+        # with a k per pick: read in one pass (this runs for every lead).
+        plan, picks, blocked, ks, suppressed = answer
+        chosen: list[Reservation | None] = []
+        for pick, k in zip(picks, ks, strict=True):
+            if pick == "-":
+                chosen.append(None)
+            else:
+                step, _, resource_id = pick.partition(":")
+                chosen.append(Reservation(int(step), resource_id, int(k)))
+        return Held(plan, tuple(chosen), tuple([_blocked(b) for b in blocked]), suppressed)
     # [plan, picks] held before round 2; [plan, picks, blocked, ks, suppressed] since.
-    plan, picks, *rest = json.loads(value)
+    plan, picks, *rest = answer
     # cjson encodes an empty list as {} (a lead with nothing to reserve)
     blocked = tuple(_blocked(b) for b in (rest[0] or ())) if rest else ()
     ks = list(rest[1] or ()) if len(rest) > 1 else []
@@ -723,6 +819,7 @@ def _held(value: str | bytes) -> Held:
     return Held(plan, tuple(chosen), blocked, suppressed)
 
 
+@lru_cache(maxsize=4096)  # a handful of reasons and counts; a Blocked never changes
 def _blocked(text: str) -> Blocked | None:
     if not text:
         return None
