@@ -48,7 +48,7 @@ from allocator.quota.base import (
 )
 from allocator.reasons import RESOURCE_NOUNS, Why, blocked_detail
 from allocator.tiers import Tier, allowed_channels, default_sequence, tier_for_score
-from allocator.timing import SendSlot, plan_sends
+from allocator.timing import SendSlot, plan_sends_until
 
 Source = Literal["pattern", "default"]
 
@@ -214,6 +214,63 @@ class Caps:
         return Cap(lead.email_domain, limit)
 
 
+class Shape:
+    """What the leads of one client setup, tier, zone and patterns share while
+    their reference (scored_at) lies in [since, until): the plan, the
+    resources per channel and the caps; once a request is made, the quota asks
+    and the plan's JSON too (only when no cap names the lead or its domain).
+    Only for clients without pacing, whose plans hold nothing of the lead.
+    The setup, patterns and schedule are kept, so that their ids, which key
+    the shapes, are not reused while a shape is held."""
+
+    __slots__ = (
+        "asks",
+        "caps",
+        "encoded",
+        "latest",
+        "patterns",
+        "plan",
+        "quotas",
+        "schedule",
+        "setup",
+        "since",
+        "until",
+    )
+
+    def __init__(
+        self,
+        setup: ClientSetup,
+        patterns: PatternSet,
+        schedule: Schedule,
+        since: datetime,
+        until: datetime,
+        plan: Plan,
+        quotas: tuple[tuple[ResourceQuota, ...], ...],
+        caps: Caps,
+    ) -> None:
+        self.setup, self.patterns, self.schedule = setup, patterns, schedule
+        self.since, self.until = since, until
+        self.plan, self.quotas, self.caps = plan, quotas, caps
+        self.asks: tuple[ChannelAsk, ...] | None = None
+        self.latest: date | None = None
+        self.encoded: str | None = None
+
+    def fits(
+        self, setup: ClientSetup, patterns: PatternSet, schedule: Schedule, at: datetime
+    ) -> bool:
+        return (
+            self.setup is setup
+            and self.patterns is patterns
+            and self.schedule is schedule
+            and self.since <= at < self.until
+        )
+
+
+_ShapeKey = tuple[int, int, int, Tier, str | None]
+_SHAPES: dict[_ShapeKey, Shape] = {}
+_SHAPES_MAX = 4096
+
+
 @dataclass(frozen=True)
 class LeadPlan:
     """A lead, its plan, and per channel of the plan the resources it may use."""
@@ -222,11 +279,41 @@ class LeadPlan:
     plan: Plan
     quotas: tuple[tuple[ResourceQuota, ...], ...]
     caps: Caps = Caps()
+    shape: Shape | None = field(default=None, compare=False, repr=False)
 
     def request(self) -> LeadRequest | None:
         """What to reserve and hold; None for a lead without channels (nothing to hold)."""
         if not self.plan.channels:
             return None
+        shape = self.shape
+        if shape is not None and shape.asks is not None:
+            assert shape.latest is not None and shape.encoded is not None
+            return self._request(shape.asks, shape.latest, shape.encoded)
+        asks, latest = self._asks()
+        encoded = self.plan.encode()
+        caps = self.caps
+        shared = caps.lead_daily_limit is None and caps.recipient_domain_daily_limit is None
+        if shape is not None and shared and asks:
+            shape.asks, shape.latest, shape.encoded = asks, latest, encoded
+        return self._request(asks, latest, encoded)
+
+    def _request(self, asks: tuple[ChannelAsk, ...], latest: date, plan: str) -> LeadRequest:
+        lead = self.lead
+        return LeadRequest(
+            hold_key=derived_id("held", lead.client_id, lead.key),
+            plan=plan,
+            asks=asks,
+            hold_day=latest,
+            client_id=lead.client_id,
+            lead_id=lead.lead_id,
+            allocation_id=allocation_id_of(lead),
+            event_id=lead.key,
+            scored_at=int(lead.scored_at.timestamp()),
+        )
+
+    def _asks(self) -> tuple[tuple[ChannelAsk, ...], date]:
+        """Per channel with slots its ask, and the latest quota day of them all
+        (the lead's own day when none has slots)."""
         lead, caps = self.lead, self.caps
         lead_cap = caps.lead_cap(lead)
         asks: list[ChannelAsk] = []
@@ -252,17 +339,7 @@ class LeadPlan:
                     caps.sticky_require,
                 )
             )
-        return LeadRequest(
-            hold_key=derived_id("held", lead.client_id, lead.key),
-            plan=self.plan.encode(),
-            asks=tuple(asks),
-            hold_day=latest,
-            client_id=lead.client_id,
-            lead_id=lead.lead_id,
-            allocation_id=allocation_id_of(lead),
-            event_id=lead.key,
-            scored_at=int(lead.scored_at.timestamp()),
-        )
+        return tuple(asks), latest
 
 
 def _rooms(plan: ChannelPlan) -> tuple[int, ...] | None:
@@ -277,6 +354,34 @@ def plan_lead(
     lead: ScoredLead, setup: ClientSetup, patterns: PatternSet, schedule: Schedule
 ) -> LeadPlan:
     tier = tier_for_score(lead.als_score)
+    if setup.client.pacing:
+        return _plan_lead(lead, tier, setup, patterns, schedule)[0]
+    # Without pacing, nothing of a plan depends on the lead beyond its tier,
+    # zone and reference, and leads come in time order: most share a Shape.
+    key = (id(setup), id(patterns), id(schedule), tier, lead.timezone)
+    shape = _SHAPES.get(key)
+    if shape is not None and shape.fits(setup, patterns, schedule, lead.scored_at):
+        return LeadPlan(lead, shape.plan, shape.quotas, shape.caps, shape)
+    planned, until = _plan_lead(lead, tier, setup, patterns, schedule)
+    shape = Shape(
+        setup, patterns, schedule, lead.scored_at, until, planned.plan, planned.quotas, planned.caps
+    )
+    if len(_SHAPES) >= _SHAPES_MAX:
+        _SHAPES.clear()
+    _SHAPES[key] = shape
+    return LeadPlan(lead, planned.plan, planned.quotas, planned.caps, shape)
+
+
+# Later than any reference: the bound of a plan without slots.
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+def _plan_lead(
+    lead: ScoredLead, tier: Tier, setup: ClientSetup, patterns: PatternSet, schedule: Schedule
+) -> tuple[LeadPlan, datetime]:
+    """The lead's plan, and until when (from its reference on) the plan stays
+    the same for a lead of the same tier, zone, client and patterns."""
+    until = _NEVER
     sequence, sequence_source = channel_sequence(tier, patterns.usable_how())
     quota_zone = zone(setup.client.timezone)
     send_zone = zone(lead.timezone) if lead.timezone else quota_zone
@@ -290,7 +395,7 @@ def plan_lead(
             plans.append(ChannelPlan(channel, source, ()))
             quotas.append(channel_quotas)
             continue
-        timing = plan_sends(
+        timing, candidate = plan_sends_until(
             lead.scored_at,
             schedule.hours[channel],
             send_zone,
@@ -300,6 +405,7 @@ def plan_lead(
             setup.window(channel),
             setup.calendar,
         )
+        until = min(until, candidate)
         gap = setup.gap(channel)
         paced = Paced(gap, jitter(lead.key, channel, gap)) if gap else None
         plans.append(ChannelPlan(channel, source, timing.slots, timing.moved, paced, timing.ends))
@@ -312,7 +418,7 @@ def plan_lead(
         client.sticky_days,
         client.sticky == "require",
     )
-    return LeadPlan(lead, Plan(tier, sequence_source, tuple(plans)), tuple(quotas), caps)
+    return LeadPlan(lead, Plan(tier, sequence_source, tuple(plans)), tuple(quotas), caps), until
 
 
 @dataclass(frozen=True)

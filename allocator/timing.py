@@ -172,6 +172,23 @@ def plan_sends(
     window: Window | None = None,
     calendar: Calendar = OPEN,
 ) -> Timing:
+    """A channel's candidate sends (plan_sends_until without its bound)."""
+    timing, _ = plan_sends_until(
+        reference, hour, send_zone, quota_zone, pattern, defer_steps, window, calendar
+    )
+    return timing
+
+
+def plan_sends_until(
+    reference: datetime,
+    hour: int,
+    send_zone: ZoneInfo,
+    quota_zone: ZoneInfo,
+    pattern: WhenPattern | None,
+    defer_steps: int,
+    window: Window | None = None,
+    calendar: Calendar = OPEN,
+) -> tuple[Timing, datetime]:
     """A channel's candidate sends: the first slot (a WHEN pattern's next
     occurrence, else the default weekday schedule) and up to `defer_steps`
     deferrals, with a send window and closed days.
@@ -183,26 +200,29 @@ def plan_sends(
     not closed, and a weekday on the default schedule). That is where the
     first slot lands, not a deferral step; deferral steps then walk allowed
     days at the first slot's local time.
+
+    Also returns the first candidate slot after the reference: every
+    reference from this one up to that instant gets the same Timing.
     """
     weekly = (pattern.optimal_day, pattern.optimal_hour) if pattern is not None else None
     params = (hour, send_zone, quota_zone, weekly, defer_steps, window, calendar)
     held = _PLANNED.get(params)
     if held is not None and held[0] <= reference < held[1]:
-        return held[2]
+        return held[2], held[1]
     if weekly is not None:
         candidate = next_weekly(reference, weekly[0], weekly[1], send_zone)
     else:
         candidate = next_weekday_slot(reference, hour, send_zone)
     if held is not None and held[1] == candidate:
         _PLANNED[params] = (min(held[0], reference), candidate, held[2])
-        return held[2]
+        return held[2], candidate
     timing = _plan_from(
         candidate, hour, send_zone, quota_zone, weekly, defer_steps, window, calendar
     )
     if len(_PLANNED) >= _PLANNED_MAX:
         _PLANNED.clear()
     _PLANNED[params] = (reference, candidate, timing)
-    return timing
+    return timing, candidate
 
 
 def _plan_from(

@@ -7,7 +7,7 @@ quota/feedback.py's; the counters are keyed as in Redis, without a prefix.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 
 from allocator.channels import Channel
@@ -65,39 +65,39 @@ class MemoryQuotaStore:
         return None
 
     def _reserve(self, request: LeadRequest) -> Held:
-        taken = [self._take(request, ask) for ask in request.asks]
-        return Held(
-            request.plan,
-            tuple(pick for pick, _ in taken),
-            tuple(blocked for _, blocked in taken),
-        )
-
-    def _take(
-        self, request: LeadRequest, ask: ChannelAsk
-    ) -> tuple[Reservation | None, Blocked | None]:
-        client_id = request.client_id
-        first: Blocked | None = None
         index = (
-            self.state.sends.setdefault(sends_key(client_id, request.lead_id), {})
+            self.state.sends.setdefault(sends_key(request.client_id, request.lead_id), {})
             if request.lead_id
             else {}
         )
+        picks = []
+        blocked = []
+        for ask in request.asks:
+            pick, first = self._take(request, ask, index)
+            picks.append(pick)
+            blocked.append(first)
+        return Held(request.plan, tuple(picks), tuple(blocked))
 
-        def read_health(resource_id: str) -> tuple[str, int] | None:
-            found = self.state.health.get(health_key(client_id, ask.channel, resource_id))
-            return (found[0], found[1]) if found is not None else None
+    def _count(self, key: str) -> int:
+        return self.counters.get(key, 0)
 
-        # No health recorded at all (no send-events yet): every resource is active.
-        health = read_health if self.state.health else None
-        counted = self.counters.get
+    def _take(
+        self, request: LeadRequest, ask: ChannelAsk, index: dict[str, Send]
+    ) -> tuple[Reservation | None, Blocked | None]:
+        client_id = request.client_id
+        first: Blocked | None = None
+        health: Callable[[str], tuple[str, int] | None] | None = None
+        if self.state.health:  # else no health is recorded: every resource is active
+
+            def health(resource_id: str) -> tuple[str, int] | None:
+                found = self.state.health.get(health_key(client_id, ask.channel, resource_id))
+                return (found[0], found[1]) if found is not None else None
 
         for step in range(len(ask.days)):
             sticky = None
             if ask.sticky_days and ask.at:
                 sticky = sticky_resource(index, ask.channel.value, ask.at[step], ask.sticky_days)
-            choice = choose_on_day(
-                ask, client_id, step, lambda key: counted(key, 0), health, sticky, self._full
-            )
+            choice = choose_on_day(ask, client_id, step, self._count, health, sticky, self._full)
             if choice.chosen is None:
                 first = first or choice.blocked
                 continue
