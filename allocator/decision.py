@@ -27,6 +27,7 @@ from allocator.channels import (
     EntryStatus,
 )
 from allocator.directory import ClientSetup
+from allocator.intervals import SpanCache
 from allocator.models import (
     Allocation,
     ChannelAllocation,
@@ -216,7 +217,7 @@ class Caps:
 
 class Shape:
     """What the leads of one client setup, tier, zone and patterns share while
-    their reference (scored_at) lies in [since, until): the plan, the
+    their reference (scored_at) lies in one span (intervals.py): the plan, the
     resources per channel and the caps; once a request is made, the quota asks
     and the plan's JSON too (only when no cap names the lead or its domain).
     Only for clients without pacing, whose plans hold nothing of the lead.
@@ -233,8 +234,6 @@ class Shape:
         "quotas",
         "schedule",
         "setup",
-        "since",
-        "until",
     )
 
     def __init__(
@@ -242,33 +241,22 @@ class Shape:
         setup: ClientSetup,
         patterns: PatternSet,
         schedule: Schedule,
-        since: datetime,
-        until: datetime,
         plan: Plan,
         quotas: tuple[tuple[ResourceQuota, ...], ...],
         caps: Caps,
     ) -> None:
         self.setup, self.patterns, self.schedule = setup, patterns, schedule
-        self.since, self.until = since, until
         self.plan, self.quotas, self.caps = plan, quotas, caps
         self.asks: tuple[ChannelAsk, ...] | None = None
         self.latest: date | None = None
         self.encoded: str | None = None
 
-    def fits(
-        self, setup: ClientSetup, patterns: PatternSet, schedule: Schedule, at: datetime
-    ) -> bool:
-        return (
-            self.setup is setup
-            and self.patterns is patterns
-            and self.schedule is schedule
-            and self.since <= at < self.until
-        )
+    def of(self, setup: ClientSetup, patterns: PatternSet, schedule: Schedule) -> bool:
+        return self.setup is setup and self.patterns is patterns and self.schedule is schedule
 
 
 _ShapeKey = tuple[int, int, int, Tier, str | None]
-_SHAPES: dict[_ShapeKey, Shape] = {}
-_SHAPES_MAX = 4096
+_SHAPES: SpanCache[_ShapeKey, Shape] = SpanCache()
 
 
 @dataclass(frozen=True)
@@ -359,16 +347,13 @@ def plan_lead(
     # Without pacing, nothing of a plan depends on the lead beyond its tier,
     # zone and reference, and leads come in time order: most share a Shape.
     key = (id(setup), id(patterns), id(schedule), tier, lead.timezone)
-    shape = _SHAPES.get(key)
-    if shape is not None and shape.fits(setup, patterns, schedule, lead.scored_at):
+    held = _SHAPES.get(key, lead.scored_at)
+    if held is not None and held[0].of(setup, patterns, schedule):
+        shape = held[0]
         return LeadPlan(lead, shape.plan, shape.quotas, shape.caps, shape)
     planned, until = _plan_lead(lead, tier, setup, patterns, schedule)
-    shape = Shape(
-        setup, patterns, schedule, lead.scored_at, until, planned.plan, planned.quotas, planned.caps
-    )
-    if len(_SHAPES) >= _SHAPES_MAX:
-        _SHAPES.clear()
-    _SHAPES[key] = shape
+    shape = Shape(setup, patterns, schedule, planned.plan, planned.quotas, planned.caps)
+    _SHAPES.put(key, lead.scored_at, until, shape)
     return LeadPlan(lead, planned.plan, planned.quotas, planned.caps, shape)
 
 

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from allocator.calendars import OPEN, Calendar
 from allocator.channels import Channel
+from allocator.intervals import SpanCache
 from allocator.models import WhenPattern
 from allocator.reasons import Why
 
@@ -151,15 +152,13 @@ class Timing:
     moved: tuple[str, str] | None = None
 
 
-# Per set of plan_sends' arguments other than the reference: the Timing last
-# planned, the first candidate slot it was planned from and the earliest
-# reference it was asked for. Every reference in [that reference, that
-# candidate) has the same next candidate, and a Timing depends on the
-# reference only through it, so those references get the same Timing without
-# a zone conversion. Leads come in time order, so nearly every lead hits.
+# Per set of plan_sends' arguments other than the reference: the Timings
+# planned, each over the span of references [the earliest it was asked for,
+# the first candidate slot after that). Every reference in a span has the same
+# next candidate, and a Timing depends on the reference only through it, so
+# those references get the same Timing without a zone conversion.
 _Params = tuple[int, ZoneInfo, ZoneInfo, tuple[int, int] | None, int, Window | None, Calendar]
-_PLANNED: dict[_Params, tuple[datetime, datetime, Timing]] = {}
-_PLANNED_MAX = 4096
+_PLANNED: SpanCache[_Params, Timing] = SpanCache()
 
 
 def plan_sends(
@@ -206,22 +205,17 @@ def plan_sends_until(
     """
     weekly = (pattern.optimal_day, pattern.optimal_hour) if pattern is not None else None
     params = (hour, send_zone, quota_zone, weekly, defer_steps, window, calendar)
-    held = _PLANNED.get(params)
-    if held is not None and held[0] <= reference < held[1]:
-        return held[2], held[1]
+    held = _PLANNED.get(params, reference)
+    if held is not None:
+        return held
     if weekly is not None:
         candidate = next_weekly(reference, weekly[0], weekly[1], send_zone)
     else:
         candidate = next_weekday_slot(reference, hour, send_zone)
-    if held is not None and held[1] == candidate:
-        _PLANNED[params] = (min(held[0], reference), candidate, held[2])
-        return held[2], candidate
     timing = _plan_from(
         candidate, hour, send_zone, quota_zone, weekly, defer_steps, window, calendar
     )
-    if len(_PLANNED) >= _PLANNED_MAX:
-        _PLANNED.clear()
-    _PLANNED[params] = (reference, candidate, timing)
+    _PLANNED.put(params, reference, candidate, timing)
     return timing, candidate
 
 
