@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
@@ -38,6 +38,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import redis.exceptions
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
@@ -178,12 +179,38 @@ class _Keys:
 @dataclass
 class _Call:
     """One script call: the positions in the batch of its leads, its KEYS, its
-    batch JSON and the ARGV after the flag (reserve.lua: each lead's plan)."""
+    batch JSON and the ARGV after the flag (reserve.lua: the leads' plans)."""
 
     positions: list[int]
     keys: list[str]
     batch: str
     more: list[str] = field(default_factory=list)
+    packed: bytes = b""  # the command as sent to one Redis, once made
+
+    def args(self, sha: str, flag: str) -> list[str]:
+        return ["EVALSHA", sha, str(len(self.keys)), *self.keys, self.batch, flag, *self.more]
+
+
+class _Calls:
+    """The script calls of a batch, each made when first asked for: on one
+    Redis each call goes out as soon as it is made, so that Redis runs it
+    while the next is made (both take about as long)."""
+
+    def __init__(self, make: Callable[[list[int]], _Call], chunks: list[list[int]]) -> None:
+        self._make = make
+        self._chunks = chunks
+        self._made: list[_Call] = []
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    def __getitem__(self, index: int) -> _Call:
+        while len(self._made) <= index:
+            self._made.append(self._make(self._chunks[len(self._made)]))
+        return self._made[index]
+
+    def __iter__(self) -> Iterator[_Call]:
+        return (self[index] for index in range(len(self)))
 
 
 # What an ask's shape is made of: every field of ChannelAsk but its resources
@@ -259,10 +286,12 @@ class RedisQuotaStore:
     async def reserve(self, requests: Sequence[LeadRequest]) -> list[Held]:
         return [_read_held(a) for a in await self._answers(requests, self._call, _listed)]
 
-    async def _execute(self, calls: list[_Call], feedback: bool = False) -> list[Any]:
+    async def _execute(
+        self, calls: _Calls, split: Callable[[Any], list[T]], feedback: bool = False
+    ) -> list[list[T]]:
         try:
             async with redis_outages():
-                return await self._run(calls, feedback)
+                return await self._run(calls, split, feedback)
         except ServiceUnavailable as exc:
             if isinstance(self._redis, RedisCluster) and not isinstance(exc.cause, NotReplicated):
                 # A node gone or a slot moved: learn the slot map again on the
@@ -288,14 +317,16 @@ class RedisQuotaStore:
         one pipeline; `split` makes a call's reply one answer per request."""
         if not requests:
             return []
-        calls = [
-            call(requests, chunk)
-            for group in self._groups(requests)
-            for chunk in _chunks(group, self._per_call)
+        chunks = [
+            chunk for group in self._groups(requests) for chunk in _chunks(group, self._per_call)
         ]
+        calls = _Calls(lambda chunk: call(requests, chunk), chunks)
+        replies = await self._execute(calls, split, feedback)
+        if len(chunks) == 1:
+            return replies[0]  # the positions in order
         answers: dict[int, T] = {}  # by position in `requests`: each is in exactly one call
-        for made, reply in zip(calls, await self._execute(calls, feedback), strict=True):
-            for position, value in zip(made.positions, split(reply), strict=True):
+        for made, values in zip(calls, replies, strict=True):
+            for position, value in zip(made.positions, values, strict=True):
                 answers[position] = value
         return [answers[position] for position in range(len(requests))]
 
@@ -418,16 +449,6 @@ class RedisQuotaStore:
                 found = expiry_of[day] = self.expires_at(day)
             return found
 
-        # A lead's and a domain's counter keys: what comes before the escaped
-        # name and after it, per client, kind and day.
-        around: dict[tuple[str, str, date], tuple[str, str]] = {}
-
-        def cap_key(client: str, kind: str, name: str, day: date) -> int:
-            found = around.get((client, kind, day))
-            if found is None:
-                found = around[(client, kind, day)] = keys.cap_around(client, kind, day)
-            return declared.setdefault(found[0] + escape(name) + found[1], len(declared) + 1)
-
         # What the asks of a client share (all but the lead's and the domain's
         # caps) is encoded once per call as a shape (reserve.lua); each lead
         # names its shape. The key holds the resources by identity: the
@@ -435,58 +456,91 @@ class RedisQuotaStore:
         # a client's leads share one tuple (its directory's), which hashes
         # in no time where hashing it by value would cost more than the rest.
         shapes: list[str] = []
-        shape_of: dict[tuple[Any, ...], int] = {}
-        hold_expiry: dict[date, str] = {}
-        items = []
+        # per shape: its place (1-based), and per day of it what comes before
+        # and after the escaped name in a lead's and in a domain's counter key
+        shape_of: dict[tuple[Any, ...], tuple[int, list[tuple[str, str, str, str]]]] = {}
+        until_of: dict[date, int] = {}  # the refs of hold expiries
+        plan_of: dict[str, str] = {}
+        refs: dict[int | str, int] = {}  # values the leads name by their place, 1-based
+        infos: list[str] = []
+        leads: list[int] = []  # reserve.lua's flat list
+        add, more = leads.append, leads.extend
         plans = []  # as JSON: the script writes each into its held answer as it is
         for position in positions:
             request = requests[position]
             client = request.client_id
-            asks = []
+            info = 0
+            if request.lead_id:
+                infos.append(
+                    json.dumps(
+                        [
+                            at(keys.named(client, sends_key(client, request.lead_id))),
+                            at(keys.named(client, suppressed_key(client, request.lead_id))),
+                            request.allocation_id,
+                            request.event_id,
+                            request.scored_at,
+                            # The index outlives the held answer: feedback may name a
+                            # send for weeks, and a sticky sender looks back sticky_days.
+                            self.expires_at(request.hold_day + _index_days(request)),
+                        ]
+                    )
+                )
+                info = len(infos)
+            until = until_of.get(request.hold_day)
+            if until is None:
+                # in milliseconds: SET ... PXAT is SET ... EXAT without its
+                # rewrite for replication, which cost Redis an allocation per lead
+                text = f"{expiry(request.hold_day)}000"
+                until = until_of[request.hold_day] = refs.setdefault(text, len(refs) + 1)
+            plan = plan_of.get(request.plan)
+            if plan is None:
+                # ASCII (json's escapes): its length in characters is its length in bytes
+                plan = plan_of[request.plan] = encode_basestring_ascii(request.plan)
+            plans.append(plan)
+            more(
+                (
+                    declared.setdefault(keys.held(client, request.hold_key), len(declared) + 1),
+                    until,
+                    len(plan),
+                    info,
+                    len(request.asks),
+                )
+            )
             for ask in request.asks:
                 shared = (client, id(ask.resources), _shape_fields(ask))
-                shape = shape_of.get(shared)
-                if shape is None:
-                    shape = shape_of[shared] = len(shapes)
+                found = shape_of.get(shared)
+                if found is None:
                     shapes.append(self._ask_json(client, ask, at, expiry))
+                    around = [
+                        (*keys.cap_around(client, "lead", d), *keys.cap_around(client, "domain", d))
+                        for d in ask.days
+                    ]
+                    found = shape_of[shared] = (len(shapes), around)
+                shape, around = found
                 lead, domain = ask.lead, ask.domain
                 if lead is None and domain is None:
-                    asks.append(f"[{shape}]")
+                    more((shape, 0, 0))
                     continue
-                caps = [
-                    shape,
-                    -1 if lead is None else lead.limit,
-                    -1 if domain is None else domain.limit,
-                ]
-                for day in ask.days:
-                    caps.append(0 if lead is None else cap_key(client, "lead", lead.name, day))
-                    caps.append(
-                        0 if domain is None else cap_key(client, "domain", domain.name, day)
+                more(
+                    (
+                        shape,
+                        0 if lead is None else refs.setdefault(lead.limit, len(refs) + 1),
+                        0 if domain is None else refs.setdefault(domain.limit, len(refs) + 1),
                     )
-                asks.append(f"[{','.join(map(str, caps))}]")
-            held = declared.setdefault(keys.held(client, request.hold_key), len(declared) + 1)
-            info = "0"
-            if request.lead_id:
-                info = json.dumps(
-                    [
-                        at(keys.named(client, sends_key(client, request.lead_id))),
-                        at(keys.named(client, suppressed_key(client, request.lead_id))),
-                        request.allocation_id,
-                        request.event_id,
-                        request.scored_at,
-                        # The index outlives the held answer: feedback may name a
-                        # send for weeks, and a sticky sender looks back sticky_days.
-                        self.expires_at(request.hold_day + _index_days(request)),
-                    ]
                 )
-            until = hold_expiry.get(request.hold_day)
-            if until is None:
-                until = hold_expiry[request.hold_day] = f'"{expiry(request.hold_day)}"'
-            # ASCII (json's escapes), so that its length in characters is its length in bytes
-            plan = encode_basestring_ascii(request.plan)
-            plans.append(plan)
-            items.append(f"[{held},{until},{len(plan)},[{','.join(asks)}],{info}]")
-        batch = f"[[{','.join(shapes)}],[{','.join(items)}]]"
+                lead_name = "" if lead is None else escape(lead.name)
+                domain_name = "" if domain is None else escape(domain.name)
+                for lead_head, lead_tail, domain_head, domain_tail in around:
+                    if lead is not None:
+                        key = lead_head + lead_name + lead_tail
+                        add(declared.setdefault(key, len(declared) + 1))
+                    if domain is not None:
+                        key = domain_head + domain_name + domain_tail
+                        add(declared.setdefault(key, len(declared) + 1))
+        batch = (
+            f"[[{','.join(shapes)}],{json.dumps(list(refs))},[{','.join(infos)}],"
+            f"{json.dumps(leads)}]"
+        )
         return _Call(positions, list(declared), batch, ["".join(plans)])
 
     def _ask_json(
@@ -514,7 +568,7 @@ class RedisQuotaStore:
             entry: list[Any] = [
                 [at(keys.counter(client_id, channel, i, day)) for i in ids],
                 [-1 if cap is None else cap for cap, _ in caps],
-                str(expiry(day)),  # a string: Lua numbers are doubles
+                f"{expiry(day)}000",  # in ms (PEXPIREAT); a string: Lua numbers are doubles
                 [1 if warm else 0 for _, warm in caps] if any(w for _, w in caps) else 0,
                 0,
                 0,
@@ -588,11 +642,19 @@ class RedisQuotaStore:
                 )
                 self._owner[key] = ""  # warned: once per resource
 
-    async def _run(self, calls: list[_Call], feedback: bool = False) -> list[Any]:
-        """The calls' answers, in one pipeline (loading the script where it is missing)."""
+    async def _run(
+        self, calls: _Calls, split: Callable[[Any], list[T]], feedback: bool = False
+    ) -> list[list[T]]:
+        """The calls' answers, split, in one pipeline (loading the script where it is missing)."""
         sha, script = (self._feedback_sha, _FEEDBACK) if feedback else (self._sha, _SCRIPT)
         for _ in range(3):
-            results = await self._pipeline(calls, sha)
+            if isinstance(self._redis, RedisCluster):
+                results = await self._pipeline(self._redis, calls, sha)
+                results[: len(calls)] = [
+                    r if isinstance(r, Exception) else split(r) for r in results[: len(calls)]
+                ]
+            else:
+                results = await self._stream(self._redis, calls, sha, split)
             if not any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
                 break
             # A fresh server, or a replica promoted since the script was loaded:
@@ -613,50 +675,85 @@ class RedisQuotaStore:
             )
         return answers
 
-    async def _pipeline(self, calls: list[_Call], sha: str) -> list[Any]:
+    async def _pipeline(self, cluster: RedisCluster, calls: _Calls, sha: str) -> list[Any]:
+        """A cluster: the calls in one pipeline, which the cluster client sends
+        as one round trip per primary, all primaries at once."""
         wanted, timeout = self._wait
         rewrite_found = "1" if wanted else "0"
-        if isinstance(self._redis, RedisCluster):
-            await self._redis.initialize()  # the slot map, before asking it for nodes
-            cluster_pipe = self._redis.pipeline()
-            nodes: dict[str, ClusterNode] = {}
-            for call in calls:
-                # redis-py refuses pipe.evalsha on a cluster (it cannot know the
-                # keys are in one slot); the raw command routes by its KEYS.
-                cluster_pipe.execute_command(
-                    "EVALSHA",
-                    sha,
-                    len(call.keys),
-                    *call.keys,
-                    call.batch,
-                    rewrite_found,
-                    *call.more,
-                )
-                node = self._redis.get_node_from_key(call.keys[0])
-                if node is None:  # only ever None when asked for a replica
-                    raise redis.exceptions.SlotNotCoveredError(call.keys[0])
-                nodes[node.name] = node
+        await cluster.initialize()  # the slot map, before asking it for nodes
+        cluster_pipe = cluster.pipeline()
+        nodes: dict[str, ClusterNode] = {}
+        for call in calls:
+            # redis-py refuses pipe.evalsha on a cluster (it cannot know the
+            # keys are in one slot); the raw command routes by its KEYS.
+            cluster_pipe.execute_command(
+                "EVALSHA",
+                sha,
+                len(call.keys),
+                *call.keys,
+                call.batch,
+                rewrite_found,
+                *call.more,
+            )
+            node = cluster.get_node_from_key(call.keys[0])
+            if node is None:  # only ever None when asked for a replica
+                raise redis.exceptions.SlotNotCoveredError(call.keys[0])
+            nodes[node.name] = node
+        if wanted:
+            # One WAIT per primary, after its calls: the cluster pipeline
+            # sends a node's commands on one connection, in order, and WAIT
+            # waits for that connection's writes.
+            for node in nodes.values():
+                cluster_pipe.execute_command("WAIT", wanted, timeout, target_nodes=node)
+        return await cluster_pipe.execute(raise_on_error=False)
+
+    async def _stream(
+        self, client: Redis, calls: _Calls, sha: str, split: Callable[[Any], list[T]]
+    ) -> list[Any]:
+        """One Redis: the calls on one connection, in order (Redis runs a
+        connection's commands in the order sent, so the leads are reserved in
+        input order), each sent as soon as it is made and each reply split as
+        soon as it is read, so that the client's work overlaps Redis's; then,
+        with wait_replicas, WAIT. Each call's answers, or its error; WAIT's count.
+        Retried as redis-py retries a pipeline (every lead is held by the
+        attempt that decided it, so sending a call again changes nothing)."""
+        wanted, timeout = self._wait
+        flag = "1" if wanted else "0"
+        pool = client.connection_pool
+        get: Callable[[], Awaitable[AbstractConnection]] = pool.get_connection  # untyped there
+        conn = await get()
+
+        async def attempt() -> list[Any]:
+            for index in range(len(calls)):
+                call = calls[index]
+                if not call.packed:
+                    call.packed = _pack(call.args(sha, flag))
+                await conn.send_packed_command(call.packed, check_health=index == 0)
             if wanted:
-                # One WAIT per primary, after its calls: the cluster pipeline
-                # sends a node's commands on one connection, in order, and WAIT
-                # waits for that connection's writes.
-                for node in nodes.values():
-                    cluster_pipe.execute_command("WAIT", wanted, timeout, target_nodes=node)
-            return await cluster_pipe.execute(raise_on_error=False)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for call in calls:
-                pipe.execute_command(
-                    "EVALSHA",
-                    sha,
-                    len(call.keys),
-                    *call.keys,
-                    call.batch,
-                    rewrite_found,
-                    *call.more,
-                )
+                await conn.send_packed_command(_pack(["WAIT", str(wanted), str(timeout)]))
+            results: list[Any] = []
+            for _ in range(len(calls)):
+                try:
+                    results.append(split(await conn.read_response()))
+                except redis.exceptions.ResponseError as exc:
+                    results.append(exc)
             if wanted:
-                pipe.execute_command("WAIT", wanted, timeout)
-            return await pipe.execute(raise_on_error=False)
+                results.append(await conn.read_response())
+            return results
+
+        async def failed(_: Exception) -> None:
+            await conn.disconnect()
+
+        try:
+            results: list[Any] = await conn.retry.call_with_retry(attempt, failed)
+            return results
+        except BaseException:
+            # Replies may be left unread (an error, a cancellation): this
+            # connection's next reader would take them for its own.
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
 
     async def usage(
         self, channel: Channel, resource_ids: Sequence[str], day: date, *, client_id: str = ""
@@ -704,6 +801,19 @@ INDEX_DAYS = 45
 
 def _index_days(request: LeadRequest) -> timedelta:
     return timedelta(days=max([INDEX_DAYS, *(a.sticky_days for a in request.asks)]))
+
+
+def _pack(args: list[str]) -> bytes:
+    """A command as Redis reads it (RESP): what redis-py's pack_command makes,
+    in one join instead of a join per argument (a call has a few per lead)."""
+    body = "".join([f"${len(arg)}\r\n{arg}\r\n" for arg in args])
+    if body.isascii():  # then each length in characters is its length in bytes
+        return f"*{len(args)}\r\n{body}".encode()
+    parts = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        data = arg.encode()
+        parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+    return b"".join(parts)
 
 
 def _chunks(positions: list[int], size: int) -> list[list[int]]:
@@ -796,6 +906,13 @@ def _read_held(answer: list[Any]) -> Held:
         # As reserve.lua writes them now, [plan, picks, blocked, ks, suppressed]
         # with a k per pick: read in one pass (this runs for every lead).
         plan, picks, blocked, ks, suppressed = answer
+        if len(picks) == 1:  # one ask, as most leads have: a third faster
+            pick = picks[0]
+            if pick == "-":
+                return Held(plan, (None,), (_blocked(blocked[0]),), suppressed)
+            step, _, resource_id = pick.partition(":")
+            taken = Reservation(int(step), resource_id, int(ks[0]))
+            return Held(plan, (taken,), (_blocked(blocked[0]),), suppressed)
         chosen: list[Reservation | None] = []
         for pick, k in zip(picks, ks, strict=True):
             if pick == "-":

@@ -13,28 +13,32 @@
 -- redis_store.py splits a batch per slot).
 --
 -- KEYS = every counter and hold key of the call, each once.
--- ARGV[1] = the call as JSON, [shapes, leads]:
+-- ARGV[1] = the call as JSON, [shapes, refs, infos, leads]:
 --   shapes: what the asks of the call have in common, each
 --   [[day, ...], [resource_id, ...], least_loaded (1) or least_used (0), extra,
 --    [resource_id as the inside of a JSON string, ...]],
 --   extra 0 or [channel, gap, jitter, sticky days, sticky require (1/0),
 --   health key per resource],
 --   one day per candidate day, in order (indexes into KEYS):
---   [counter per resource, cap per resource (-1: none), expiry,
+--   [counter per resource, cap per resource (-1: none), the counters' expiry (Unix ms),
 --    warm: 0 or per resource 1 if its cap is its warm-up's,
 --    week: 0 or per resource 0 or [weekly limit, 13 counters from 6 days before to 6 after],
 --    pool: 0 or per resource 0 or [pool counter, day limit, week limit (-1: none), 0 or 13 counters],
 --    paced: how many sends of one resource pacing lets out that day (-1: not paced),
 --    at: the slot's instant (Unix seconds), the day as YYYY-MM-DD,
 --    pace: 0 or per resource its pacing counter (k; never refunded)];
---   leads: each [hold key index, hold expiry, length of its plan in ARGV[3],
---   [ask, ...], lead], lead being 0 or
+--   refs: values the leads name by their place (hold expiries, cap limits);
+--   infos: per lead that has a lead_id (round 2, section 10: the lead's index
+--   of reserved sends and its suppression)
 --   [sends index key, suppression key, allocation_id, event_id, scored_at,
---    the index's expiry]
---   (round 2, section 10: the lead's index of reserved sends and its suppression),
---   an ask being [shape] or, with the lead's or the recipient domain's cap,
---   [shape, lead limit (-1: none), domain limit (-1: none), then per day of
---    the shape its lead counter and its domain counter (0: none)].
+--    the index's expiry];
+--   leads: whole numbers, lead after lead (one flat list: cjson decoded the
+--   same leads as nested lists in three times the time), each
+--   hold key (a KEYS index), hold expiry (Unix ms, a ref), length of its plan
+--   in ARGV[3], its info (0: none), how many asks, then per ask
+--   its shape, its lead cap's limit (a ref; 0: none), its recipient domain
+--   cap's limit (a ref; 0: none), then per day of the shape its lead counter
+--   if it has that cap and its domain counter if it has that one.
 -- ARGV[2] = "1" to write an answer found held back unchanged (same value, same
 --   expiry). Only when the client WAITs for replicas after the call: WAIT
 --   waits for this connection's last write, and a call that only read held
@@ -58,7 +62,7 @@
 -- the recipient domain's caps; per resource its cap of the day, its rolling
 -- weeks, its pool's day and weeks; then the rotation's choice.
 local call = cjson.decode(ARGV[1])
-local shapes, batch = call[1], call[2]
+local shapes, refs, infos, leads = call[1], call[2], call[3], call[4]
 local rewrite_found = ARGV[2] == '1'
 -- Ties between reasons go to the first listed (allocator/reasons.py WHY_ORDER).
 local order = {
@@ -67,18 +71,30 @@ local order = {
 }
 local huge = math.huge
 
+-- Tables by KEYS index start with a slot for every index (false: nothing
+-- yet), so that Lua keeps them as arrays: filled one new index at a time they
+-- were hashed, and rehashed as they grew, which cost more than the rules.
+local n_keys = #KEYS
+local function by_key()
+  local t = {}
+  for i = 1, n_keys do
+    t[i] = false
+  end
+  return t
+end
+
 -- The counters of this call, by KEYS index: each read from Redis once and
--- counted here, then written back once at the end with its expiry. Nothing
+-- counted here, then written back once at the end (see the writes). Nothing
 -- else runs during a script, so this leaves what INCR and EXPIREAT per send
--- would, with one command per counter instead of up to 27 per lead (a week
--- alone is 13 counters, read for every resource of every lead).
-local values = {}
-local expiries = {} -- counters this call changed -> their expiry
+-- would, with a few commands per counter instead of up to 27 per lead (a
+-- week alone is 13 counters, read for every resource of every lead).
+local values = by_key()
+local expiries = by_key() -- counters this call changed -> their expiry
 local changed, n_changed = {}, 0 -- those, in the order first changed
 
 local function count(index)
   local v = values[index]
-  if v == nil then
+  if not v then
     v = tonumber(redis.call('GET', KEYS[index]) or '0')
     values[index] = v
   end
@@ -90,7 +106,7 @@ local function fetch(indexes, n)
   local missing, keys, m = nil, nil, 0
   for j = 1, n do
     local index = indexes[j]
-    if values[index] == nil then
+    if not values[index] then
       if m == 0 then missing, keys = {}, {} end
       m = m + 1
       missing[m] = index
@@ -105,37 +121,29 @@ local function fetch(indexes, n)
   end
 end
 
--- Rules that only change when a counter does are worked out once and kept
--- until then; add() tells them, through `watchers`, a KEYS index -> flat
--- {kind, table, j, ...}:
--- kind 1, a rolling week: per list of 13 counters (shapes are shared by the
---   leads of a call, so each list is one table) the sums of its 7 weeks and
---   the largest (8th); j the counter's day (1 to 13). A week is summed once
---   per call, not once per resource per lead.
--- kind 2, a resource's verdict on a day: `room[j]` how many more sends surely
---   fit (each send lowers the room of every limit it counts in by one at
---   most), `why[j]` what blocks it (a reason can give way to an earlier one
---   as counters grow, so it is worked out again after any change); neither
---   when not known. Most leads of a call count in one resource of several,
---   and with room to spare nothing is worked out again.
-local weeks = {}
-local watchers = {}
+-- A resource's verdict on a day (a shape's day table, shared by the leads of
+-- the call) is worked out once and kept until a counter it reads changes:
+-- `room[j]` how many more sends surely fit (a send lowers the room of every
+-- limit it counts in by one at most, so add() lowers it by one per counter
+-- the resource reads), `why[j]` what blocks it (a reason can give way to an
+-- earlier one as counters grow, so add() forgets it); neither when not known.
+-- Most leads of a call count in one resource of several, and with room to
+-- spare nothing is worked out again (a rolling week alone is 13 counters,
+-- read for every resource of every lead before).
+local watchers = by_key() -- KEYS index -> {room, why, j, room, why, j, ...}
 
-local function watch(index, kind, t, j)
+local function watch(index, verdict, j)
   local w = watchers[index]
   if not w then
-    watchers[index] = {kind, t, j}
+    watchers[index] = {verdict.room, verdict.why, j}
   else
     local m = #w
-    w[m + 1], w[m + 2], w[m + 3] = kind, t, j
+    w[m + 1], w[m + 2], w[m + 3] = verdict.room, verdict.why, j
   end
 end
 
 local function add(index, expiry)
-  local v = values[index]
-  if v == nil then
-    v = count(index)
-  end
+  local v = values[index] or count(index)
   values[index] = v + 1
   if not expiries[index] then
     n_changed = n_changed + 1
@@ -145,54 +153,37 @@ local function add(index, expiry)
   local w = watchers[index]
   if w then
     for m = 1, #w, 3 do
-      local t, j = w[m + 1], w[m + 2]
-      if w[m] == 1 then
-        -- the weeks that hold day j start on days j - 6 to j (of 1 to 7)
-        local worst = t[8]
-        for start = (j > 7 and j - 6 or 1), (j < 7 and j or 7) do
-          local sum = t[start] + 1
-          t[start] = sum
-          if sum > worst then worst = sum end
-        end
-        t[8] = worst
+      local rooms, j = w[m], w[m + 2]
+      local room = rooms[j]
+      if room and room > 1 then
+        rooms[j] = room - 1
       else
-        local room = t.room[j]
-        if room and room > 1 then
-          t.room[j] = room - 1
-        else
-          t.room[j] = nil
-        end
-        t.why[j] = nil
+        rooms[j] = nil
       end
+      w[m + 1][j] = nil
     end
   end
 end
 
 -- The largest of the 7 rolling weeks around the middle of 13 counters.
+local fetched = {} -- lists of counters read already
 local function week_worst(indexes)
-  local sums = weeks[indexes]
-  if not sums then
+  if not fetched[indexes] then
     fetch(indexes, 13)
-    local window = 0
-    for i = 1, 7 do
-      window = window + values[indexes[i]]
-    end
-    sums = {window}
-    local worst = window
-    for start = 2, 7 do
-      window = window + values[indexes[start + 6]] - values[indexes[start - 1]]
-      sums[start] = window
-      if window > worst then
-        worst = window
-      end
-    end
-    sums[8] = worst
-    weeks[indexes] = sums
-    for p = 1, 13 do
-      watch(indexes[p], 1, sums, p)
+    fetched[indexes] = true
+  end
+  local window = 0
+  for i = 1, 7 do
+    window = window + values[indexes[i]]
+  end
+  local worst = window
+  for start = 2, 7 do
+    window = window + values[indexes[start + 6]] - values[indexes[start - 1]]
+    if window > worst then
+      worst = window
     end
   end
-  return sums[8]
+  return worst
 end
 
 -- Health only changes in feedback.lua: read and decoded once per call.
@@ -265,7 +256,7 @@ local function watch_resource(day, j, verdict)
   local function once(index)
     if not seen[index] then
       seen[index] = true
-      watch(index, 2, verdict, j)
+      watch(index, verdict, j)
     end
   end
   once(day[1][j])
@@ -293,16 +284,16 @@ local verdicts = {} -- day (a shape's day table) -> {room = {}, why = {}, watche
 -- resource_id the lead last had on the channel (or nil), `require`: the day waits for it.
 local function choose(day, lead, lead_limit, domain, domain_limit, n, least_loaded, healths, ids,
                       sticky, require)
-  if lead ~= 0 and count(lead) >= lead_limit then
+  if lead ~= 0 and (values[lead] or count(lead)) >= lead_limit then
     return nil, 'deferred_lead_limit:0:' .. n
   end
-  if domain ~= 0 and count(domain) >= domain_limit then
+  if domain ~= 0 and (values[domain] or count(domain)) >= domain_limit then
     return nil, 'deferred_domain_limit:0:' .. n
   end
   local counters, caps = day[1], day[2]
-  fetch(counters, n)
   local verdict = verdicts[day]
   if not verdict then
+    fetch(counters, n) -- (once read, a counter stays in `values`)
     verdict = {room = {}, why = {}, watched = {}}
     verdicts[day] = verdict
   end
@@ -433,36 +424,50 @@ end
 -- Before the leads: every hold key of the call and the caps' counters of
 -- each ask's first day, in one MGET (a command per lead and key cost more
 -- than the rules; unpack() takes a few thousand values at most, so 1,000 a time).
-local held_of = {} -- KEYS index of a hold key -> its answer, or false
+-- Where each lead starts in `leads`; and before the leads, every hold key of
+-- the call and the caps' counters of each ask's first day, in one MGET (a
+-- command per lead and key cost more than the rules; unpack() takes a few
+-- thousand values at most, so 1,000 a time).
+local starts, n_leads = {}, 0
+local held_of = by_key() -- KEYS index of a hold key -> its answer, or false
 do
-  local indexes, is_held, m = {}, {}, 0
-  for _, lead in ipairs(batch) do
-    m = m + 1
-    indexes[m] = lead[1]
-    is_held[m] = true
-    for _, ask in ipairs(lead[4]) do
-      if ask[2] ~= nil then
-        if ask[4] ~= 0 then m = m + 1; indexes[m] = ask[4] end
-        if ask[5] ~= 0 then m = m + 1; indexes[m] = ask[5] end
+  local holds, counters, n_counters, listed = {}, {}, 0, {}
+  local pos, last = 1, #leads
+  while pos <= last do
+    n_leads = n_leads + 1
+    starts[n_leads] = pos
+    holds[n_leads] = leads[pos]
+    local n_asks = leads[pos + 4]
+    pos = pos + 5
+    for _ = 1, n_asks do
+      local per_day = (leads[pos + 1] ~= 0 and 1 or 0) + (leads[pos + 2] ~= 0 and 1 or 0)
+      for c = pos + 3, pos + 2 + per_day do -- the first day's, each once
+        local index = leads[c]
+        if not listed[index] then
+          listed[index] = true
+          n_counters = n_counters + 1
+          counters[n_counters] = index
+        end
       end
+      pos = pos + 3 + per_day * #shapes[leads[pos]][1]
     end
   end
-  for from = 1, m, 1000 do
-    local upto = math.min(from + 999, m)
+  local function read(indexes, n, into, absent)
     local names = {}
-    for f = from, upto do
-      names[f - from + 1] = KEYS[indexes[f]]
+    for f = 1, n do
+      names[f] = KEYS[indexes[f]]
     end
-    local found = redis.call('MGET', unpack(names))
-    for f = from, upto do
-      local value = found[f - from + 1]
-      if is_held[f] then
-        held_of[indexes[f]] = value or false
-      elseif values[indexes[f]] == nil then
-        values[indexes[f]] = tonumber(value or '0')
+    for from = 1, n, 1000 do
+      local upto = math.min(from + 999, n)
+      local found = redis.call('MGET', unpack(names, from, upto))
+      for f = from, upto do
+        local value = found[f - from + 1]
+        into[indexes[f]] = value and (absent == false and value or tonumber(value)) or absent
       end
     end
   end
+  read(holds, n_leads, held_of, false)
+  read(counters, n_counters, values, 0)
 end
 
 -- Numbers as JSON writes them (integers), the small ones formatted once.
@@ -478,13 +483,18 @@ end
 
 local no_days = {}
 local out = {}
+-- answers decided here, written at the end: their hold keys' indexes, and by
+-- index their expiries
+local new_held, new_until, n_new = {}, by_key(), 0
 local plans, plan_at = ARGV[3], 1
-for i, lead in ipairs(batch) do
-  local held_index = lead[1]
+for i = 1, n_leads do
+  local pos = starts[i]
+  local held_index = leads[pos]
   local held = held_of[held_index]
-  local info = lead[5]
+  local info = leads[pos + 3]
+  info = info ~= 0 and infos[info] or 0
   local plan_from = plan_at
-  plan_at = plan_at + lead[3]
+  plan_at = plan_at + leads[pos + 2]
   if not held then
     local picks, blocked, ks = nil, nil, nil -- the answer's three lists, as JSON
     local stopped = info ~= 0 and suppressed(info) or nil
@@ -496,22 +506,36 @@ for i, lead in ipairs(batch) do
         index[raw[f]] = cjson.decode(raw[f + 1])
       end
     end
-    for _, ask in ipairs(lead[4]) do
-      local shape = shapes[ask[1] + 1]
+    local at = pos + 5
+    for _ = 1, leads[pos + 4] do
+      local shape = shapes[leads[at]]
       local days, ids, least_loaded, extra = shape[1], shape[2], shape[3] == 1, shape[4]
       local n = #ids
-      local lead_limit, domain_limit = ask[2], ask[3]
-      local capped = lead_limit ~= nil
+      local lead_ref, domain_ref = leads[at + 1], leads[at + 2]
+      local lead_limit = lead_ref ~= 0 and refs[lead_ref] or 0
+      local domain_limit = domain_ref ~= 0 and refs[domain_ref] or 0
+      local per_day = (lead_ref ~= 0 and 1 or 0) + (domain_ref ~= 0 and 1 or 0)
+      local caps_at = at + 3
+      at = caps_at + per_day * #days
       local pick, first, k = '"-"', '""', '-1'
-      local healths = healths_for(extra, n)
-      for d, day in ipairs(stopped and no_days or days) do
+      local healths = extra == 0 and no_healths or healths_for(extra, n)
+      if stopped then days = no_days end
+      for d = 1, #days do
+        local day = days[d]
         local sticky = nil
         if index and extra ~= 0 and extra[4] > 0 then
           sticky = sticky_resource(index, extra[1], day[8], extra[4])
         end
         local lead_counter, domain_counter = 0, 0
-        if capped then
-          lead_counter, domain_counter = ask[2 * d + 2], ask[2 * d + 3]
+        if per_day > 0 then
+          local c = caps_at + (d - 1) * per_day
+          if lead_ref ~= 0 then
+            lead_counter = leads[c]
+            c = c + 1
+          end
+          if domain_ref ~= 0 then
+            domain_counter = leads[c]
+          end
         end
         local best, why, used = choose(
           day, lead_counter, lead_limit, domain_counter, domain_limit, n, least_loaded,
@@ -564,15 +588,36 @@ for i, lead in ipairs(batch) do
     -- lead's time: the plan comes as JSON (ARGV[3]), the resource ids escaped (shapes).
     held = '[' .. string.sub(plans, plan_from, plan_at - 1) .. ',[' .. (picks or '') .. '],[' .. (blocked or '') .. '],['
       .. (ks or '') .. '],' .. (stopped and cjson.encode(stopped) or '""') .. ']'
-    redis.call('SET', KEYS[held_index], held, 'EXAT', lead[2])
     held_of[held_index] = held
-  elseif rewrite_found then
+    n_new = n_new + 1
+    new_held[n_new] = held_index
+    new_until[held_index] = refs[leads[pos + 1]]
+  elseif rewrite_found and not new_until[held_index] then
     redis.call('SET', KEYS[held_index], held, 'KEEPTTL')
   end
   out[i] = held
 end
-for c = 1, n_changed do
-  local index = changed[c]
-  redis.call('SET', KEYS[index], number(values[index]), 'EXAT', expiries[index])
+
+-- The writes, last: new held answers and changed counters, by MSET (a
+-- quarter of a SET's cost a key) and each its PEXPIREAT; the same keys,
+-- values and expiries as SET ... PXAT or INCR and EXPIREAT per send, in half
+-- the time (the ms forms: Redis rewrites EXAT and EXPIREAT into them).
+local function write(n, indexes, value_of, until_of)
+  for from = 1, n, 200 do
+    local upto = math.min(from + 199, n)
+    local args, a = {}, 0
+    for w = from, upto do
+      local index = indexes[w]
+      args[a + 1], args[a + 2] = KEYS[index], value_of[index]
+      a = a + 2
+    end
+    redis.call('MSET', unpack(args))
+    for w = from, upto do
+      local index = indexes[w]
+      redis.call('PEXPIREAT', KEYS[index], until_of[index])
+    end
+  end
 end
+write(n_new, new_held, held_of, new_until)
+write(n_changed, changed, values, expiries)
 return '[' .. table.concat(out, ',') .. ']'
