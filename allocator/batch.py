@@ -21,7 +21,7 @@ from allocator.directory import ClientDirectory, ClientSetup, unknown_client
 from allocator.errors import UndecidableLead
 from allocator.models import Allocation, ScoredLead
 from allocator.patterns import PatternSet
-from allocator.quota.base import LeadRequest, QuotaStore
+from allocator.quota.base import Held, LeadRequest, QuotaStore
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ class Undecidable:
 
 
 T = TypeVar("T")
+# Per lead of a batch: its plan and quota request, or why it cannot be decided.
+Planned = list["tuple[LeadPlan, LeadRequest | None] | Undecidable"]
 
 
 def _guarded(lead: ScoredLead, step: Callable[..., T], *args: Any) -> T | Undecidable:
@@ -103,17 +105,33 @@ class BatchDecider:
 
         A lead the rules cannot decide comes back as Undecidable and costs the
         others nothing; a failure of the quota store or the database raises.
+        The three steps are also offered apart (plan, reserve, complete), so
+        that a worker can plan its next batch while this one's reservation
+        is on its way.
         """
+        planned = await self.plan(leads, patterns)
+        return self.complete(planned, await self.reserve(planned))
+
+    async def plan(self, leads: Sequence[ScoredLead], patterns: PatternLookup) -> Planned:
+        """Each lead's plan and what it asks of the quota (pure, but for the
+        directory's snapshot)."""
         snapshot = await self.directory.snapshot()
-        plans = [self._plan(lead, snapshot.get(lead.client_id), patterns) for lead in leads]
-        asked = [p[1] for p in plans if not isinstance(p, Undecidable) and p[1] is not None]
-        held = iter(await self.quota.reserve(asked) if asked else [])
+        return [self._plan(lead, snapshot.get(lead.client_id), patterns) for lead in leads]
+
+    async def reserve(self, planned: Planned) -> list[Held]:
+        """The quota's answers to the plans' requests, in one round trip."""
+        asked = [p[1] for p in planned if not isinstance(p, Undecidable) and p[1] is not None]
+        return await self.quota.reserve(asked) if asked else []
+
+    def complete(self, planned: Planned, answers: Sequence[Held]) -> list[Decision | Undecidable]:
+        """The decisions, in input order, from the plans and the quota's answers."""
+        held = iter(answers)
         decided: list[Decision | Undecidable] = []
-        for planned in plans:
-            if isinstance(planned, Undecidable):
-                decided.append(planned)
+        for one in planned:
+            if isinstance(one, Undecidable):
+                decided.append(one)
                 continue
-            plan, request = planned
+            plan, request = one
             lead = plan.lead
             if request is None:
                 decided.append(_guarded(lead, complete, lead, plan.plan, (), self.decided_at(lead)))

@@ -16,8 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from allocator.batch import BatchDecider, Undecidable
-from allocator.decision import Decision
+from allocator.batch import BatchDecider, Planned, Undecidable
 from allocator.errors import InvalidRecord, ServiceUnavailable
 from allocator.feedback import FeedbackApplier
 from allocator.models import (
@@ -32,6 +31,7 @@ from allocator.models import (
 from allocator.store import Database
 from streams.metrics import Metrics
 from streams.patterns import PatternFeed
+from streams.turns import in_turn
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,16 @@ class Send(Protocol):
     def __call__(
         self, topic: str, key: bytes | None, value: bytes, partition: int | None, source: Any
     ) -> Awaitable[Awaitable[Any]]: ...
+
+
+class SendMany(Protocol):
+    """Schedules records produced from a batch, each (key, value, its source
+    partition), to one topic; returns the delivery futures (fewer than the
+    records when they travel in batches)."""
+
+    def __call__(
+        self, topic: str, records: Sequence[tuple[bytes, bytes, Any]]
+    ) -> Awaitable[Sequence[Awaitable[Any]]]: ...
 
 
 async def with_retry(
@@ -109,10 +119,11 @@ class LeadAllocator:
         self,
         decider: BatchDecider,
         patterns: PatternFeed,
-        send: Send,
+        send: SendMany,
         allocations_topic: str,
         dead_letters: DeadLetters,
         metrics: Metrics,
+        pipelined: bool = True,
     ) -> None:
         self._decider = decider
         self._patterns = patterns
@@ -120,10 +131,24 @@ class LeadAllocator:
         self._topic = allocations_topic
         self._dead = dead_letters
         self._metrics = metrics
+        self._pipelined = pipelined
         self._unknown_seen = 0
+        # The previous batch's turns: its reservation made, its allocations handed over.
+        self._reserved: asyncio.Future[None] | None = None
+        self._sent: asyncio.Future[None] | None = None
 
     async def decide(self, events: Sequence[Any]) -> list[Awaitable[Any]]:
-        """Decide a batch; the deliveries of its allocations and dead letters."""
+        """Plan a batch; the deliveries of its dead letters, and of the rest of
+        its work: reserving, completing and sending its allocations.
+
+        Pipelined (the default), that rest runs in the background, so that the
+        agent parses and plans its next batch while this one waits on Redis
+        and the broker; batch after batch, the reservations are made and the
+        allocations handed to the producer in the order the batches came, as
+        when each batch ran whole. The commit protocol is unchanged: a batch
+        is released once all it produced is acknowledged, and a batch that
+        fails stops the agent (streams/commits.py).
+        """
         deliveries: list[Awaitable[Any]] = []
         parsed: list[tuple[Any, ScoredLead]] = []
         for event in events:
@@ -136,31 +161,54 @@ class LeadAllocator:
         await with_retry("load_patterns", self._patterns.ensure_seeded, self._metrics)
         leads = [lead for _, lead in parsed]
         patterns = self._patterns.get
-        outcomes = await with_retry(
+        planned = await with_retry(
             "allocate",
-            lambda: self._decider.decide_detailed(leads, lambda lead: patterns(lead.client_id)),
+            lambda: self._decider.plan(leads, lambda lead: patterns(lead.client_id)),
             self._metrics,
         )
-        decisions = []
-        for (event, _), outcome in zip(parsed, outcomes, strict=True):
-            if isinstance(outcome, Undecidable):
-                deliveries.append(await self._dead.send(event, outcome.error))
-            else:
-                decisions.append(outcome)
-                deliveries.append(await self._emit(outcome, event.message.tp))
-        self._metrics.record_batch(decisions)
-        self._count_unknown_clients()
+        loop = asyncio.get_running_loop()
+        reserved, sent = loop.create_future(), loop.create_future()
+        rest = asyncio.ensure_future(
+            self._finish(parsed, planned, (self._reserved, reserved), (self._sent, sent))
+        )
+        self._reserved, self._sent = reserved, sent
+        if not self._pipelined:
+            await rest
+        deliveries.append(rest)
         return deliveries
 
-    async def _emit(self, decision: Decision, source: Any) -> Awaitable[Any]:
-        allocation = decision.allocation
-        return await self._send(
-            self._topic,
-            allocation.lead_id.encode(),
-            allocation.model_dump_json().encode(),
-            None,
-            source,
-        )
+    async def _finish(
+        self,
+        parsed: Sequence[tuple[Any, ScoredLead]],
+        planned: Planned,
+        reserving: tuple[asyncio.Future[None] | None, asyncio.Future[None]],
+        sending: tuple[asyncio.Future[None] | None, asyncio.Future[None]],
+    ) -> None:
+        """Reserve (after the batch before has), complete, send (after the
+        batch before has handed its allocations over); done once everything
+        sent is acknowledged. A step that fails fails the batches after it."""
+        async with in_turn(*reserving):
+            answers = await with_retry(
+                "allocate", lambda: self._decider.reserve(planned), self._metrics
+            )
+        outcomes = self._decider.complete(planned, answers)
+        deliveries: list[Awaitable[Any]] = []
+        decisions = []
+        records = []
+        async with in_turn(*sending):
+            for (event, _), outcome in zip(parsed, outcomes, strict=True):
+                if isinstance(outcome, Undecidable):
+                    deliveries.append(await self._dead.send(event, outcome.error))
+                else:
+                    decisions.append(outcome)
+                    allocation = outcome.allocation
+                    key = allocation.lead_id.encode()
+                    records.append((key, allocation.model_dump_json().encode(), event.message.tp))
+            if records:
+                deliveries.extend(await self._send(self._topic, records))
+        self._metrics.record_batch(decisions)
+        self._count_unknown_clients()
+        await asyncio.gather(*deliveries)
 
     def _count_unknown_clients(self) -> None:
         total = self._decider.unknown_client_leads

@@ -36,7 +36,7 @@ from streams.agents import (
     with_retry,
 )
 from streams.commits import Commits
-from streams.faust_adapt import use_fetch_max_wait
+from streams.faust_adapt import BatchSender, use_fetch_max_wait
 from streams.metrics import Metrics
 from streams.patterns import PatternFeed
 from streams.topics import ensure_topics
@@ -239,9 +239,26 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
             topic, key, value, partition, None, None, transactional_id=transactional_id
         )
 
+    async def send_many(
+        topic: str, records: Sequence[tuple[bytes, bytes, Any]]
+    ) -> Sequence[Awaitable[Any]]:
+        if exactly_once:  # each record joins its source partition's transaction
+            return [await send(topic, key, value, None, tp) for key, value, tp in records]
+        return [batches.send(topic, [(key, value) for key, value, _ in records])]
+
+    batches = BatchSender(app.producer)
+
     dead_letters = DeadLetters(send, settings.topic_dlq, metrics)
+    # exactly_once: a batch's records must be sent inside its turn of the lock
+    # (between_batches below), so its work is not left to run in the background.
     allocator = LeadAllocator(
-        decider, feed, send, settings.topic_allocations, dead_letters, metrics
+        decider,
+        feed,
+        send_many,
+        settings.topic_allocations,
+        dead_letters,
+        metrics,
+        pipelined=not exactly_once,
     )
     fan_out = PatternFanOut(
         database, send, fanout_topic.get_topic_name(), lead_partitions, dead_letters, metrics
