@@ -191,6 +191,54 @@ class _Call:
         return ["EVALSHA", sha, str(len(self.keys)), *self.keys, self.batch, flag, *self.more]
 
 
+@dataclass
+class _Shape:
+    """A shape as encoded for one call, and the KEYS it names in the order
+    it declared them: another call of the batch that declares them at the
+    same places can send the same text (an ask's shape costs ~100 us to
+    encode; a batch of 500 leads makes five calls)."""
+
+    text: str
+    names: list[str]  # the keys it declared, in order; [] when some were declared before it
+    base: int  # how many keys the call had declared before it
+    around: list[tuple[str, str, str, str]]
+
+    @classmethod
+    def encode(
+        cls,
+        store: RedisQuotaStore,
+        client: str,
+        ask: ChannelAsk,
+        declared: dict[str, int],
+        expiry: Callable[[date], int],
+    ) -> _Shape:
+        base = len(declared)
+        fresh = True
+
+        def at(key: str) -> int:
+            nonlocal fresh
+            index = declared.setdefault(key, len(declared) + 1)
+            fresh = fresh and index > base
+            return index
+
+        text = store._ask_json(client, ask, at, expiry)
+        names = list(declared)[base:] if fresh else []
+        keys = store.keys
+        around = [
+            (*keys.cap_around(client, "lead", d), *keys.cap_around(client, "domain", d))
+            for d in ask.days
+        ]
+        return cls(text, names, base, around)
+
+    def declare(self, declared: dict[str, int]) -> bool:
+        """Declare its keys in `declared` as it did; whether they got the same places."""
+        if not self.names or len(declared) != self.base:
+            return False
+        for name in self.names:
+            declared.setdefault(name, len(declared) + 1)
+        return len(declared) == self.base + len(self.names)
+
+
 class _Calls:
     """The script calls of a batch, each made when first asked for: on one
     Redis each call goes out as soon as it is made, so that Redis runs it
@@ -284,7 +332,11 @@ class RedisQuotaStore:
         return int(max(day_end.timestamp(), time.time()) + self._retention.total_seconds())
 
     async def reserve(self, requests: Sequence[LeadRequest]) -> list[Held]:
-        return [_read_held(a) for a in await self._answers(requests, self._call, _listed)]
+        # The calls of one batch share their shapes' encodings (_call).
+        made: dict[tuple[Any, ...], _Shape] = {}
+        return await self._answers(
+            requests, lambda batch, positions: self._call(batch, positions, made), _helds
+        )
 
     async def _execute(
         self, calls: _Calls, split: Callable[[Any], list[T]], feedback: bool = False
@@ -317,8 +369,11 @@ class RedisQuotaStore:
         one pipeline; `split` makes a call's reply one answer per request."""
         if not requests:
             return []
+        # One Redis streams the calls (_stream), so ramp their sizes; a
+        # cluster's pipeline sends them all at once.
+        split_up = _chunks if self._cluster else _ramped
         chunks = [
-            chunk for group in self._groups(requests) for chunk in _chunks(group, self._per_call)
+            chunk for group in self._groups(requests) for chunk in split_up(group, self._per_call)
         ]
         calls = _Calls(lambda chunk: call(requests, chunk), chunks)
         replies = await self._execute(calls, split, feedback)
@@ -432,7 +487,12 @@ class RedisQuotaStore:
             slot = self._slots[client_id] = key_slot(self.keys.client_prefix(client_id).encode())
         return slot
 
-    def _call(self, requests: Sequence[LeadRequest], positions: list[int]) -> _Call:
+    def _call(
+        self,
+        requests: Sequence[LeadRequest],
+        positions: list[int],
+        made: dict[tuple[Any, ...], _Shape],
+    ) -> _Call:
         # This runs for every lead: a few microseconds here are as many as
         # Redis spends on the lead, so the hot path avoids calls it can.
         declared: dict[str, int] = {}  # KEYS, each once: key -> its 1-based index
@@ -510,12 +570,11 @@ class RedisQuotaStore:
                 shared = (client, id(ask.resources), _shape_fields(ask))
                 found = shape_of.get(shared)
                 if found is None:
-                    shapes.append(self._ask_json(client, ask, at, expiry))
-                    around = [
-                        (*keys.cap_around(client, "lead", d), *keys.cap_around(client, "domain", d))
-                        for d in ask.days
-                    ]
-                    found = shape_of[shared] = (len(shapes), around)
+                    known = made.get(shared)
+                    if known is None or not known.declare(declared):
+                        known = made[shared] = _Shape.encode(self, client, ask, declared, expiry)
+                    shapes.append(known.text)
+                    found = shape_of[shared] = (len(shapes), known.around)
                 shape, around = found
                 lead, domain = ask.lead, ask.domain
                 if lead is None and domain is None:
@@ -820,6 +879,23 @@ def _chunks(positions: list[int], size: int) -> list[list[int]]:
     return [positions[start : start + size] for start in range(0, len(positions), size)]
 
 
+def _ramped(positions: list[int], size: int) -> list[list[int]]:
+    """`positions` in calls of at most `size`, in order; when they need more
+    than one, the first two are an eighth and three eighths of `size` (Redis
+    starts on the first while the client makes the next, and the client keeps
+    ahead: it makes a call in about a third of the time Redis runs it) and the
+    last is an eighth (little is left to read once Redis is done). Measured
+    on 500 leads a batch: 32-96-250-90-32 ran ~15% faster than 250-250."""
+    if len(positions) <= size:
+        return [positions]
+    small = size // 8
+    if small == 0:  # calls of fewer than 8: nothing to ramp
+        return _chunks(positions, size)
+    head = [positions[:small], positions[small : 4 * small]]
+    body = positions[4 * small : len(positions) - small]
+    return [*head, *_chunks(body, size), positions[len(positions) - small :]]
+
+
 # Failures that mean "Redis is not there right now"; anything else (a script
 # error, a key of the wrong type) is a bug and is raised as it is.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -885,11 +961,11 @@ def _outcome(request: FeedbackRequest, value: str | bytes) -> FeedbackOutcome:
     )
 
 
-def _listed(reply: str) -> list[Any]:
+def _helds(reply: str) -> list[Held]:
     """reserve.lua's reply: the held answers as one JSON list (one string to
-    read and decode instead of one per lead)."""
-    answers: list[Any] = json.loads(reply)
-    return answers
+    read and decode instead of one per lead), read as each reply comes in
+    (_stream), while Redis runs the next call."""
+    return [_read_held(answer) for answer in json.loads(reply)]
 
 
 def _strings(reply: list[str]) -> list[str]:
