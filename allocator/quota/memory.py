@@ -65,15 +65,13 @@ class MemoryQuotaStore:
         return None
 
     def _reserve(self, request: LeadRequest) -> Held:
-        index = (
-            self.state.sends.setdefault(sends_key(request.client_id, request.lead_id), {})
-            if request.lead_id
-            else {}
-        )
+        # The lead's index of sends, made only once it has one (most leads of a
+        # busy replay get none).
+        index_key = sends_key(request.client_id, request.lead_id) if request.lead_id else ""
         picks = []
         blocked = []
         for ask in request.asks:
-            pick, first = self._take(request, ask, index)
+            pick, first = self._take(request, ask, index_key)
             picks.append(pick)
             blocked.append(first)
         return Held(request.plan, tuple(picks), tuple(blocked))
@@ -82,7 +80,7 @@ class MemoryQuotaStore:
         return self.counters.get(key, 0)
 
     def _take(
-        self, request: LeadRequest, ask: ChannelAsk, index: dict[str, Send]
+        self, request: LeadRequest, ask: ChannelAsk, index_key: str
     ) -> tuple[Reservation | None, Blocked | None]:
         client_id = request.client_id
         first: Blocked | None = None
@@ -96,6 +94,7 @@ class MemoryQuotaStore:
         for step in range(len(ask.days)):
             sticky = None
             if ask.sticky_days and ask.at:
+                index = self.state.sends.get(index_key, {})
                 sticky = sticky_resource(index, ask.channel.value, ask.at[step], ask.sticky_days)
             choice = choose_on_day(ask, client_id, step, self._count, health, sticky, self._full)
             if choice.chosen is None:
@@ -104,9 +103,10 @@ class MemoryQuotaStore:
             for key in (*choice.increments, *([choice.pace] if choice.pace else [])):
                 self.counters[key] = self.counters.get(key, 0) + 1
             resource_id = ask.resources[choice.chosen].resource_id
-            if request.lead_id:
+            if index_key:
                 at = (ask.at[step] if ask.at else 0) + choice.k * ask.gap + ask.jitter
-                index[field_of(request.allocation_id, ask.channel.value)] = Send(
+                sends = self.state.sends.setdefault(index_key, {})
+                sends[field_of(request.allocation_id, ask.channel.value)] = Send(
                     request.event_id,
                     resource_id,
                     at,

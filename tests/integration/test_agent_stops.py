@@ -21,11 +21,12 @@ async def test_a_failing_batch_stops_the_agent_and_is_not_skipped(
     pipeline = sqlite_pipeline
     settings = pipeline.settings
     worker = pipeline.start_worker()
-    # Not bad data and not an outage: the lead's hold key has the wrong type, so
-    # the reservation script fails with WRONGTYPE, a bug-like failure.
+    # Not bad data and not an outage: the lead's held answer is corrupt, so
+    # reading it back fails, a bug-like failure. (A key of the wrong type no
+    # longer fails: the script reads holds with MGET, which answers nil for it.)
     redis = Redis.from_url(redis_url)
     hold_key = f"{pipeline.prefix}allocator:held:{derived_id('held', 'acme', 'ev-stuck')}"
-    await redis.rpush(hold_key, "not a held answer")
+    await redis.set(hold_key, "not a held answer")
 
     stuck = {
         "event_id": "ev-stuck",
@@ -46,7 +47,7 @@ async def test_a_failing_batch_stops_the_agent_and_is_not_skipped(
         status, body = worker.get("/health")
     health = json.loads(body)
     assert status == 503 and health["crashed_agents"] == ["allocate_leads"]
-    assert health["errors"]["allocate_leads"].startswith("ResponseError")  # the script failed
+    assert health["errors"]["allocate_leads"].startswith("JSONDecodeError")  # the answer read
     assert worker.get("/ready")[0] == 503
     emitted = {a["event_id"] for a in pipeline.read_json(settings.topic_allocations, 10**6, 3)}
     assert "ev-stuck" not in emitted
