@@ -232,8 +232,9 @@ def counter_key(prefix: str, channel: Channel, resource_id: str, day: date) -> s
     return f"{prefix}ratelimit:{channel.value}:{resource_id}:daily:{day.isoformat()}"
 
 
-def _part(text: str) -> str:
-    # Ids may hold ':'; escaped, two ids never make the same key.
+def key_part(text: str) -> str:
+    """An id as a part of a key: ids may hold ':'; escaped, two ids never make
+    the same key (redis_store.py escapes the lead and domain parts with it too)."""
     return text.replace("%", "%25").replace(":", "%3A")
 
 
@@ -242,7 +243,7 @@ def pool_key(prefix: str, channel: Channel, client_id: str, pool_id: str, day: d
     """A pool's day counter, in the contract's family; `pool` is no channel, so
     it never meets a resource's key."""
     return (
-        f"{prefix}ratelimit:pool:{channel.value}:{_part(client_id)}:{_part(pool_id)}"
+        f"{prefix}ratelimit:pool:{channel.value}:{key_part(client_id)}:{key_part(pool_id)}"
         f":daily:{day.isoformat()}"
     )
 
@@ -250,12 +251,13 @@ def pool_key(prefix: str, channel: Channel, client_id: str, pool_id: str, day: d
 @lru_cache(maxsize=1 << 16)
 def pace_key(prefix: str, channel: Channel, resource_id: str, day: date) -> str:
     """A resource's paced sends of a day (pacing's k): only ever counted up."""
-    return f"{prefix}ratelimit:pace:{channel.value}:{_part(resource_id)}:daily:{day.isoformat()}"
+    return f"{prefix}ratelimit:pace:{channel.value}:{key_part(resource_id)}:daily:{day.isoformat()}"
 
 
 def cap_key(prefix: str, kind: str, client_id: str, name: str, day: date) -> str:
     """A lead's (`kind` lead) or a recipient domain's (`kind` domain) day counter."""
-    return f"{prefix}ratelimit:{kind}:{_part(client_id)}:{_part(name)}:daily:{day.isoformat()}"
+    owner, named = key_part(client_id), key_part(name)
+    return f"{prefix}ratelimit:{kind}:{owner}:{named}:daily:{day.isoformat()}"
 
 
 # Round 2, section 10: what feedback keeps, per client (keys.py adds the prefix
@@ -264,16 +266,16 @@ def cap_key(prefix: str, kind: str, client_id: str, name: str, day: date) -> str
 
 def sends_key(client_id: str, lead_id: str) -> str:
     """The lead's index of reserved sends: "<allocation_id>|<channel>" -> the send."""
-    return f"allocator:sends:{_part(client_id)}:{_part(lead_id)}"
+    return f"allocator:sends:{key_part(client_id)}:{key_part(lead_id)}"
 
 
 def suppressed_key(client_id: str, lead_id: str) -> str:
-    return f"allocator:suppressed:{_part(client_id)}:{_part(lead_id)}"
+    return f"allocator:suppressed:{key_part(client_id)}:{key_part(lead_id)}"
 
 
 @lru_cache(maxsize=1 << 16)
 def health_key(client_id: str, channel: Channel | str, resource_id: str) -> str:
-    return f"allocator:health:{_part(client_id)}:{channel}:{_part(resource_id)}"
+    return f"allocator:health:{key_part(client_id)}:{channel}:{key_part(resource_id)}"
 
 
 def health_stat_key(
@@ -281,7 +283,7 @@ def health_stat_key(
 ) -> str:
     """sent / bounced / complained of a resource on a client-local day."""
     return (
-        f"allocator:hstat:{_part(client_id)}:{channel}:{_part(resource_id)}:{kind}:"
+        f"allocator:hstat:{key_part(client_id)}:{channel}:{key_part(resource_id)}:{kind}:"
         f"{day.isoformat()}"
     )
 

@@ -62,7 +62,7 @@ from allocator.quota.base import (
     sends_key,
     suppressed_key,
 )
-from allocator.quota.base import _part as escape
+from allocator.quota.base import key_part as escape
 from allocator.quota.feedback import SEND_KINDS, unknown_send
 from allocator.quota.keys import KeyLayout
 from allocator.quota.rules import day_cap, weeks_around
