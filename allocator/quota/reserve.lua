@@ -546,27 +546,8 @@ for i = 1, n_leads do
           local pool = day[6] ~= 0 and day[6][best] or 0
           add(counter, expiry)
           if pool ~= 0 then add(pool[1], expiry) end
-          -- (the caps' counters inline when no verdict reads them: a call costs)
-          if lead_counter ~= 0 and watchers[lead_counter] then
-            add(lead_counter, expiry)
-          elseif lead_counter ~= 0 then
-            values[lead_counter] = (values[lead_counter] or count(lead_counter)) + 1
-            if not expiries[lead_counter] then
-              n_changed = n_changed + 1
-              changed[n_changed] = lead_counter
-            end
-            expiries[lead_counter] = expiry
-          end
-          if domain_counter ~= 0 and watchers[domain_counter] then
-            add(domain_counter, expiry)
-          elseif domain_counter ~= 0 then
-            values[domain_counter] = (values[domain_counter] or count(domain_counter)) + 1
-            if not expiries[domain_counter] then
-              n_changed = n_changed + 1
-              changed[n_changed] = domain_counter
-            end
-            expiries[domain_counter] = expiry
-          end
+          if lead_counter ~= 0 then add(lead_counter, expiry) end
+          if domain_counter ~= 0 then add(domain_counter, expiry) end
           if day[7] >= 0 then
             add(day[10][best], expiry)
           end
