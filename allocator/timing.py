@@ -231,10 +231,9 @@ def _plan_from(
 ) -> Timing:
     """plan_sends from the first candidate slot after the reference (the
     pattern's next weekly occurrence, else the next weekday at `hour`)."""
-    pattern = weekly
     # The default schedule sends on weekdays; a window of weekend days only
     # (a client's explicit choice) is taken at its word instead.
-    weekdays_only = pattern is None and not (window is not None and window.days <= WEEKEND)
+    weekdays_only = weekly is None and not (window is not None and window.days <= WEEKEND)
 
     def allowed(day: date, in_window: bool = True) -> bool:
         if weekdays_only and not _is_weekday(day):
@@ -245,8 +244,8 @@ def _plan_from(
 
     moved: tuple[str, str] | None = None
     first = candidate
-    if pattern is not None:
-        minutes = pattern[1] * 60
+    if weekly is not None:
+        minutes = weekly[1] * 60  # the pattern's optimal hour
         for _ in range(_HORIZON // 7):
             closed = first.astimezone(send_zone).date()
             if not calendar.closed(closed):

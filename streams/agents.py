@@ -31,7 +31,7 @@ from allocator.models import (
 from allocator.store import Database
 from streams.metrics import Metrics
 from streams.patterns import PatternFeed
-from streams.turns import in_turn
+from streams.turns import forfeit_on_failure, in_turn
 
 log = logging.getLogger(__name__)
 
@@ -186,26 +186,29 @@ class LeadAllocator:
     ) -> None:
         """Reserve (after the batch before has), complete, send (after the
         batch before has handed its allocations over); done once everything
-        sent is acknowledged. A step that fails fails the batches after it."""
-        async with in_turn(*reserving):
-            answers = await with_retry(
-                "allocate", lambda: self._decider.reserve(planned), self._metrics
-            )
-        outcomes = self._decider.complete(planned, answers)
+        sent is acknowledged. A failure anywhere, between the turns too,
+        fails the turns this batch has not taken, and so the batches after it."""
         deliveries: list[Awaitable[Any]] = []
         decisions = []
         records = []
-        async with in_turn(*sending):
-            for (event, _), outcome in zip(parsed, outcomes, strict=True):
-                if isinstance(outcome, Undecidable):
-                    deliveries.append(await self._dead.send(event, outcome.error))
-                else:
-                    decisions.append(outcome)
-                    allocation = outcome.allocation
-                    key = allocation.lead_id.encode()
-                    records.append((key, allocation.model_dump_json().encode(), event.message.tp))
-            if records:
-                deliveries.extend(await self._send(self._topic, records))
+        with forfeit_on_failure(reserving[1], sending[1]):
+            async with in_turn(*reserving):
+                answers = await with_retry(
+                    "allocate", lambda: self._decider.reserve(planned), self._metrics
+                )
+            outcomes = self._decider.complete(planned, answers)
+            async with in_turn(*sending):
+                for (event, _), outcome in zip(parsed, outcomes, strict=True):
+                    if isinstance(outcome, Undecidable):
+                        deliveries.append(await self._dead.send(event, outcome.error))
+                    else:
+                        decisions.append(outcome)
+                        allocation = outcome.allocation
+                        key = allocation.lead_id.encode()
+                        value = allocation.model_dump_json().encode()
+                        records.append((key, value, event.message.tp))
+                if records:
+                    deliveries.extend(await self._send(self._topic, records))
         self._metrics.record_batch(decisions)
         self._count_unknown_clients()
         await asyncio.gather(*deliveries)

@@ -19,7 +19,6 @@ from typing import Any
 
 import aiokafka
 import faust.transport.drivers.aiokafka as _driver
-from aiokafka.partitioner import DefaultPartitioner
 
 from streams.turns import in_turn
 
@@ -57,9 +56,10 @@ class BatchSender:
     once the one before it is on its way to the broker). Records of a
     partition keep their order, within a call and across calls.
 
-    A record goes to the partition faust's `send` would pick: aiokafka's
-    default partitioner (faust configures no other) over the topic's
-    partitions as aiokafka lists them. Not for transactions: under
+    A record goes to the partition faust's `send` would pick: the
+    partitioner faust gives its aiokafka producer (`producer.partitioner`,
+    aiokafka's default unless `producer_partitioner` is set) over the
+    topic's partitions as aiokafka lists them. Not for transactions: under
     exactly_once the worker sends record by record.
     """
 
@@ -87,10 +87,11 @@ class BatchSender:
         self, topic: str, records: Sequence[tuple[bytes, bytes]]
     ) -> list[asyncio.Future[Any]]:
         kafka = self._producer._ensure_producer()  # faust's own aiokafka producer
+        partitioner = self._producer.partitioner
         partitions = list(await kafka.partitions_for(topic))
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
         for key, value in records:
-            partition = _PARTITIONER(key, partitions, partitions)
+            partition = partitioner(key, partitions, partitions)
             by_partition.setdefault(partition, []).append((key, value))
         futures = []
         for partition, items in by_partition.items():
@@ -103,6 +104,3 @@ class BatchSender:
                         raise ValueError(f"a record of {len(value)} bytes fits no batch")
             futures.append(await kafka.send_batch(batch, topic, partition=partition))
         return futures
-
-
-_PARTITIONER = DefaultPartitioner()

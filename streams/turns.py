@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 
 class EarlierTurnFailed(Exception):
@@ -23,6 +23,9 @@ async def in_turn(
     if before is not None:
         try:
             await asyncio.shield(before)
+        except asyncio.CancelledError:
+            _settle(mine, asyncio.CancelledError())  # a stop, not a failure: passed on as one
+            raise
         except BaseException:
             _settle(mine, EarlierTurnFailed())
             raise EarlierTurnFailed("a batch before this one failed its turn") from None
@@ -32,6 +35,19 @@ async def in_turn(
         _settle(mine, exc)
         raise
     _settle(mine, None)
+
+
+@contextlib.contextmanager
+def forfeit_on_failure(*turns: asyncio.Future[None]) -> Iterator[None]:
+    """Around all of a batch's work: if it fails, also between its turns, the
+    turns it has not taken fail too, so the batches after it fail rather than
+    wait for them for good."""
+    try:
+        yield
+    except BaseException as exc:
+        for turn in turns:
+            _settle(turn, exc if isinstance(exc, asyncio.CancelledError) else EarlierTurnFailed())
+        raise
 
 
 def _settle(turn: asyncio.Future[None], failure: BaseException | None) -> None:

@@ -10,8 +10,14 @@ keys of one hash slot, so every key of a client carries the client's hash tag
 (keys.py) and a batch is split into one script call per slot (the clients
 whose tags share it); the calls go out in one pipeline, which the cluster
 client sends as one round trip per primary, all primaries at once. On one
-Redis the batch is one call per `requests_per_call` leads, as before. Either
-way the script receives every key it touches in KEYS.
+Redis the batch is split into calls of ramped sizes (small first and last,
+up to `requests_per_call` between), streamed on one connection: each sent as
+soon as it is encoded, each answer read as it comes (`_stream`). Either way
+the script receives every key it touches in KEYS, and each call is atomic.
+
+The script reads hold keys and counters with MGET, which answers nil for a
+key of another type: such a key (none of ours is one) counts as absent and
+is overwritten, where a GET would fail.
 
 Optionally (`wait_replicas`) each round trip ends with WAIT, so that no
 answer is handed back before a replica has it: Redis replicates
@@ -364,9 +370,9 @@ class RedisQuotaStore:
         split: Callable[[Any], list[T]],
         feedback: bool = False,
     ) -> list[T]:
-        """Each request's answer, in order: the batch split into one script
-        call per slot group (and at most `requests_per_call` requests), all in
-        one pipeline; `split` makes a call's reply one answer per request."""
+        """Each request's answer, in order: the batch split into script calls
+        (per slot group on a cluster, in one pipeline; in ramped sizes on one
+        Redis, streamed); `split` makes a call's reply one answer per request."""
         if not requests:
             return []
         # One Redis streams the calls (_stream), so ramp their sizes; a
@@ -745,15 +751,7 @@ class RedisQuotaStore:
         for call in calls:
             # redis-py refuses pipe.evalsha on a cluster (it cannot know the
             # keys are in one slot); the raw command routes by its KEYS.
-            cluster_pipe.execute_command(
-                "EVALSHA",
-                sha,
-                len(call.keys),
-                *call.keys,
-                call.batch,
-                rewrite_found,
-                *call.more,
-            )
+            cluster_pipe.execute_command(*call.args(sha, rewrite_found))
             node = cluster.get_node_from_key(call.keys[0])
             if node is None:  # only ever None when asked for a replica
                 raise redis.exceptions.SlotNotCoveredError(call.keys[0])
@@ -897,7 +895,7 @@ def _ramped(positions: list[int], size: int) -> list[list[int]]:
 
 
 # Failures that mean "Redis is not there right now"; anything else (a script
-# error, a key of the wrong type) is a bug and is raised as it is.
+# error, an answer that does not read) is a bug and is raised as it is.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,

@@ -421,9 +421,6 @@ local function healths_for(extra, n)
   return healths
 end
 
--- Before the leads: every hold key of the call and the caps' counters of
--- each ask's first day, in one MGET (a command per lead and key cost more
--- than the rules; unpack() takes a few thousand values at most, so 1,000 a time).
 -- Where each lead starts in `leads`; and before the leads, every hold key of
 -- the call and the caps' counters of each ask's first day, by MGET (a command
 -- per lead and key cost more than the rules; unpack() takes a few thousand
@@ -486,6 +483,12 @@ local out = {}
 -- answers decided here, written at the end: their hold keys' indexes, and by
 -- index their expiries
 local new_held, new_until, n_new = {}, by_key(), 0
+-- The leads' indexes of sends, by KEYS index: read once per call, changed
+-- here, written with the rest at the end (a lead may come twice in a call,
+-- and a script that fails part-way must not leave an index naming sends
+-- whose counters it never wrote).
+local index_of, index_till = by_key(), by_key()
+local index_sets, n_sets = {}, 0
 local plans, plan_at = ARGV[3], 1
 for i = 1, n_leads do
   local pos = starts[i]
@@ -500,10 +503,14 @@ for i = 1, n_leads do
     local stopped = info ~= 0 and suppressed(info) or nil
     local index = nil
     if info ~= 0 and not stopped then
-      index = {}
-      local raw = redis.call('HGETALL', KEYS[info[1]])
-      for f = 1, #raw, 2 do
-        index[raw[f]] = cjson.decode(raw[f + 1])
+      index = index_of[info[1]]
+      if not index then
+        index = {}
+        local raw = redis.call('HGETALL', KEYS[info[1]])
+        for f = 1, #raw, 2 do
+          index[raw[f]] = cjson.decode(raw[f + 1])
+        end
+        index_of[info[1]] = index
       end
     end
     local at = pos + 5
@@ -567,7 +574,8 @@ for i = 1, n_leads do
                           names, 'r'}
             local field = info[3] .. '|' .. extra[1]
             index[field] = send
-            redis.call('HSET', KEYS[info[1]], field, cjson.encode(send))
+            n_sets = n_sets + 1
+            index_sets[n_sets] = {info[1], field, cjson.encode(send)}
           end
           break
         end
@@ -582,11 +590,10 @@ for i = 1, n_leads do
       end
     end
     if index and next(index) ~= nil then
-      -- The index lives until the latest expiry any of the lead's events gave
-      -- it (EXPIRETIME: -1 without an expiry, -2 when the key is not there).
-      local till = redis.call('EXPIRETIME', KEYS[info[1]])
-      if till == -1 or (till >= 0 and till < tonumber(info[6])) then
-        redis.call('EXPIREAT', KEYS[info[1]], info[6])
+      -- The index lives until the latest expiry any of the lead's events gave it.
+      local till = tonumber(info[6])
+      if not index_till[info[1]] or index_till[info[1]] < till then
+        index_till[info[1]] = till
       end
     end
     -- Written out here rather than by cjson.encode, which cost a third of a
@@ -626,4 +633,18 @@ local function write(n, indexes, value_of, until_of)
 end
 write(n_new, new_held, held_of, new_until)
 write(n_changed, changed, values, expiries)
+for w = 1, n_sets do
+  local set = index_sets[w]
+  redis.call('HSET', KEYS[set[1]], set[2], set[3])
+end
+for key = 1, n_keys do
+  local want = index_till[key]
+  if want then
+    -- EXPIRETIME: -1 without an expiry, -2 when the key is not there.
+    local till = redis.call('EXPIRETIME', KEYS[key])
+    if till == -1 or (till >= 0 and till < want) then
+      redis.call('EXPIREAT', KEYS[key], want)
+    end
+  end
+end
 return '[' .. table.concat(out, ',') .. ']'

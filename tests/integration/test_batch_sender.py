@@ -11,15 +11,18 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner
 
 from streams.faust_adapt import BatchSender
 
 
 class _FaustProducer:
-    """What BatchSender asks of faust's Producer: its aiokafka producer."""
+    """What BatchSender asks of faust's Producer: its aiokafka producer and the
+    partitioner faust handed that producer."""
 
     def __init__(self, kafka: AIOKafkaProducer) -> None:
         self.kafka = kafka
+        self.partitioner = DefaultPartitioner()
 
     def _ensure_producer(self) -> AIOKafkaProducer:
         return self.kafka
