@@ -444,7 +444,9 @@ def complete(
     stopped = _suppressed_reason(suppressed)
     for channel_plan in plan.channels:
         if stopped is not None:
-            entries.append(_unallocated(channel_plan, SUPPRESSED, stopped))
+            entries.append(
+                _unallocated(channel_plan.channel, SUPPRESSED, channel_plan.timing_source, stopped)
+            )
             deferrals.append(None)
             continue
         if not channel_plan.slots:
@@ -505,7 +507,7 @@ def complete(
 def _no_resource(channel: Channel, timing_source: Source) -> ChannelAllocation:
     noun = RESOURCE_NOUNS[channel]
     reason = Reason(code=Why.NO_RESOURCE, detail=f"the client has no active {noun}")
-    return _unallocated_entry(channel, NO_RESOURCE, timing_source, reason)
+    return _unallocated(channel, NO_RESOURCE, timing_source, reason)
 
 
 @lru_cache(maxsize=4096)
@@ -516,7 +518,7 @@ def _exhausted(
     if first is not None:
         detail += f"; first {_blocked_detail(channel, first_day, first)}"
     reason = Reason(code=Why.EXHAUSTED, detail=detail)
-    return _unallocated_entry(channel, EXHAUSTED, timing_source, reason)
+    return _unallocated(channel, EXHAUSTED, timing_source, reason)
 
 
 def _suppressed_reason(suppressed: str) -> Reason | None:
@@ -555,12 +557,6 @@ def _blocked_detail(channel: Channel, first_day: date, blocked: Blocked) -> str:
 
 
 def _unallocated(
-    plan: ChannelPlan, status: EntryStatus, reason: Reason | None
-) -> ChannelAllocation:
-    return _unallocated_entry(plan.channel, status, plan.timing_source, reason)
-
-
-def _unallocated_entry(
     channel: Channel, status: EntryStatus, timing_source: Source, reason: Reason | None
 ) -> ChannelAllocation:
     return ChannelAllocation(

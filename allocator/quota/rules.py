@@ -134,10 +134,9 @@ def choose_on_day(
         if count(key) >= ask.domain.limit:
             return DayChoice(None, blocked=Blocked(Why.DEFERRED_DOMAIN_LIMIT, 0, of))
         shared.append(key)
-    remember = full is not None and health is None and sticky is None
-    if remember:
-        assert full is not None
-        known = full.get(ask.resources, day)
+    memo = full if health is None and sticky is None else None
+    if memo is not None:
+        known = memo.get(ask.resources, day)
         if known is not None:
             return known
     loaded = ask.rotation == "least_loaded"
@@ -150,13 +149,11 @@ def choose_on_day(
     for index, resource in enumerate(ask.resources):
         rid = resource.resource_id
         used = count(counter_key("", channel, rid, day))
-        # This loop runs for every resource on every day a lead tries: the
-        # common cases (no warm-up, no week or pool, every resource active)
-        # are decided inline; the order of the checks is _blocked's.
-        if resource.warmup is None:
-            cap, warm = resource.limit, False
-        else:
-            cap, warm = day_cap(resource, day)
+        # The limits in order: health, the day's cap (after warm-up), the
+        # rolling week, the pool. This loop runs for every resource on every
+        # day a lead tries, so the week and pool are looked at only when the
+        # resource has them.
+        cap, warm = day_cap(resource, day)
         why: str | None
         if health is not None and blocked_by_health(health(rid), at):
             why = Why.DEFERRED_HEALTH
@@ -165,7 +162,7 @@ def choose_on_day(
         elif resource.weekly is None and resource.pool is None:
             why = None
         else:
-            why = _blocked(ask, client_id, resource, day, used, cap, warm, count)
+            why = _week_or_pool(ask, client_id, resource, day, count)
         # k counts the resource's paced sends of the day and is never given
         # back (a refund must not hand a taken k out again).
         if room is not None and why is None and count(pace_key("", channel, rid, day)) >= room:
@@ -190,9 +187,8 @@ def choose_on_day(
     if best is None:
         worst, blocked = min(tally.items(), key=_worst)
         choice = DayChoice(None, blocked=Blocked(worst, blocked, of))
-        if remember and _LASTING.issuperset(tally):
-            assert full is not None
-            full.put(ask.resources, day, choice)
+        if memo is not None and _LASTING.issuperset(tally):
+            memo.put(ask.resources, day, choice)
         return choice
     taken = ask.resources[best]
     keys = [counter_key("", channel, taken.resource_id, day)]
@@ -209,19 +205,11 @@ def _worst(item: tuple[str, int]) -> tuple[int, int]:
     return (-item[1], WHY_ORDER[item[0]])
 
 
-def _blocked(
-    ask: ChannelAsk,
-    client_id: str,
-    resource: ResourceQuota,
-    day: date,
-    used: int,
-    cap: int | None,
-    warm: bool,
-    count: Count,
+def _week_or_pool(
+    ask: ChannelAsk, client_id: str, resource: ResourceQuota, day: date, count: Count
 ) -> str | None:
-    """The first of the resource's limits that has no room on `day`, or None."""
-    if cap is not None and used >= cap:
-        return Why.DEFERRED_WARMUP if warm else Why.DEFERRED_FULL
+    """Whether the resource's rolling week, or its pool's day or week, has no
+    room on `day` (its day's cap had room), or None."""
     if resource.weekly is not None:
         rid = resource.resource_id
         counts = [count(counter_key("", ask.channel, rid, d)) for d in weeks_around(day)]
