@@ -239,14 +239,14 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
             topic, key, value, partition, None, None, transactional_id=transactional_id
         )
 
+    batches = BatchSender(app.producer)
+
     async def send_many(
         topic: str, records: Sequence[tuple[bytes, bytes, Any]]
     ) -> Sequence[Awaitable[Any]]:
         if exactly_once:  # each record joins its source partition's transaction
             return [await send(topic, key, value, None, tp) for key, value, tp in records]
         return [batches.send(topic, [(key, value) for key, value, _ in records])]
-
-    batches = BatchSender(app.producer)
 
     dead_letters = DeadLetters(send, settings.topic_dlq, metrics)
     # exactly_once: a batch's records must be sent inside its turn of the lock

@@ -166,20 +166,15 @@ class RedisTarget:
         return cls(plain, cluster, replicas, timeout)
 
 
-@dataclass
-class _Keys:
-    """The KEYS of one script call, each declared once."""
+def _declarer(declared: dict[str, int]) -> Callable[[str], int]:
+    """The KEYS of one script call, each declared once, in `declared` (key ->
+    its 1-based index; its keys in order are KEYS): a key's index, declaring it
+    on first use. (The hot loop of _call writes the same setdefault inline.)"""
 
-    keys: list[str] = field(default_factory=list)
-    _index: dict[str, int] = field(default_factory=dict)
+    def at(key: str) -> int:
+        return declared.setdefault(key, len(declared) + 1)
 
-    def at(self, key: str) -> int:
-        """The key's 1-based index in KEYS, declaring it on first use."""
-        found = self._index.get(key)
-        if found is None:
-            self.keys.append(key)
-            found = self._index[key] = len(self.keys)
-        return found
+    return at
 
 
 @dataclass
@@ -392,8 +387,8 @@ class RedisQuotaStore:
         return [answers[position] for position in range(len(requests))]
 
     def _feedback_call(self, requests: Sequence[FeedbackRequest], positions: list[int]) -> _Call:
-        declared = _Keys()
-        at = declared.at
+        declared: dict[str, int] = {}
+        at = _declarer(declared)
         items = []
         for position in positions:
             r = requests[position]
@@ -435,7 +430,7 @@ class RedisQuotaStore:
                     str(r.bounce_rate_limit),  # as Python writes it, for the reason
                 ]
             )
-        return _Call(positions, declared.keys, json.dumps(items))
+        return _Call(positions, list(declared), json.dumps(items))
 
     async def health(
         self, client_id: str, resources: Sequence[tuple[Channel, str]]
@@ -502,9 +497,7 @@ class RedisQuotaStore:
         # This runs for every lead: a few microseconds here are as many as
         # Redis spends on the lead, so the hot path avoids calls it can.
         declared: dict[str, int] = {}  # KEYS, each once: key -> its 1-based index
-
-        def at(key: str) -> int:
-            return declared.setdefault(key, len(declared) + 1)
+        at = _declarer(declared)
 
         keys = self.keys
         expiry_of: dict[date, int] = {}  # a batch names the same few days again and again
@@ -980,13 +973,6 @@ def _read_held(answer: list[Any]) -> Held:
         # As reserve.lua writes them now, [plan, picks, blocked, ks, suppressed]
         # with a k per pick: read in one pass (this runs for every lead).
         plan, picks, blocked, ks, suppressed = answer
-        if len(picks) == 1:  # one ask, as most leads have: a third faster
-            pick = picks[0]
-            if pick == "-":
-                return Held(plan, (None,), (_blocked(blocked[0]),), suppressed)
-            step, _, resource_id = pick.partition(":")
-            taken = Reservation(int(step), resource_id, int(ks[0]))
-            return Held(plan, (taken,), (_blocked(blocked[0]),), suppressed)
         chosen: list[Reservation | None] = []
         for pick, k in zip(picks, ks, strict=True):
             if pick == "-":
