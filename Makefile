@@ -19,7 +19,13 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check allocator streams tests bench
 	$(BIN)/mypy allocator streams
 
-test: lint
+# The services the tests talk to (Redis, PostgreSQL, Kafka's jars, Chromium),
+# installed and started when missing (.ci/services).
+.PHONY: services
+services: $(BIN)/.installed
+	bash .ci/services
+
+test: services lint
 	$(BIN)/pytest -ra
 
 unit: $(BIN)/.installed
