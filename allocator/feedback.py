@@ -10,13 +10,14 @@ outcome into the records of `lead-cancellations` and `resource-health`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from allocator.directory import ClientDirectory, ClientSetup, unknown_client
 from allocator.errors import ErrorCode, InvalidRecord
 from allocator.models import Cancellation, HealthChange, SendEvent, derived_id, zone
-from allocator.quota.base import FeedbackOutcome, FeedbackRequest, QuotaStore
+from allocator.quota.base import FeedbackOutcome, FeedbackRequest, HealthSet, QuotaStore
 
 # How long a send-event's outcome is held against redelivery: as long as a
 # reserved send may still be named by one (deferrals, a week of retries).
@@ -162,3 +163,21 @@ async def lapsed_health(
                 )
             )
     return changes
+
+
+async def published_health(quota: QuotaStore, changes: Sequence[HealthChange]) -> None:
+    """Say that these changes from lapsed_health() are published, so that the
+    store forgets them (until then a caller that died would have them taken again)."""
+    by_client: dict[str, list[HealthSet]] = {}
+    for change in changes:
+        by_client.setdefault(change.client_id, []).append(
+            HealthSet(
+                change.channel.value,
+                change.resource_id,
+                change.state,
+                int(change.changed_at.timestamp()),
+                change.reason,
+            )
+        )
+    for client_id, published in by_client.items():
+        await quota.lapsed(client_id, published)

@@ -23,9 +23,9 @@ from allocator.channels import Channel
 from allocator.config import Settings
 from allocator.directory import ClientDirectory
 from allocator.errors import InvalidRecord, ServiceUnavailable
-from allocator.feedback import FeedbackApplier, lapsed_health
+from allocator.feedback import FeedbackApplier, lapsed_health, published_health
 from allocator.quota import Held, LeadRequest, QuotaStore, open_quota_store
-from allocator.quota.base import FeedbackOutcome, FeedbackRequest, HealthSet
+from allocator.quota.base import LAPSE_LEASE_SECONDS, FeedbackOutcome, FeedbackRequest, HealthSet
 from allocator.store import Database
 from allocator.store.urls import check_database_url
 from streams.agents import (
@@ -87,9 +87,16 @@ class TimedQuota:
         return await self.inner.resume(client_id, resources, at)
 
     async def lapse(
-        self, client_id: str, resources: Sequence[tuple[Channel, str]], now: int
+        self,
+        client_id: str,
+        resources: Sequence[tuple[Channel, str]],
+        now: int,
+        lease: int = LAPSE_LEASE_SECONDS,
     ) -> list[HealthSet]:
-        return await self.inner.lapse(client_id, resources, now)
+        return await self.inner.lapse(client_id, resources, now, lease)
+
+    async def lapsed(self, client_id: str, published: Sequence[HealthSet]) -> None:
+        await self.inner.lapsed(client_id, published)
 
     async def close(self) -> None:
         await self.inner.close()
@@ -313,9 +320,9 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     @app.timer(settings.health_lapse_seconds)
     async def publish_lapsed_health() -> None:
         # A cooldown that ends, or a pause lifted by `resources load`, is a
-        # change of state too. Each is taken from Redis by exactly one worker
-        # (atomically), then published; a worker killed in between loses that
-        # one record, never the state itself.
+        # change of state too. Each is claimed in Redis by one worker
+        # (atomically), published, and then forgotten; if that worker dies in
+        # between, another takes it again once the claim's lease is over.
         try:
             changes = await lapsed_health(directory, quota, datetime.now(UTC))
         except ServiceUnavailable as exc:
@@ -333,6 +340,10 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
                 transactional_id=None,  # no input record to commit with
             )
             await delivery
+        try:
+            await published_health(quota, changes)
+        except ServiceUnavailable as exc:  # claimed again after the lease: a duplicate, not a loss
+            log.warning("published health lapses not forgotten (%s)", exc)
 
     @app.agent(patterns_topic, name="fan_out_patterns")
     async def fan_out_patterns(stream: Any) -> None:

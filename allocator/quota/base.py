@@ -202,6 +202,13 @@ class Cancelled:
     send_at: int
 
 
+# How long a lapse claimed by lapse() waits for its caller's lapsed() before
+# another caller may take it: several of the workers' lapse timers.
+LAPSE_LEASE_SECONDS = 300
+# A health held as claimed by lapse() and not yet published; active already.
+LAPSING = "lapsing"
+
+
 @dataclass(frozen=True)
 class HealthSet:
     """A resource's new health (`until` -1: none)."""
@@ -337,12 +344,24 @@ class QuotaStore(Protocol):
         ...
 
     async def lapse(
-        self, client_id: str, resources: Sequence[tuple[Channel, str]], now: int
+        self,
+        client_id: str,
+        resources: Sequence[tuple[Channel, str]],
+        now: int,
+        lease: int = LAPSE_LEASE_SECONDS,
     ) -> list[HealthSet]:
         """Each of these resources whose health became active again by `now`: a
         cooling whose until has passed, or a pause lifted by resume(); each is
-        returned once (state active, `until` the instant it changed, the reason)
-        and forgotten, so that exactly one caller publishes it."""
+        returned to one caller (state active, `until` the instant it changed,
+        the reason), who publishes it and then says so with lapsed(). Until
+        then it is claimed for `lease` seconds: if its caller dies before
+        lapsed(), a lapse() at or after now + lease returns it again (a record
+        published twice rather than lost). A store in this process's memory,
+        which dies with its caller, forgets it at once."""
+        ...
+
+    async def lapsed(self, client_id: str, published: Sequence[HealthSet]) -> None:
+        """These changes, returned by lapse(), are published: forget them."""
         ...
 
     async def close(self) -> None: ...

@@ -13,6 +13,7 @@ from datetime import date
 from allocator.channels import Channel
 from allocator.quota import feedback as rules
 from allocator.quota.base import (
+    LAPSE_LEASE_SECONDS,
     Blocked,
     ChannelAsk,
     FeedbackOutcome,
@@ -159,8 +160,13 @@ class MemoryQuotaStore:
         return lifted
 
     async def lapse(
-        self, client_id: str, resources: Sequence[tuple[Channel, str]], now: int
+        self,
+        client_id: str,
+        resources: Sequence[tuple[Channel, str]],
+        now: int,
+        lease: int = LAPSE_LEASE_SECONDS,
     ) -> list[HealthSet]:
+        # Forgotten at once: this memory dies with the only caller (no lease).
         self._full.forget()
         back = []
         for channel, rid in resources:
@@ -171,6 +177,9 @@ class MemoryQuotaStore:
                 del self.state.health[key]
                 back.append(HealthSet(channel.value, rid, "active", change[0], change[1]))
         return back
+
+    async def lapsed(self, client_id: str, published: Sequence[HealthSet]) -> None:
+        return None  # lapse() forgot them already
 
     def count(self, channel: Channel, resource_id: str, day: date) -> int:
         """A resource's counter on that day."""

@@ -52,6 +52,8 @@ from redis.retry import Retry
 from allocator.channels import Channel
 from allocator.errors import ServiceUnavailable
 from allocator.quota.base import (
+    LAPSE_LEASE_SECONDS,
+    LAPSING,
     Blocked,
     Cancelled,
     ChannelAsk,
@@ -93,23 +95,50 @@ for _, key in ipairs(KEYS) do
 end
 return n
 """
+# A lapse is claimed, not forgotten: the key becomes ["lapsing", at, reason,
+# lease till] until the claimer says it published the change (_LAPSED), and a
+# claim whose lease ran out (its worker died before publishing) is taken
+# again. Every script here reads "lapsing" as active: it is neither cooling
+# nor paused, and resume() lifts only "paused".
 _LAPSE = """
 local back = {}
 local now = tonumber(ARGV[1])
+local lease_till = now + tonumber(ARGV[2])
 for i, key in ipairs(KEYS) do
   local found = redis.call('GET', key)
   if found then
     local h = cjson.decode(found)
+    local at, reason = nil, nil
     if h[1] == 'cooling' and h[2] <= now then
-      redis.call('DEL', key)
-      back[#back + 1] = {i, h[2], 'cooldown over'}
+      at, reason = h[2], 'cooldown over'
     elseif h[1] == 'active' then
-      redis.call('DEL', key)
-      back[#back + 1] = {i, h[2], 'loaded again with active: true'}
+      at, reason = h[2], 'loaded again with active: true'
+    elseif h[1] == 'lapsing' and h[4] <= now then
+      at, reason = h[2], h[3]
+    end
+    if at then
+      redis.call('SET', key, cjson.encode({'lapsing', at, reason, lease_till}), 'KEEPTTL')
+      back[#back + 1] = {i, at, reason}
     end
   end
 end
 return back
+"""
+# The claimed lapses that were published: forgotten, unless the key changed
+# since (a new cooling or pause stays).
+_LAPSED = """
+local n = 0
+for i, key in ipairs(KEYS) do
+  local found = redis.call('GET', key)
+  if found then
+    local h = cjson.decode(found)
+    if h[1] == 'lapsing' and h[2] == tonumber(ARGV[i]) then
+      redis.call('DEL', key)
+      n = n + 1
+    end
+  end
+end
+return n
 """
 
 # The latest any zone's local day ends is UTC-12's: 12 h after UTC midnight.
@@ -445,8 +474,9 @@ class RedisQuotaStore:
             if value is None:
                 found.append(("active", -1, ""))
             else:
-                state, until, why = json.loads(value)
-                found.append((state, int(until), why))
+                state, until, why, *_ = json.loads(value)
+                # a lapse claimed and not yet published is active already
+                found.append(("active" if state == LAPSING else state, int(until), why))
         return found
 
     async def resume(
@@ -459,18 +489,32 @@ class RedisQuotaStore:
             return int(await self._redis.eval(_RESUME, len(keys), *keys, at))
 
     async def lapse(
-        self, client_id: str, resources: Sequence[tuple[Channel, str]], now: int
+        self,
+        client_id: str,
+        resources: Sequence[tuple[Channel, str]],
+        now: int,
+        lease: int = LAPSE_LEASE_SECONDS,
     ) -> list[HealthSet]:
         keys = [self.keys.named(client_id, health_key(client_id, c, r)) for c, r in resources]
         if not keys:
             return []
         async with redis_outages():
-            found = await self._redis.eval(_LAPSE, len(keys), *keys, now)
+            found = await self._redis.eval(_LAPSE, len(keys), *keys, now, lease)
         back = []
         for index, at, reason in found:
             channel, rid = resources[int(index) - 1]
             back.append(HealthSet(channel.value, rid, "active", int(at), str(reason)))
         return back
+
+    async def lapsed(self, client_id: str, published: Sequence[HealthSet]) -> None:
+        if not published:
+            return
+        keys = [
+            self.keys.named(client_id, health_key(client_id, Channel(h.channel), h.resource_id))
+            for h in published
+        ]
+        async with redis_outages():
+            await self._redis.eval(_LAPSED, len(keys), *keys, *[h.until for h in published])
 
     def _groups(self, requests: Sequence[R]) -> list[list[int]]:
         """Positions of the leads that may share a script call: all of them on

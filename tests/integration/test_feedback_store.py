@@ -19,6 +19,7 @@ from allocator.feedback import Applied, FeedbackApplier
 from allocator.models import Client, Resource, ScoredLead, SendEvent
 from allocator.patterns import NO_PATTERNS
 from allocator.quota import MemoryQuotaStore
+from allocator.quota.base import LAPSE_LEASE_SECONDS
 from allocator.quota.redis_store import RedisQuotaStore
 
 CLIENTS = ("acme", "glo{b}ex")
@@ -156,6 +157,20 @@ async def check_feedback_agrees(url: str, prefix: str) -> None:
             back = [await s.lapse(client, named, later) for s in (memory, redis_store)]
             assert back[0] == back[1] and back[0]
             assert [await s.lapse(client, named, later) for s in (memory, redis_store)] == [[], []]
+            # Redis holds each as claimed (active meanwhile) until its caller
+            # says it published it: a caller that died before that (never
+            # called lapsed) has it taken again once the lease is over.
+            assert {h[0] for h in await redis_store.health(client, named)} == {"active"}
+            lease_over = later + LAPSE_LEASE_SECONDS
+            assert await redis_store.lapse(client, named, lease_over - 1) == []
+            again = await redis_store.lapse(client, named, lease_over)
+            assert again == back[1]
+            await redis_store.lapsed(client, again[:1])
+            after = await redis_store.lapse(client, named, lease_over + LAPSE_LEASE_SECONDS)
+            assert after == again[1:]
+            await redis_store.lapsed(client, after)
+            assert await redis_store.lapse(client, named, later + 10**6) == []
+            await memory.lapsed(client, back[0])  # nothing to forget there
         # the counters agree (refunds and health statistics included)
         owners = {
             key: next(c for c in CLIENTS if f"{c}-" in key or f":{c}:" in key)
