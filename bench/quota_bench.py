@@ -11,7 +11,10 @@ a day and a week limit, and each lead has its own daily cap and its recipient
 domain's (one of 100 domains). Every limit there is roomy, so nothing is
 refused and every check runs on every reservation: 13 day counters per
 resource for its week, the pool's day and 13 for its week, the lead's and the
-domain's counters, and four increments per send.
+domain's counters, and four increments per send. A third case adds what the
+worker's requests carry besides (the lead's id and the slot's instant): the
+lead's suppression, each resource's health, and the send written to the
+lead's index of sends.
 
 `--cluster` also runs the batched path on a Redis Cluster (URL
 `redis+cluster://host:port`, or without one a cluster of three primaries and
@@ -36,7 +39,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 
 from redis.asyncio import Redis
 
@@ -47,6 +50,7 @@ from allocator.quota.redis_store import RedisQuotaStore
 from streams.local import OwnRedisCluster, forget_keys
 
 DAY = date(2026, 11, 27)
+SLOT = int(datetime(2026, 11, 27, 14, tzinfo=UTC).timestamp())  # the send's instant
 ROOMY = 10**9  # no limit binds: every check runs and every reservation succeeds
 ROUND2 = tuple(
     ResourceQuota(
@@ -67,9 +71,12 @@ async def batched(
     resources: tuple[ResourceQuota, ...],
     clients: int = 1,
     caps: bool = False,
+    lead_info: bool = False,
 ) -> float:
     """Reservations/s of `leads` leads, `batch` per reserve(); `caps`: each lead
-    with its own daily cap and its recipient domain's, as decision.py asks them."""
+    with its own daily cap and its recipient domain's, as decision.py asks them;
+    `lead_info`: also the lead's id and the slot's instant, as the worker asks:
+    the suppression check, each resource's health and the lead's index of sends."""
     store = RedisQuotaStore.from_url(url, prefix=prefix)
     if clients == 1:
         owned = [resources]
@@ -82,11 +89,19 @@ async def batched(
             return plain[i % clients]
         lead = Cap(f"lead-{i}", ROOMY)
         domain = Cap(f"recipient-{i % 100}.com", ROOMY)
-        return (ChannelAsk(Channel.EMAIL, (DAY,), owned[i % clients], lead=lead, domain=domain),)
+        at = (SLOT,) if lead_info else ()
+        mine = owned[i % clients]
+        return (ChannelAsk(Channel.EMAIL, (DAY,), mine, lead=lead, domain=domain, at=at),)
 
-    requests = [
-        LeadRequest(f"ev-{i}", "plan", asks(i), DAY, f"client-{i % clients}") for i in range(leads)
-    ]
+    def request(i: int) -> LeadRequest:
+        client = f"client-{i % clients}"
+        if not lead_info:
+            return LeadRequest(f"ev-{i}", "plan", asks(i), DAY, client)
+        return LeadRequest(
+            f"ev-{i}", "plan", asks(i), DAY, client, f"lead-{i}", f"alloc-{i}", f"ev-{i}", SLOT
+        )
+
+    requests = [request(i) for i in range(leads)]
     start = time.perf_counter()
     for i in range(0, leads, batch):
         await store.reserve(requests[i : i + batch])
@@ -174,14 +189,22 @@ async def main() -> None:
 
     day_only: list[float] = []
     round2: list[float] = []
-    for r in range(args.rounds):  # interleaved, so that both see the same load
+    live: list[float] = []
+    for r in range(args.rounds):  # interleaved, so that all see the same load
         prefix = f"bench:{run}:b{r}:"
         day_only.append(await batched(args.redis, prefix, args.leads, args.batch, roomy))
         forget_keys(args.redis, prefix)
         prefix = f"bench:{run}:r{r}:"
         round2.append(await batched(args.redis, prefix, args.leads, args.batch, ROUND2, caps=True))
         forget_keys(args.redis, prefix)
-    fast, full = statistics.median(day_only), statistics.median(round2)
+        prefix = f"bench:{run}:w{r}:"
+        live.append(
+            await batched(
+                args.redis, prefix, args.leads, args.batch, ROUND2, caps=True, lead_info=True
+            )
+        )
+        forget_keys(args.redis, prefix)
+    fast, full, worker = (statistics.median(x) for x in (day_only, round2, live))
     slow, _ = await naive(args.redis, f"bench:{run}:n:", args.leads, roomy)
     _, overshoot = await naive(args.redis, f"bench:{run}:o:", 2000, tight, clients=8)
     await batched(args.redis, f"bench:{run}:t:", 2000, args.batch, tight)
@@ -200,10 +223,12 @@ async def main() -> None:
     )
     print(f"  batched Lua, day counters only   {fast:>10,.0f} reservations/s")
     print(f"  batched Lua, round 2's counters  {full:>10,.0f} reservations/s")
+    print(f"  ... and lead id, as the worker   {worker:>10,.0f} reservations/s")
     print(f"  naive check-then-increment       {slow:>10,.0f} reservations/s")
     print(f"  ratio day counters / naive       {fast / slow:>10.1f}x")
     print(f"  ratio round 2 / naive            {full / slow:>10.1f}x")
     print(f"  ratio round 2 / day counters     {full / fast:>10.2f}x")
+    print(f"  ratio as the worker / round 2    {worker / full:>10.2f}x")
     print("2,000 leads, 3 seats of 17, 8 concurrent clients:")
     print(
         f"  naive: {overshoot} reservations past the limits; "

@@ -380,8 +380,12 @@ local function sticky_resource(index, channel, at, days)
   return best_id
 end
 
+-- The leads' suppressions by KEYS index (false: none), read before the leads
+-- by one MGET: only feedback.lua writes them.
+local suppression_of = by_key()
+
 local function suppressed(lead)
-  local found = redis.call('GET', KEYS[lead[2]])
+  local found = suppression_of[lead[2]]
   if not found then
     return nil
   end
@@ -429,11 +433,21 @@ local starts, n_leads = {}, 0
 local held_of = by_key() -- KEYS index of a hold key -> its answer, or false
 do
   local holds, counters, n_counters, listed = {}, {}, 0, {}
+  local stops, n_stops, stop_listed = {}, 0, {}
   local pos, last = 1, #leads
   while pos <= last do
     n_leads = n_leads + 1
     starts[n_leads] = pos
     holds[n_leads] = leads[pos]
+    local info = leads[pos + 3]
+    if info ~= 0 then
+      local index = infos[info][2]
+      if not stop_listed[index] then
+        stop_listed[index] = true
+        n_stops = n_stops + 1
+        stops[n_stops] = index
+      end
+    end
     local n_asks = leads[pos + 4]
     pos = pos + 5
     for _ = 1, n_asks do
@@ -465,6 +479,7 @@ do
   end
   read(holds, n_leads, held_of, false)
   read(counters, n_counters, values, 0)
+  read(stops, n_stops, suppression_of, false)
 end
 
 -- Numbers as JSON writes them (integers), the small ones formatted once.
@@ -483,12 +498,36 @@ local out = {}
 -- answers decided here, written at the end: their hold keys' indexes, and by
 -- index their expiries
 local new_held, new_until, n_new = {}, by_key(), 0
--- The leads' indexes of sends, by KEYS index: read once per call, changed
--- here, written with the rest at the end (a lead may come twice in a call,
--- and a script that fails part-way must not leave an index naming sends
--- whose counters it never wrote).
-local index_of, index_till = by_key(), by_key()
+-- The leads' indexes of sends, by KEYS index: the sends this call adds,
+-- written with the rest at the end (a lead may come twice in a call, and a
+-- script that fails part-way must not leave an index naming sends whose
+-- counters it never wrote). Only the sticky sender reads what an index held
+-- already: read then, once per call (most leads of a call need no read).
+local index_of, index_read, index_till = by_key(), by_key(), by_key()
 local index_sets, n_sets = {}, 0
+
+local function index_for(key)
+  local index = index_of[key]
+  if not index then
+    index = {}
+    index_of[key] = index
+  end
+  return index
+end
+
+local function read_index(key)
+  local index = index_for(key)
+  if not index_read[key] then
+    index_read[key] = true
+    local raw = redis.call('HGETALL', KEYS[key])
+    for f = 1, #raw, 2 do
+      if index[raw[f]] == nil then -- a send of this call is the newer
+        index[raw[f]] = cjson.decode(raw[f + 1])
+      end
+    end
+  end
+  return index
+end
 local plans, plan_at = ARGV[3], 1
 for i = 1, n_leads do
   local pos = starts[i]
@@ -501,17 +540,9 @@ for i = 1, n_leads do
   if not held then
     local picks, blocked, ks = nil, nil, nil -- the answer's three lists, as JSON
     local stopped = info ~= 0 and suppressed(info) or nil
-    local index = nil
+    local index, added = nil, false
     if info ~= 0 and not stopped then
-      index = index_of[info[1]]
-      if not index then
-        index = {}
-        local raw = redis.call('HGETALL', KEYS[info[1]])
-        for f = 1, #raw, 2 do
-          index[raw[f]] = cjson.decode(raw[f + 1])
-        end
-        index_of[info[1]] = index
-      end
+      index = index_for(info[1])
     end
     local at = pos + 5
     for _ = 1, leads[pos + 4] do
@@ -531,7 +562,7 @@ for i = 1, n_leads do
         local day = days[d]
         local sticky = nil
         if index and extra ~= 0 and extra[4] > 0 then
-          sticky = sticky_resource(index, extra[1], day[8], extra[4])
+          sticky = sticky_resource(read_index(info[1]), extra[1], day[8], extra[4])
         end
         local lead_counter, domain_counter = 0, 0
         if per_day > 0 then
@@ -574,6 +605,7 @@ for i = 1, n_leads do
                           names, 'r'}
             local field = info[3] .. '|' .. extra[1]
             index[field] = send
+            added = true
             n_sets = n_sets + 1
             index_sets[n_sets] = {info[1], field, cjson.encode(send)}
           end
@@ -589,8 +621,9 @@ for i = 1, n_leads do
         picks, blocked, ks = pick, first, k
       end
     end
-    if index and next(index) ~= nil then
-      -- The index lives until the latest expiry any of the lead's events gave it.
+    if added then
+      -- The index lives until the latest expiry any of the lead's events
+      -- that added a send to it gave it.
       local till = tonumber(info[6])
       if not index_till[info[1]] or index_till[info[1]] < till then
         index_till[info[1]] = till

@@ -6,8 +6,9 @@ from __future__ import annotations
 import random
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from multiprocessing import get_context
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -24,8 +25,9 @@ from allocator.quota.base import (
     counter_key,
     pace_key,
     pool_key,
+    sends_key,
 )
-from allocator.quota.redis_store import RedisQuotaStore, RedisTarget
+from allocator.quota.redis_store import INDEX_DAYS, RedisQuotaStore, RedisTarget
 from tests.integration import quota_worker
 
 DAY = date(2026, 11, 27)
@@ -323,4 +325,51 @@ async def test_wait_for_a_replica_that_one_redis_lacks_is_an_outage(
         else:
             raise AssertionError("a batch no replica acknowledged was handed back")
     finally:
+        await store.close()
+
+
+async def test_a_leads_index_of_sends_lives_as_long_as_its_latest_send_needs(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """The index is written with the lead's sends and kept INDEX_DAYS after the
+    latest send day that added to it: a later send lengthens its life, an event
+    that sent nothing leaves it, and a sticky sender reads it back."""
+    seats = (ResourceQuota("seat-a", 5), ResourceQuota("seat-b", 5))
+    full = (ResourceQuota("seat-a", 0), ResourceQuota("seat-b", 0))
+    store = RedisQuotaStore.from_url(redis_url, prefix=redis_prefix)
+    redis = raw_redis(redis_url)
+    index = acme_key(redis_url, redis_prefix, sends_key("acme", "lead-1"))
+
+    def request(n: int, day: date, resources: tuple[ResourceQuota, ...], sticky: int = 0) -> Any:
+        at = int(datetime.combine(day, time(14), tzinfo=UTC).timestamp())
+        ask = ChannelAsk(Channel.LINKEDIN, (day,), resources, at=(at,), sticky_days=sticky)
+        return LeadRequest(f"h{n}", "p", (ask,), day, "acme", "lead-1", f"a{n}", f"e{n}", at)
+
+    def lives_until(day: date) -> int:
+        return store.expires_at(day + timedelta(days=INDEX_DAYS))
+
+    try:
+        first = await store.reserve([request(1, DAY, seats)])
+        assert first[0].picks[0] is not None
+        assert await redis.hlen(index) == 1
+        assert await redis.expiretime(index) == lives_until(DAY)
+        later = DAY + timedelta(days=10)
+        await store.reserve([request(2, later, seats)])
+        assert await redis.hlen(index) == 2
+        assert await redis.expiretime(index) == lives_until(later)
+        nothing = await store.reserve([request(3, DAY + timedelta(days=1), full)])
+        assert nothing[0].picks[0] is None
+        assert await redis.hlen(index) == 2
+        assert await redis.expiretime(index) == lives_until(later)  # not shortened
+        # The sticky sender takes the resource the lead last had, read from
+        # the index: both seats are empty that day, and without it the tie
+        # goes to the first listed.
+        assert first[0].picks[0].resource_id == "seat-a"
+        other = "seat-b"
+        await store.reserve([request(4, later + timedelta(days=1), (ResourceQuota(other, 5),))])
+        sticky = await store.reserve([request(5, later + timedelta(days=2), seats, sticky=8)])
+        assert sticky[0].picks[0] is not None
+        assert sticky[0].picks[0].resource_id == other
+    finally:
+        await redis.aclose()
         await store.close()
