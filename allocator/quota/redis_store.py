@@ -574,19 +574,16 @@ class RedisQuotaStore:
             client = request.client_id
             info = 0
             if request.lead_id:
+                lead_id = request.lead_id
+                index = at(keys.named(client, sends_key(client, lead_id)))
+                stop = at(keys.named(client, suppressed_key(client, lead_id)))
+                # The index outlives the held answer: feedback may name a
+                # send for weeks, and a sticky sender looks back sticky_days.
+                till = expiry(request.hold_day + _index_days(request))
+                # (json.dumps of the list, written out: this runs per lead)
                 infos.append(
-                    json.dumps(
-                        [
-                            at(keys.named(client, sends_key(client, request.lead_id))),
-                            at(keys.named(client, suppressed_key(client, request.lead_id))),
-                            request.allocation_id,
-                            request.event_id,
-                            request.scored_at,
-                            # The index outlives the held answer: feedback may name a
-                            # send for weeks, and a sticky sender looks back sticky_days.
-                            self.expires_at(request.hold_day + _index_days(request)),
-                        ]
-                    )
+                    f"[{index},{stop},{encode_basestring_ascii(request.allocation_id)},"
+                    f"{encode_basestring_ascii(request.event_id)},{request.scored_at},{till}]"
                 )
                 info = len(infos)
             until = until_of.get(request.hold_day)
@@ -893,8 +890,12 @@ class NotReplicated(Exception):
 INDEX_DAYS = 45
 
 
+_INDEX_DAYS = timedelta(days=INDEX_DAYS)
+
+
 def _index_days(request: LeadRequest) -> timedelta:
-    return timedelta(days=max([INDEX_DAYS, *(a.sticky_days for a in request.asks)]))
+    longest = max([0, *(a.sticky_days for a in request.asks)])
+    return _INDEX_DAYS if longest <= INDEX_DAYS else timedelta(days=longest)
 
 
 def _pack(args: list[str]) -> bytes:

@@ -673,10 +673,10 @@ end
 for key = 1, n_keys do
   local want = index_till[key]
   if want then
-    -- EXPIRETIME: -1 without an expiry, -2 when the key is not there.
-    local till = redis.call('EXPIRETIME', KEYS[key])
-    if till == -1 or (till >= 0 and till < want) then
-      redis.call('EXPIREAT', KEYS[key], want)
+    -- NX: a new index (most are) has no expiry yet; GT: an older one only
+    -- ever lives longer.
+    if redis.call('EXPIREAT', KEYS[key], want, 'NX') == 0 then
+      redis.call('EXPIREAT', KEYS[key], want, 'GT')
     end
   end
 end

@@ -5,6 +5,7 @@ client's patterns say, every copy identical, every Redis counter exact."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import threading
 import time
@@ -36,7 +37,10 @@ async def test_five_sigkills_among_three_workers_lose_nothing(
     pipeline = sqlite_pipeline
     pipeline.timings = {}  # faust's defaults: a dead member holds its partitions ~60 s
     settings = pipeline.settings
-    rng = random.Random(2026)
+    # A new schedule of kills each run (the moments and the victims), printed
+    # so that a failing one can be run again: ALLOCATOR_KILL_SEED=<seed>.
+    seed = int(os.environ.get("ALLOCATOR_KILL_SEED") or random.randrange(10**6))
+    rng = random.Random(seed)
 
     pipeline.start_worker()
     pattern_rows = sample_patterns()
@@ -69,7 +73,7 @@ async def test_five_sigkills_among_three_workers_lose_nothing(
         # What a loss looks like, for the next reader: where the records sit,
         # and whether a worker saw offsets go by unconsumed.
         where = pipeline.locate(settings.topic_scored_leads, set(lost))
-        print(f"LOST {lost}: on the topic at (partition, offset) {where}")
+        print(f"LOST {lost} (kill seed {seed}, kills at {kills} s): on the topic at {where}")
         print("\n".join(pipeline.worker_lines("never consumed")[:20]))
         # Decided (a held answer in Redis) but not seen on the allocations
         # topic, or never decided at all?
@@ -80,7 +84,9 @@ async def test_five_sigkills_among_three_workers_lose_nothing(
         # Seen once in five full runs on 2026-11-26: 1 of 5,000 leads never
         # allocated on the embedded broker, cause not found yet (issue 8 stays
         # open). Reported as a known failure, never as a pass; on Kafka a loss fails.
-        pytest.xfail(f"KNOWN LOSS on the embedded broker: {len(lost)} of {LEADS}: {lost[:5]}")
+        pytest.xfail(
+            f"KNOWN LOSS on the embedded broker: {len(lost)} of {LEADS}: {lost[:5]}, seed {seed}"
+        )
     duplicates = assert_each_once(every, wanted)
     assert pipeline.read(settings.topic_dlq, 1, 1) == []
 
@@ -98,7 +104,7 @@ async def test_five_sigkills_among_three_workers_lose_nothing(
         redis_url, pipeline.prefix, [v[0] for v in every.values()], complete=True
     )
     print(
-        f"{KILLS} SIGKILLs at {kills} s; {len(wanted)} of {LEADS} leads allocated; "
+        f"{KILLS} SIGKILLs at {kills} s (seed {seed}); {len(wanted)} of {LEADS} leads allocated; "
         f"{duplicates} redelivered copies, all identical"
     )
 
