@@ -493,6 +493,17 @@ local function number(n)
   return text
 end
 
+-- Keys as JSON strings, by KEYS index, each encoded once.
+local quoted_keys = by_key()
+local function quoted(index)
+  local text = quoted_keys[index]
+  if not text then
+    text = cjson.encode(KEYS[index])
+    quoted_keys[index] = text
+  end
+  return text
+end
+
 local no_days = {}
 local out = {}
 -- answers decided here, written at the end: their hold keys' indexes, and by
@@ -598,16 +609,29 @@ for i = 1, n_leads do
           k = number(used)
           if index and extra ~= 0 then
             local names = {KEYS[counter]} -- the counters the send counted in
-            if pool ~= 0 then names[#names + 1] = KEYS[pool[1]] end
-            if lead_counter ~= 0 then names[#names + 1] = KEYS[lead_counter] end
-            if domain_counter ~= 0 then names[#names + 1] = KEYS[domain_counter] end
-            local send = {info[4], ids[best], day[8] + used * extra[2] + extra[3], day[9],
-                          names, 'r'}
+            local listed = quoted(counter)
+            if pool ~= 0 then
+              names[#names + 1] = KEYS[pool[1]]
+              listed = listed .. ',' .. quoted(pool[1])
+            end
+            if lead_counter ~= 0 then
+              names[#names + 1] = KEYS[lead_counter]
+              listed = listed .. ',' .. quoted(lead_counter)
+            end
+            if domain_counter ~= 0 then
+              names[#names + 1] = KEYS[domain_counter]
+              listed = listed .. ',' .. quoted(domain_counter)
+            end
+            local send_at = day[8] + used * extra[2] + extra[3]
+            local send = {info[4], ids[best], send_at, day[9], names, 'r'}
             local field = info[3] .. '|' .. extra[1]
             index[field] = send
             added = true
             n_sets = n_sets + 1
-            index_sets[n_sets] = {info[1], field, cjson.encode(send)}
+            -- cjson.encode(send), written out (the strings escaped once each)
+            index_sets[n_sets] = {info[1], field, '[' .. cjson.encode(info[4]) .. ',"'
+              .. shape[5][best] .. '",' .. number(send_at) .. ',"' .. day[9] .. '",['
+              .. listed .. '],"r"]'}
           end
           break
         end
