@@ -515,7 +515,8 @@ local new_held, new_until, n_new = {}, by_key(), 0
 -- counters it never wrote). Only the sticky sender reads what an index held
 -- already: read then, once per call (most leads of a call need no read).
 local index_of, index_read, index_till = by_key(), by_key(), by_key()
-local index_sets, n_sets = {}, 0
+-- per index (KEYS index) its key and the fields and sends to write, in one HSET
+local index_sets, set_order, n_sets = by_key(), {}, 0
 
 local function index_for(key)
   local index = index_of[key]
@@ -627,11 +628,18 @@ for i = 1, n_leads do
             local field = info[3] .. '|' .. extra[1]
             index[field] = send
             added = true
-            n_sets = n_sets + 1
+            local pairs_of = index_sets[info[1]]
+            if not pairs_of then
+              pairs_of = {KEYS[info[1]]}
+              index_sets[info[1]] = pairs_of
+              n_sets = n_sets + 1
+              set_order[n_sets] = info[1]
+            end
             -- cjson.encode(send), written out (the strings escaped once each)
-            index_sets[n_sets] = {info[1], field, '[' .. cjson.encode(info[4]) .. ',"'
+            pairs_of[#pairs_of + 1] = field
+            pairs_of[#pairs_of + 1] = '[' .. cjson.encode(info[4]) .. ',"'
               .. shape[5][best] .. '",' .. number(send_at) .. ',"' .. day[9] .. '",['
-              .. listed .. '],"r"]'}
+              .. listed .. '],"r"]'
           end
           break
         end
@@ -691,8 +699,7 @@ end
 write(n_new, new_held, held_of, new_until)
 write(n_changed, changed, values, expiries)
 for w = 1, n_sets do
-  local set = index_sets[w]
-  redis.call('HSET', KEYS[set[1]], set[2], set[3])
+  redis.call('HSET', unpack(index_sets[set_order[w]]))
 end
 for key = 1, n_keys do
   local want = index_till[key]
