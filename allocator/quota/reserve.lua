@@ -396,11 +396,17 @@ local function suppressed(lead)
   return nil
 end
 
--- Per resource of the shape its health (false: none held).
+-- Per resource of the shape its health (false: none held), made once per
+-- shape and call.
 local no_healths = {}
+local healths_of_shape = {}
 local function healths_for(extra, n)
   if extra == 0 or n == 0 then
     return no_healths
+  end
+  local made = healths_of_shape[extra]
+  if made then
+    return made
   end
   local missing, keys, m = nil, nil, 0
   for j = 1, n do
@@ -422,6 +428,7 @@ local function healths_for(extra, n)
   for j = 1, n do
     healths[j] = healths_of[extra[6][j]]
   end
+  healths_of_shape[extra] = healths
   return healths
 end
 
