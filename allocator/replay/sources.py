@@ -201,9 +201,9 @@ async def read_topic(
     topic that keeps being written to still ends). Tansu 0.6 under-reports end
     offsets by up to a batch, but a fetch returns whole batches, so the records
     up to the true end of what was there arrive with the one that reaches the
-    reported end. Reading gives up on partitions that yield nothing for
-    `idle_ms` (records deleted meanwhile); a slow fetch on a busy machine is
-    no end.
+    reported end. A slow fetch on a busy machine is no end; a partition that
+    yields nothing for `idle_ms` before its end is an error (ValueError,
+    naming it), never a history that silently lacks its last records.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -230,6 +230,15 @@ async def read_topic(
             batch = await consumer.getmany(
                 *[tp for tp in tps if tp.partition not in done], timeout_ms=1000
             )
+            for tp in tps:
+                # Past its end without a record to say so: the last offsets
+                # were a transaction's markers, which no consumer is given.
+                if (
+                    tp.partition not in done
+                    and tp not in batch
+                    and await consumer.position(tp) >= ends[tp]
+                ):
+                    done.add(tp.partition)
             if not batch:
                 if time.monotonic() - quiet_since > idle_ms / 1000:
                     break
@@ -246,6 +255,16 @@ async def read_topic(
                         records.append((tp.partition, m.offset, m.timestamp, m.value))
                 if messages and messages[-1].offset + 1 >= ends[tp]:
                     done.add(tp.partition)  # what was there when reading began
+        short = [
+            f"partition {tp.partition} at offset {await consumer.position(tp)} of {ends[tp]}"
+            for tp in tps
+            if tp.partition not in done
+        ]
+        if short:
+            raise ValueError(
+                f"topic {topic!r}: nothing more came for {idle_ms / 1000:g} s before the "
+                f"end of {', '.join(short)}; the history would lack those records"
+            )
         records.sort(key=lambda r: (r[2], r[0], r[1]))
         return records
     finally:

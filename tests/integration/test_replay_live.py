@@ -13,6 +13,7 @@ import redis as redis_sync
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from allocator.replay.sources import read_topic
 from streams.cli import main
 from tests.replay_data import replay_args, write_history
 
@@ -108,3 +109,32 @@ def test_topic_replay_equals_file_replay(
     )
     got = [json.loads(x)["event_id"] for x in window.read_text().splitlines()]
     assert got == [json.loads(x)["event_id"] for x in lead_lines[100:200]]
+
+
+async def test_a_topic_is_read_to_its_true_end(broker_bootstrap: str, broker_kind: str) -> None:
+    """Kafka: a transaction's commit marker takes the last offset of each
+    partition and no consumer is given it; the reader ends there (it used to
+    wait for its idle limit, and would now call that a stall, an error).
+    Tansu, which has no transactions: it reports the end of a partition as
+    its last batch's first offset + 1, and the reader still returns every
+    record of that batch."""
+    topic = f"replay-end-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": broker_bootstrap})
+    for future in admin.create_topics([NewTopic(topic, 2, 1)]).values():
+        future.result(30)
+    config = {"bootstrap.servers": broker_bootstrap, "linger.ms": 50}
+    if broker_kind != "embedded":
+        config["transactional.id"] = f"tx-{topic}"
+    producer = Producer(config)
+    if broker_kind != "embedded":
+        producer.init_transactions(30)
+        producer.begin_transaction()
+    for i in range(40):
+        producer.produce(topic, key=f"k{i}", value=json.dumps({"n": i}))
+        if i % 10 == 9:
+            producer.flush(30)  # batches of several records
+    if broker_kind != "embedded":
+        producer.commit_transaction(30)
+    assert producer.flush(30) == 0
+    records = await read_topic(broker_bootstrap, topic, None, None, idle_ms=5_000)
+    assert sorted(json.loads(r[3])["n"] for r in records) == list(range(40))
