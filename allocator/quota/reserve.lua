@@ -439,8 +439,13 @@ end
 local starts, n_leads = {}, 0
 local held_of = by_key() -- KEYS index of a hold key -> its answer, or false
 do
-  local holds, counters, n_counters, listed = {}, {}, 0, {}
-  local stops, n_stops, stop_listed = {}, 0, {}
+  local holds, counters, stops, listed = {}, {}, {}, {}
+  local function once(list, index) -- (a key is a counter or a suppression, never both)
+    if not listed[index] then
+      listed[index] = true
+      list[#list + 1] = index
+    end
+  end
   local pos, last = 1, #leads
   while pos <= last do
     n_leads = n_leads + 1
@@ -448,24 +453,14 @@ do
     holds[n_leads] = leads[pos]
     local info = leads[pos + 3]
     if info ~= 0 then
-      local index = infos[info][2]
-      if not stop_listed[index] then
-        stop_listed[index] = true
-        n_stops = n_stops + 1
-        stops[n_stops] = index
-      end
+      once(stops, infos[info][2])
     end
     local n_asks = leads[pos + 4]
     pos = pos + 5
     for _ = 1, n_asks do
       local per_day = (leads[pos + 1] ~= 0 and 1 or 0) + (leads[pos + 2] ~= 0 and 1 or 0)
       for c = pos + 3, pos + 2 + per_day do -- the first day's, each once
-        local index = leads[c]
-        if not listed[index] then
-          listed[index] = true
-          n_counters = n_counters + 1
-          counters[n_counters] = index
-        end
+        once(counters, leads[c])
       end
       pos = pos + 3 + per_day * #shapes[leads[pos]][1]
     end
@@ -485,8 +480,8 @@ do
     end
   end
   read(holds, n_leads, held_of, false)
-  read(counters, n_counters, values, 0)
-  read(stops, n_stops, suppression_of, false)
+  read(counters, #counters, values, 0)
+  read(stops, #stops, suppression_of, false)
 end
 
 -- Numbers as JSON writes them (integers), the small ones formatted once.
