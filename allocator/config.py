@@ -187,7 +187,8 @@ class Settings(BaseSettings):
     topic_lead_cancellations: str = "lead-cancellations"
     topic_resource_health: str = "resource-health"
     # How often a worker looks for cooldowns that ended and pauses lifted, to
-    # publish them on resource-health (each by exactly one worker).
+    # publish them on resource-health (each claimed by one worker; published
+    # again only if that worker dies before saying it published it).
     health_lapse_seconds: float = Field(default=15.0, gt=0)
     # Partitions used when the allocator creates a topic (`allocator topics create`,
     # the demo); existing topics keep theirs.

@@ -144,8 +144,10 @@ async def lapsed_health(
     directory: ClientDirectory, quota: QuotaStore, now: datetime
 ) -> list[HealthChange]:
     """Every resource whose health became active again by `now` (a cooldown
-    over, a pause lifted), once each: the records of `resource-health` that no
-    send-event produces. `changed_at` is when it changed, not when it was seen."""
+    over, a pause lifted), claimed for this caller (QuotaStore.lapse): the
+    records of `resource-health` that no send-event produces. Once they are
+    published, forget_published_health(). `changed_at` is when it changed,
+    not when it was seen."""
     changes: list[HealthChange] = []
     for client_id, setup in sorted((await directory.snapshot()).items()):
         named = [(r.channel, r.resource_id) for r in setup.resources]
@@ -165,7 +167,7 @@ async def lapsed_health(
     return changes
 
 
-async def published_health(quota: QuotaStore, changes: Sequence[HealthChange]) -> None:
+async def forget_published_health(quota: QuotaStore, changes: Sequence[HealthChange]) -> None:
     """Say that these changes from lapsed_health() are published, so that the
     store forgets them (until then a caller that died would have them taken again)."""
     by_client: dict[str, list[HealthSet]] = {}
@@ -180,4 +182,4 @@ async def published_health(quota: QuotaStore, changes: Sequence[HealthChange]) -
             )
         )
     for client_id, published in by_client.items():
-        await quota.lapsed(client_id, published)
+        await quota.lapse_published(client_id, published)

@@ -23,7 +23,7 @@ from allocator.channels import Channel
 from allocator.config import Settings
 from allocator.directory import ClientDirectory
 from allocator.errors import InvalidRecord, ServiceUnavailable
-from allocator.feedback import FeedbackApplier, lapsed_health, published_health
+from allocator.feedback import FeedbackApplier, forget_published_health, lapsed_health
 from allocator.quota import Held, LeadRequest, QuotaStore, open_quota_store
 from allocator.quota.base import LAPSE_LEASE_SECONDS, FeedbackOutcome, FeedbackRequest, HealthSet
 from allocator.store import Database
@@ -95,8 +95,8 @@ class TimedQuota:
     ) -> list[HealthSet]:
         return await self.inner.lapse(client_id, resources, now, lease)
 
-    async def lapsed(self, client_id: str, published: Sequence[HealthSet]) -> None:
-        await self.inner.lapsed(client_id, published)
+    async def lapse_published(self, client_id: str, published: Sequence[HealthSet]) -> None:
+        await self.inner.lapse_published(client_id, published)
 
     async def close(self) -> None:
         await self.inner.close()
@@ -341,7 +341,7 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
             )
             await delivery
         try:
-            await published_health(quota, changes)
+            await forget_published_health(quota, changes)
         except ServiceUnavailable as exc:  # claimed again after the lease: a duplicate, not a loss
             log.warning("published health lapses not forgotten (%s)", exc)
 

@@ -202,8 +202,9 @@ class Cancelled:
     send_at: int
 
 
-# How long a lapse claimed by lapse() waits for its caller's lapsed() before
-# another caller may take it: several of the workers' lapse timers.
+# How long a lapse claimed by lapse() waits for its caller's lapse_published()
+# before another caller may take it: many of the workers' lapse timers (15 s
+# by default, ALLOCATOR_HEALTH_LAPSE_SECONDS).
 LAPSE_LEASE_SECONDS = 300
 # A health held as claimed by lapse() and not yet published; active already.
 LAPSING = "lapsing"
@@ -353,14 +354,14 @@ class QuotaStore(Protocol):
         """Each of these resources whose health became active again by `now`: a
         cooling whose until has passed, or a pause lifted by resume(); each is
         returned to one caller (state active, `until` the instant it changed,
-        the reason), who publishes it and then says so with lapsed(). Until
-        then it is claimed for `lease` seconds: if its caller dies before
-        lapsed(), a lapse() at or after now + lease returns it again (a record
-        published twice rather than lost). A store in this process's memory,
-        which dies with its caller, forgets it at once."""
+        the reason), who publishes it and then says so with lapse_published().
+        Until then it is claimed for `lease` seconds: if its caller dies
+        before that, a lapse() at or after now + lease returns it again (a
+        record published twice rather than lost). A store in this process's
+        memory, which dies with its caller, forgets it at once."""
         ...
 
-    async def lapsed(self, client_id: str, published: Sequence[HealthSet]) -> None:
+    async def lapse_published(self, client_id: str, published: Sequence[HealthSet]) -> None:
         """These changes, returned by lapse(), are published: forget them."""
         ...
 

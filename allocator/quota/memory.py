@@ -178,7 +178,7 @@ class MemoryQuotaStore:
                 back.append(HealthSet(channel.value, rid, "active", change[0], change[1]))
         return back
 
-    async def lapsed(self, client_id: str, published: Sequence[HealthSet]) -> None:
+    async def lapse_published(self, client_id: str, published: Sequence[HealthSet]) -> None:
         return None  # lapse() forgot them already
 
     def count(self, channel: Channel, resource_id: str, day: date) -> int:

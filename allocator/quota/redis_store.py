@@ -82,8 +82,8 @@ T = TypeVar("T")
 
 _SCRIPT = files("allocator.quota").joinpath("reserve.lua").read_text()
 _FEEDBACK = files("allocator.quota").joinpath("feedback.lua").read_text()
-# Health back to active (quota/feedback.py resumed and lapsed), atomically, so
-# that each change is returned to exactly one caller. KEYS: health keys.
+# A pause lifted (quota/feedback.py resumed): active from ARGV[1], waiting for
+# _LAPSE to say so. KEYS: health keys.
 _RESUME = """
 local n = 0
 for _, key in ipairs(KEYS) do
@@ -95,11 +95,14 @@ for _, key in ipairs(KEYS) do
 end
 return n
 """
-# A lapse is claimed, not forgotten: the key becomes ["lapsing", at, reason,
-# lease till] until the claimer says it published the change (_LAPSED), and a
-# claim whose lease ran out (its worker died before publishing) is taken
-# again. Every script here reads "lapsing" as active: it is neither cooling
-# nor paused, and resume() lifts only "paused".
+# Health back to active (quota/feedback.py lapsed), atomically: each change is
+# claimed by one caller. The key becomes ["lapsing", at, reason, lease till]
+# until the claimer says it published the change (_LAPSED); a claim whose
+# lease ran out (its worker died before publishing) is taken again, so a
+# change is published twice at worst, never lost. The lease is counted in the
+# callers' clocks (`now`), which the workers' NTP keeps within seconds. Every
+# script here reads "lapsing" as active: it is neither cooling nor paused,
+# and _RESUME lifts only "paused". KEYS: health keys.
 _LAPSE = """
 local back = {}
 local now = tonumber(ARGV[1])
@@ -475,8 +478,10 @@ class RedisQuotaStore:
                 found.append(("active", -1, ""))
             else:
                 state, until, why, *_ = json.loads(value)
-                # a lapse claimed and not yet published is active already
-                found.append(("active" if state == LAPSING else state, int(until), why))
+                if state == LAPSING:  # claimed, not yet published: active as if forgotten
+                    found.append(("active", -1, ""))
+                else:
+                    found.append((state, int(until), why))
         return found
 
     async def resume(
@@ -506,7 +511,7 @@ class RedisQuotaStore:
             back.append(HealthSet(channel.value, rid, "active", int(at), str(reason)))
         return back
 
-    async def lapsed(self, client_id: str, published: Sequence[HealthSet]) -> None:
+    async def lapse_published(self, client_id: str, published: Sequence[HealthSet]) -> None:
         if not published:
             return
         keys = [

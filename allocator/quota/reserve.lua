@@ -381,7 +381,7 @@ local function sticky_resource(index, channel, at, days)
 end
 
 -- The leads' suppressions by KEYS index (false: none), read before the leads
--- by one MGET: only feedback.lua writes them.
+-- with the hold keys and counters (below): only feedback.lua writes them.
 local suppression_of = by_key()
 
 local function suppressed(lead)
@@ -433,13 +433,13 @@ local function healths_for(extra, n)
 end
 
 -- Where each lead starts in `leads`; and before the leads, every hold key of
--- the call and the caps' counters of each ask's first day, by MGET (a command
--- per lead and key cost more than the rules; unpack() takes a few thousand
--- values at most, so 1,000 a time).
+-- the call, the caps' counters of each ask's first day and the leads'
+-- suppressions, by MGET (a command per lead and key cost more than the rules;
+-- unpack() takes a few thousand values at most, so 1,000 a time).
 local starts, n_leads = {}, 0
 local held_of = by_key() -- KEYS index of a hold key -> its answer, or false
 do
-  local holds, counters, stops, listed = {}, {}, {}, {}
+  local holds, counters, suppressions, listed = {}, {}, {}, {}
   local function once(list, index) -- (a key is a counter or a suppression, never both)
     if not listed[index] then
       listed[index] = true
@@ -453,7 +453,7 @@ do
     holds[n_leads] = leads[pos]
     local info = leads[pos + 3]
     if info ~= 0 then
-      once(stops, infos[info][2])
+      once(suppressions, infos[info][2])
     end
     local n_asks = leads[pos + 4]
     pos = pos + 5
@@ -481,7 +481,7 @@ do
   end
   read(holds, n_leads, held_of, false)
   read(counters, #counters, values, 0)
-  read(stops, #stops, suppression_of, false)
+  read(suppressions, #suppressions, suppression_of, false)
 end
 
 -- Numbers as JSON writes them (integers), the small ones formatted once.
@@ -612,36 +612,36 @@ for i = 1, n_leads do
           k = number(used)
           if index and extra ~= 0 then
             local names = {KEYS[counter]} -- the counters the send counted in
-            local listed = quoted(counter)
+            local names_json = quoted(counter)
             if pool ~= 0 then
               names[#names + 1] = KEYS[pool[1]]
-              listed = listed .. ',' .. quoted(pool[1])
+              names_json = names_json .. ',' .. quoted(pool[1])
             end
             if lead_counter ~= 0 then
               names[#names + 1] = KEYS[lead_counter]
-              listed = listed .. ',' .. quoted(lead_counter)
+              names_json = names_json .. ',' .. quoted(lead_counter)
             end
             if domain_counter ~= 0 then
               names[#names + 1] = KEYS[domain_counter]
-              listed = listed .. ',' .. quoted(domain_counter)
+              names_json = names_json .. ',' .. quoted(domain_counter)
             end
             local send_at = day[8] + used * extra[2] + extra[3]
             local send = {info[4], ids[best], send_at, day[9], names, 'r'}
             local field = info[3] .. '|' .. extra[1]
             index[field] = send
             added = true
-            local pairs_of = index_sets[info[1]]
-            if not pairs_of then
-              pairs_of = {KEYS[info[1]]}
-              index_sets[info[1]] = pairs_of
+            local writes = index_sets[info[1]]
+            if not writes then
+              writes = {KEYS[info[1]]}
+              index_sets[info[1]] = writes
               n_sets = n_sets + 1
               set_order[n_sets] = info[1]
             end
             -- cjson.encode(send), written out (the strings escaped once each)
-            pairs_of[#pairs_of + 1] = field
-            pairs_of[#pairs_of + 1] = '[' .. cjson.encode(info[4]) .. ',"'
+            writes[#writes + 1] = field
+            writes[#writes + 1] = '[' .. cjson.encode(info[4]) .. ',"'
               .. shape[5][best] .. '",' .. number(send_at) .. ',"' .. day[9] .. '",['
-              .. listed .. '],"r"]'
+              .. names_json .. '],"r"]'
           end
           break
         end

@@ -86,8 +86,9 @@ def _execute(options: ReplayOptions) -> int:
         given, pools_read = _setup(options, settings)
     except (OSError, ValueError) as exc:
         # A source that changed since the options were checked, a topic that does
-        # not exist, a clients/resources/pools file with bad lines (named one by
-        # one), or a resource naming a pool its client does not have.
+        # not exist or stalled before its end, a clients/resources/pools file
+        # with bad lines (named one by one), or a resource naming a pool its
+        # client does not have: each said in one line, exit 2.
         print(f"replay: {exc}", file=sys.stderr)
         return USAGE
     if options.variant is not None:

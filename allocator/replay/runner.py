@@ -23,7 +23,7 @@ from allocator.channels import ALLOCATED, Channel
 from allocator.decision import Schedule
 from allocator.directory import ClientDirectory, build_snapshot, unknown_client
 from allocator.errors import InvalidRecord
-from allocator.feedback import FeedbackApplier, lapsed_health, published_health
+from allocator.feedback import FeedbackApplier, forget_published_health, lapsed_health
 from allocator.models import Client, ConversionPattern, Pool, Resource, ScoredLead
 from allocator.patterns import NO_PATTERNS, PatternSet
 from allocator.quota import QuotaStore
@@ -131,7 +131,7 @@ async def replay(
             health.append(change.model_dump_json())
             owner = snapshot.get(change.client_id) or unknown_client(change.client_id)
             summary.add_lapse(change, owner)
-        await published_health(quota, changes)
+        await forget_published_health(quota, changes)
 
     async def apply_sends() -> None:
         batch = [history.send_events[i] for i in sends]

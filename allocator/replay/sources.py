@@ -201,9 +201,10 @@ async def read_topic(
     topic that keeps being written to still ends). Tansu 0.6 under-reports end
     offsets by up to a batch, but a fetch returns whole batches, so the records
     up to the true end of what was there arrive with the one that reaches the
-    reported end. A slow fetch on a busy machine is no end; a partition that
-    yields nothing for `idle_ms` before its end is an error (ValueError,
-    naming it), never a history that silently lacks its last records.
+    reported end. A slow fetch on a busy machine is no end; if no partition
+    yields anything for `idle_ms` while some are short of their ends, that
+    is an error (ValueError, naming them), never a history that silently
+    lacks its last records.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 

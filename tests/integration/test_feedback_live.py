@@ -11,11 +11,12 @@ import json
 import threading
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
 
+from allocator.quota.base import health_key
 from tests.integration.expect import assert_each_once
 from tests.integration.pipeline import Pipeline
 
@@ -195,3 +196,63 @@ def _distinct(records: list[dict[str, Any]], what: str) -> dict[tuple[str, str],
         key = (r["allocation_id"], r["channel"])
         assert found.setdefault(key, r) == r, (what, r)
     return found
+
+
+async def test_a_cooldown_that_ends_is_published_once_and_forgotten(
+    sqlite_pipeline: Pipeline, redis_url: str
+) -> None:
+    """A throttle whose retry time has passed: the worker's lapse timer claims
+    the change in Redis, publishes `active` ("cooldown over", at the retry
+    time) on resource-health, then forgets the claim, so that no worker
+    publishes it again when the claim's lease ends."""
+    pipeline = sqlite_pipeline
+    pipeline.extra_env["ALLOCATOR_HEALTH_LAPSE_SECONDS"] = "1"
+    settings = pipeline.settings
+    folder = pipeline.workdir
+    (folder / "clients.jsonl").write_text(json.dumps({"client_id": "fb"}) + "\n")
+    box = {"client_id": "fb", "channel": "email", "resource_id": "box-0", "daily_limit": 150}
+    (folder / "resources.jsonl").write_text(json.dumps(box) + "\n")
+    for table in ("clients", "resources"):
+        done = pipeline.cli(table, "load", str(folder / f"{table}.jsonl"))
+        assert done.returncode == 0, done.stderr
+    pipeline.start_worker()
+    pipeline.produce_json(settings.topic_scored_leads, [lead(0)], "lead_id")
+    [allocation] = pipeline.every_copy({"lead-0"}, 120)["lead-0"][:1]
+    assert [c["resource_id"] for c in allocation["channels"] if c["channel"] == "email"] == [
+        "box-0"
+    ]
+    now = datetime.now(UTC).replace(microsecond=0)
+    retry = now - timedelta(hours=1)
+    throttle = {
+        "event_id": "throttle-box-0",
+        "kind": "throttled",
+        "client_id": "fb",
+        "lead_id": "fb-lead-0",
+        "allocation_id": allocation["allocation_id"],
+        "channel": "email",
+        "resource_id": "box-0",
+        "occurred_at": (now - timedelta(hours=2)).isoformat(),
+        "retry_after": retry.isoformat(),
+    }
+    pipeline.produce_json(settings.topic_send_events, [throttle], "lead_id")
+
+    deadline = time.monotonic() + 120
+    health: list[dict[str, Any]] = []
+    while len(health) < 2 and time.monotonic() < deadline:
+        health = pipeline.read_json(settings.topic_resource_health, 2, 5)
+    assert [(h["state"], h["reason"], h["changed_at"]) for h in health] == [
+        ("cooling", "throttled", throttle["occurred_at"]),
+        ("active", "cooldown over", retry.isoformat()),
+    ]
+    key = f"{pipeline.prefix}{health_key('fb', 'email', 'box-0')}"
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        held = "?"
+        while held is not None and time.monotonic() < deadline:
+            held = await redis.get(key)  # the claim, until the worker forgets it
+            await asyncio.sleep(0.2)
+        assert held is None
+    finally:
+        await redis.aclose()
+    await asyncio.sleep(3)  # three more lapse timers: nothing to publish
+    assert len(pipeline.read_json(settings.topic_resource_health, 3, 3)) == 2

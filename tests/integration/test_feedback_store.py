@@ -165,12 +165,12 @@ async def check_feedback_agrees(url: str, prefix: str) -> None:
             assert await redis_store.lapse(client, named, lease_over - 1) == []
             again = await redis_store.lapse(client, named, lease_over)
             assert again == back[1]
-            await redis_store.lapsed(client, again[:1])
+            await redis_store.lapse_published(client, again[:1])
             after = await redis_store.lapse(client, named, lease_over + LAPSE_LEASE_SECONDS)
             assert after == again[1:]
-            await redis_store.lapsed(client, after)
+            await redis_store.lapse_published(client, after)
             assert await redis_store.lapse(client, named, later + 10**6) == []
-            await memory.lapsed(client, back[0])  # nothing to forget there
+            await memory.lapse_published(client, back[0])  # nothing to forget there
         # the counters agree (refunds and health statistics included)
         owners = {
             key: next(c for c in CLIENTS if f"{c}-" in key or f":{c}:" in key)

@@ -348,19 +348,21 @@ async def test_a_leads_index_of_sends_lives_as_long_as_its_latest_send_needs(
     def lives_until(day: date) -> int:
         return store.expires_at(day + timedelta(days=INDEX_DAYS))
 
+    # Days from tomorrow: expires_at counts from now for days already over.
+    day = date.today() + timedelta(days=1)
     try:
-        first = await store.reserve([request(1, DAY, seats)])
+        first = await store.reserve([request(1, day, seats)])
         assert first[0].picks[0] is not None
         assert await redis.hlen(index) == 1
-        assert await redis.expiretime(index) == lives_until(DAY)
-        later = DAY + timedelta(days=10)
+        assert await redis.expiretime(index) == lives_until(day)
+        later = day + timedelta(days=10)
         await store.reserve([request(2, later, seats)])
         assert await redis.hlen(index) == 2
         assert await redis.expiretime(index) == lives_until(later)
-        nothing = await store.reserve([request(3, DAY + timedelta(days=1), full)])
+        nothing = await store.reserve([request(3, later + timedelta(days=5), full)])
         assert nothing[0].picks[0] is None
         assert await redis.hlen(index) == 2
-        assert await redis.expiretime(index) == lives_until(later)  # not shortened
+        assert await redis.expiretime(index) == lives_until(later)  # not lengthened
         # The sticky sender takes the resource the lead last had, read from
         # the index: both seats are empty that day, and without it the tie
         # goes to the first listed.
@@ -370,6 +372,20 @@ async def test_a_leads_index_of_sends_lives_as_long_as_its_latest_send_needs(
         sticky = await store.reserve([request(5, later + timedelta(days=2), seats, sticky=8)])
         assert sticky[0].picks[0] is not None
         assert sticky[0].picks[0].resource_id == other
+        # In one call: a send to seat-a, then a sticky ask the same day. It
+        # must see that send (not yet in Redis) over the index's latest
+        # (seat-b); without the sticky sender seat-b, the emptier, would win.
+        only_a = (ResourceQuota("seat-a", 5),)
+        both = await store.reserve(
+            [
+                request(6, later + timedelta(days=4), only_a),
+                request(7, later + timedelta(days=4), seats, sticky=8),
+            ]
+        )
+        assert [h.picks[0].resource_id if h.picks[0] else None for h in both] == [
+            "seat-a",
+            "seat-a",
+        ]
     finally:
         await redis.aclose()
         await store.close()
