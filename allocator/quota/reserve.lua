@@ -516,9 +516,10 @@ local new_held, new_until, n_new = {}, by_key(), 0
 -- script that fails part-way must not leave an index naming sends whose
 -- counters it never wrote). Only the sticky sender reads what an index held
 -- already: read then, once per call (most leads of a call need no read).
-local index_of, index_read, index_till = by_key(), by_key(), by_key()
--- per index (KEYS index) its key and the fields and sends to write, in one HSET
-local index_sets, set_order, n_sets = by_key(), {}, 0
+local index_of, index_read = by_key(), by_key()
+-- per index (KEYS index) its key and the fields and sends to write, in one
+-- HSET, and its expiry; the indexes written, in the order first written
+local index_sets, index_till, set_order, n_sets = by_key(), by_key(), {}, 0
 
 local function index_for(key)
   local index = index_of[key]
@@ -611,24 +612,16 @@ for i = 1, n_leads do
           end
           k = number(used)
           if index and extra ~= 0 then
-            local names = {KEYS[counter]} -- the counters the send counted in
+            -- the counters the send counted in, as JSON (feedback.lua gives
+            -- them back; within this call only the sticky sender reads the
+            -- index, and it reads no names)
             local names_json = quoted(counter)
-            if pool ~= 0 then
-              names[#names + 1] = KEYS[pool[1]]
-              names_json = names_json .. ',' .. quoted(pool[1])
-            end
-            if lead_counter ~= 0 then
-              names[#names + 1] = KEYS[lead_counter]
-              names_json = names_json .. ',' .. quoted(lead_counter)
-            end
-            if domain_counter ~= 0 then
-              names[#names + 1] = KEYS[domain_counter]
-              names_json = names_json .. ',' .. quoted(domain_counter)
-            end
+            if pool ~= 0 then names_json = names_json .. ',' .. quoted(pool[1]) end
+            if lead_counter ~= 0 then names_json = names_json .. ',' .. quoted(lead_counter) end
+            if domain_counter ~= 0 then names_json = names_json .. ',' .. quoted(domain_counter) end
             local send_at = day[8] + used * extra[2] + extra[3]
-            local send = {info[4], ids[best], send_at, day[9], names, 'r'}
             local field = info[3] .. '|' .. extra[1]
-            index[field] = send
+            index[field] = {info[4], ids[best], send_at, day[9], false, 'r'}
             added = true
             local writes = index_sets[info[1]]
             if not writes then
@@ -701,16 +694,12 @@ end
 write(n_new, new_held, held_of, new_until)
 write(n_changed, changed, values, expiries)
 for w = 1, n_sets do
-  redis.call('HSET', unpack(index_sets[set_order[w]]))
-end
-for key = 1, n_keys do
-  local want = index_till[key]
-  if want then
-    -- NX: a new index (most are) has no expiry yet; GT: an older one only
-    -- ever lives longer.
-    if redis.call('EXPIREAT', KEYS[key], want, 'NX') == 0 then
-      redis.call('EXPIREAT', KEYS[key], want, 'GT')
-    end
+  local key = set_order[w]
+  redis.call('HSET', unpack(index_sets[key]))
+  -- NX: a new index (most are) has no expiry yet; GT: an older one only
+  -- ever lives longer.
+  if redis.call('EXPIREAT', KEYS[key], index_till[key], 'NX') == 0 then
+    redis.call('EXPIREAT', KEYS[key], index_till[key], 'GT')
   end
 end
 return '[' .. table.concat(out, ',') .. ']'

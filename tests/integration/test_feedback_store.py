@@ -159,7 +159,7 @@ async def check_feedback_agrees(url: str, prefix: str) -> None:
             assert [await s.lapse(client, named, later) for s in (memory, redis_store)] == [[], []]
             # Redis holds each as claimed (active meanwhile) until its caller
             # says it published it: a caller that died before that (never
-            # called lapsed) has it taken again once the lease is over.
+            # called lapse_published) has it taken again once the lease is over.
             assert {h[0] for h in await redis_store.health(client, named)} == {"active"}
             lease_over = later + LAPSE_LEASE_SECONDS
             assert await redis_store.lapse(client, named, lease_over - 1) == []
