@@ -225,21 +225,20 @@ async def read_topic(
         await _seek_start(consumer, tps, start)
         ends = await consumer.end_offsets(tps)
         records: list[RawRecord] = []
-        done: set[int] = {tp.partition for tp in tps if await consumer.position(tp) >= ends[tp]}
+        done: set[int] = set()
         quiet_since = time.monotonic()
-        while len(done) < len(tps):
+        while True:
+            for tp in tps:
+                # At or past the end it had when reading began: its records
+                # read, or (Kafka) what is left a transaction's markers, which
+                # no consumer is given.
+                if tp.partition not in done and await consumer.position(tp) >= ends[tp]:
+                    done.add(tp.partition)
+            if len(done) == len(tps):
+                break
             batch = await consumer.getmany(
                 *[tp for tp in tps if tp.partition not in done], timeout_ms=1000
             )
-            for tp in tps:
-                # Past its end without a record to say so: the last offsets
-                # were a transaction's markers, which no consumer is given.
-                if (
-                    tp.partition not in done
-                    and tp not in batch
-                    and await consumer.position(tp) >= ends[tp]
-                ):
-                    done.add(tp.partition)
             if not batch:
                 if time.monotonic() - quiet_since > idle_ms / 1000:
                     break
@@ -254,8 +253,6 @@ async def read_topic(
                     # time lookup with the partition's start.
                     if not _before(start, m.offset, m.timestamp):
                         records.append((tp.partition, m.offset, m.timestamp, m.value))
-                if messages and messages[-1].offset + 1 >= ends[tp]:
-                    done.add(tp.partition)  # what was there when reading began
         short = [
             f"partition {tp.partition} at offset {await consumer.position(tp)} of {ends[tp]}"
             for tp in tps
