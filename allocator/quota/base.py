@@ -208,6 +208,8 @@ class Cancelled:
 LAPSE_LEASE_SECONDS = 300
 # A health held as claimed by lapse() and not yet published; active already.
 LAPSING = "lapsing"
+# What health() says of a resource with no health held: (state, until, reason).
+NO_HEALTH = ("active", -1, "")
 
 
 @dataclass(frozen=True)
@@ -334,7 +336,7 @@ class QuotaStore(Protocol):
     async def health(
         self, client_id: str, resources: Sequence[tuple[Channel, str]]
     ) -> list[tuple[str, int, str]]:
-        """Each resource's (state, until or -1, reason); ("active", -1, "") when none is held."""
+        """Each resource's (state, until or -1, reason); NO_HEALTH when none is held."""
         ...
 
     async def resume(

@@ -14,6 +14,7 @@ from allocator.channels import Channel
 from allocator.quota import feedback as rules
 from allocator.quota.base import (
     LAPSE_LEASE_SECONDS,
+    NO_HEALTH,
     Blocked,
     ChannelAsk,
     FeedbackOutcome,
@@ -143,7 +144,7 @@ class MemoryQuotaStore:
         self, client_id: str, resources: Sequence[tuple[Channel, str]]
     ) -> list[tuple[str, int, str]]:
         return [
-            self.state.health.get(health_key(client_id, channel, rid), ("active", -1, ""))
+            self.state.health.get(health_key(client_id, channel, rid), NO_HEALTH)
             for channel, rid in resources
         ]
 

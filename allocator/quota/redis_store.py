@@ -54,6 +54,7 @@ from allocator.errors import ServiceUnavailable
 from allocator.quota.base import (
     LAPSE_LEASE_SECONDS,
     LAPSING,
+    NO_HEALTH,
     Blocked,
     Cancelled,
     ChannelAsk,
@@ -475,13 +476,13 @@ class RedisQuotaStore:
         found = []
         for value in values:
             if value is None:
-                found.append(("active", -1, ""))
+                found.append(NO_HEALTH)
+                continue
+            state, until, why, *_ = json.loads(value)
+            if state == LAPSING:  # claimed, not yet published: active as if forgotten
+                found.append(NO_HEALTH)
             else:
-                state, until, why, *_ = json.loads(value)
-                if state == LAPSING:  # claimed, not yet published: active as if forgotten
-                    found.append(("active", -1, ""))
-                else:
-                    found.append((state, int(until), why))
+                found.append((state, int(until), why))
         return found
 
     async def resume(
