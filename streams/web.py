@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from faust.exceptions import ConsumerNotStarted
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.commits import Commits
@@ -26,11 +27,21 @@ def crashed_agents(app: Any, commits: Sequence[Commits]) -> dict[str, str]:
     return crashed
 
 
+def assignment(app: Any) -> set[Any]:
+    """The partitions the worker consumes; none yet while its consumer thread
+    starts (the web server answers from before then: a probe polling /ready
+    got a 500 and a traceback in that moment)."""
+    try:
+        return set(app.consumer.assignment())
+    except ConsumerNotStarted:
+        return set()
+
+
 def update_lag(app: Any, metrics: Metrics) -> None:
     # Kafka's semantics: high watermark minus the next offset to process.
     # (Tansu 0.6 reports low watermarks; see topics.md.)
     consumer = app.consumer
-    for tp in consumer.assignment():
+    for tp in assignment(app):
         try:
             highwater = consumer.highwater(tp)
         except Exception:  # no fetch yet for this partition
@@ -45,14 +56,14 @@ def update_lag(app: Any, metrics: Metrics) -> None:
 
 def is_ready(app: Any, crashed: Mapping[str, str]) -> bool:
     """Consuming: partitions assigned, no rebalance under way, no agent crashed."""
-    return not crashed and not app.rebalancing and bool(app.consumer.assignment())
+    return not crashed and not app.rebalancing and bool(assignment(app))
 
 
 def register_pages(app: Any, metrics: Metrics, commits: Sequence[Commits]) -> None:
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
         crashed = crashed_agents(app, commits)
-        assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
+        assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in assignment(app))
         body = {
             "live": not crashed,
             "ready": is_ready(app, crashed),
