@@ -26,6 +26,7 @@ from allocator.errors import InvalidRecord, ServiceUnavailable
 from allocator.feedback import FeedbackApplier, forget_published_health, lapsed_health
 from allocator.quota import Held, LeadRequest, QuotaStore, open_quota_store
 from allocator.quota.base import LAPSE_LEASE_SECONDS, FeedbackOutcome, FeedbackRequest, HealthSet
+from allocator.running import run as run_to_end
 from allocator.store import Database
 from allocator.store.urls import check_database_url
 from streams.agents import (
@@ -403,7 +404,7 @@ def run_worker(argv: list[str]) -> int:
     """`allocator worker [faust worker options]`: make sure topics exist, then run faust."""
     settings = Settings()
     # (`allocator worker --help` is answered before this: streams/commands/worker.py)
-    counts = asyncio.run(prepare(settings))
+    counts = run_to_end(prepare(settings))
     partitions = counts[settings.topic_scored_leads]
     app = create_app(settings, partitions)
     sys.argv = ["allocator", "worker", *argv]

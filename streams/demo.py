@@ -32,6 +32,7 @@ from rich.table import Table
 
 from allocator.channels import ALLOCATED, DEFERRED, EXHAUSTED, NO_RESOURCE
 from allocator.config import Settings
+from allocator.running import run as run_to_end
 from allocator.tiers import DISPLAY_ORDER
 from streams.local import (
     SHORT_GROUP_TIMINGS,
@@ -249,26 +250,26 @@ def run_demo(lead_count: int = 300) -> int:
             console.print(f"quota counters: {redis_note}")
             console.print(f"database: SQLite in {workdir}")
             settings = Settings.from_environment(env)
-            clients, resources = asyncio.run(prepare(settings))
+            clients, resources = run_to_end(prepare(settings))
             console.print(f"loaded {clients} sample clients and {resources} resources")
             console.print("starting the worker (joining its group takes a few seconds)...")
             worker = start_worker(env, workdir / "worker.log")
             leads = sample_leads(lead_count)
             bad = sum(1 for i in range(lead_count) if i % 60 == 0)
-            asyncio.run(_produce(broker.bootstrap, settings, leads))
-            allocations = asyncio.run(
+            run_to_end(_produce(broker.bootstrap, settings, leads))
+            allocations = run_to_end(
                 read_topic(broker.bootstrap, settings.topic_allocations, lead_count, 120)
             )
-            dead = asyncio.run(read_topic(broker.bootstrap, settings.topic_dlq, bad, 30))
+            dead = run_to_end(read_topic(broker.bootstrap, settings.topic_dlq, bad, 30))
             decided = [json.loads(r.value) for r in allocations]
             summarise(decided, [json.loads(r.value) for r in dead], scrape_deferred(worker))
             # The dispatchers' side of the loop: a reply and a throttled sender.
             events = feedback_for(decided)
-            asyncio.run(_produce_feedback(broker.bootstrap, settings.topic_send_events, events))
-            cancelled = asyncio.run(
+            run_to_end(_produce_feedback(broker.bootstrap, settings.topic_send_events, events))
+            cancelled = run_to_end(
                 read_topic(broker.bootstrap, settings.topic_lead_cancellations, 1, 30)
             )
-            cooling = asyncio.run(
+            cooling = run_to_end(
                 read_topic(broker.bootstrap, settings.topic_resource_health, 1, 30)
             )
             show_feedback(

@@ -10,7 +10,6 @@ is written and shown).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import sys
 import time
@@ -40,6 +39,7 @@ from allocator.replay.sources import (
     topic_history,
 )
 from allocator.replay.summary import SEND_EVENTS, Comparison, InputSource
+from allocator.running import run as run_to_end
 
 __all__ = ["add_arguments", "execute", "run"]
 
@@ -265,7 +265,7 @@ def _from_database(settings: Settings) -> Setup:
             pools,
         )
 
-    return asyncio.run(load())
+    return run_to_end(load())
 
 
 def _check_pools(options: ReplayOptions, resources: list[Resource], pools: list[Pool]) -> None:
@@ -346,4 +346,4 @@ def _run(
             finally:
                 await quota.close()
 
-        return asyncio.run(go())
+        return run_to_end(go())

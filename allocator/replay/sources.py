@@ -10,7 +10,6 @@ send that was not reserved (unknown_send).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from allocator.models import (
     validate,
 )
 from allocator.models.feedback import check_kind_fields
+from allocator.running import run as run_to_end
 
 T = TypeVar("T")
 
@@ -363,7 +363,7 @@ def topic_history(
             )
         return leads, patterns, sends
 
-    raw_leads, raw_patterns, raw_sends = asyncio.run(read_all())
+    raw_leads, raw_patterns, raw_sends = run_to_end(read_all())
     leads, bad_leads = parse_records(leads_topic or "", raw_leads, parse_lead_data)
     patterns, bad_patterns = parse_records(patterns_topic or "", raw_patterns, parse_pattern_data)
     sends, origins, bad_sends = located_records(

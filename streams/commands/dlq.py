@@ -9,7 +9,6 @@ even on a broker that under-reports its high watermark.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import pydantic
 from allocator.errors import ErrorCode
 from allocator.models import DeadLetter
 from allocator.replay.sources import Bound, read_topic
+from allocator.running import run as run_to_end
 from streams.commands.errors import RUNTIME, USAGE, CommandError
 from streams.commands.output import cell, console, print_json, table
 
@@ -128,7 +128,7 @@ def show(
     json_output: bool,
     client_options: dict[str, Any] | None = None,
 ) -> int:
-    entries = asyncio.run(read_entries(bootstrap, topic, since, client_options))
+    entries = run_to_end(read_entries(bootstrap, topic, since, client_options))
     if code is not None:
         entries = [e for e in entries if e.code == code.value]
     counts = Counter(e.code for e in entries)

@@ -4,11 +4,11 @@ will read it."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from allocator.directory import daily_limit
 from allocator.models import Client, Pool, Resource
+from allocator.running import run as run_to_end
 from allocator.store.database import list_clients, list_pools, list_resources
 from streams.commands.output import cell, console, print_json, table
 from streams.commands.store import open_database
@@ -34,7 +34,7 @@ def _or_none(value: object) -> str:
 
 
 def show_clients(database_url: str, as_json: bool) -> int:
-    clients = asyncio.run(_clients(database_url))
+    clients = run_to_end(_clients(database_url))
     if as_json:
         print_json([client.model_dump(mode="json") for client in clients])
         return 0
@@ -63,7 +63,7 @@ def show_clients(database_url: str, as_json: bool) -> int:
 
 
 def show_pools(database_url: str, client_id: str | None, as_json: bool) -> int:
-    pools = asyncio.run(_pools(database_url, client_id))
+    pools = run_to_end(_pools(database_url, client_id))
     if as_json:
         print_json([pool.model_dump(mode="json") for pool in pools])
         return 0
@@ -108,7 +108,7 @@ def _limit(row: dict[str, Any]) -> str:
 
 
 def show_resources(database_url: str, client_id: str | None, as_json: bool) -> int:
-    rows = [resource_row(r) for r in asyncio.run(_resources(database_url, client_id))]
+    rows = [resource_row(r) for r in run_to_end(_resources(database_url, client_id))]
     if as_json:
         print_json(rows)
         return 0

@@ -3,7 +3,6 @@ all or nothing (allocator/store/loaders.py reads and writes it)."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -14,6 +13,7 @@ from allocator.config import Settings
 from allocator.errors import ServiceUnavailable
 from allocator.models import Resource
 from allocator.quota import open_quota_store
+from allocator.running import run as run_to_end
 from allocator.store import Database
 from allocator.store.loaders import (
     read_clients,
@@ -88,7 +88,7 @@ def load(kind: Kind, path: str, database_url: str, settings: Settings | None = N
             return await resume_paused(read_resources(path), settings)
         return 0
 
-    resumed = asyncio.run(into_database())
+    resumed = run_to_end(into_database())
     print(f"loaded {count} {kind} from {path}")
     if resumed:
         print(f"resumed {resumed} paused resource(s)")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from allocator.config import Settings
+from allocator.running import run as run_to_end
 from streams.topics import ensure_topics
 
 
 def create(settings: Settings) -> int:
-    counts = asyncio.run(ensure_topics(settings))
+    counts = run_to_end(ensure_topics(settings))
     for name, partitions in counts.items():
         print(f"{name}: {partitions} partitions")
     return 0

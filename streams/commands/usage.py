@@ -43,7 +43,6 @@ cannot be read from here: the command says so (exit status 2).
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -57,6 +56,7 @@ from allocator.models.fields import zone
 from allocator.quota import open_quota_store
 from allocator.quota.base import QuotaStore, ResourceQuota, counter_key, pool_key
 from allocator.quota.rules import day_cap
+from allocator.running import run as run_to_end
 from allocator.store.database import list_clients, list_pools, list_resources
 from streams.commands.errors import REDIS_VARIABLE, USAGE, CommandError
 from streams.commands.output import cell, console, print_json, table
@@ -210,7 +210,7 @@ def show(settings: Settings, client_id: str | None, day_text: str | None, as_jso
             "worker's process and cannot be read from here; set it to the Redis the workers use",
             USAGE,
         )
-    rows = asyncio.run(usage_rows(settings, client_id, day))
+    rows = run_to_end(usage_rows(settings, client_id, day))
     if as_json:
         print_json(rows)
         return 0

@@ -4,7 +4,6 @@ records of a topic."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import signal
@@ -15,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from allocator.config import Settings
 from allocator.files import read_lines
+from allocator.running import run as run_to_end
 from streams.broker import EmbeddedBroker
 from streams.commands.errors import USAGE, CommandError
 from streams.local import read_topic
@@ -75,7 +75,7 @@ def send(path: Path, topic: str | None, settings: Settings) -> int:
         finally:
             await producer.stop()
 
-    asyncio.run(produce())
+    run_to_end(produce())
     print(f"sent {len(records)} records of {path} to {topic}")
     return 0
 
@@ -85,7 +85,7 @@ def read(topic: str | None, limit: int, seconds: float, settings: Settings) -> i
     if limit < 1:
         raise CommandError(f"--limit {limit}: give 1 or more", USAGE)
     topic = topic or settings.topic_allocations
-    found = asyncio.run(
+    found = run_to_end(
         read_topic(
             settings.kafka_bootstrap_servers,
             topic,
