@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 from allocator.channels import (
     ALLOCATED,
@@ -38,6 +38,7 @@ from allocator.models import (
     derived_id,
     zone,
 )
+from allocator.models.allocation import Source
 from allocator.patterns import PatternSet
 from allocator.quota.base import (
     Blocked,
@@ -50,8 +51,6 @@ from allocator.quota.base import (
 from allocator.reasons import RESOURCE_NOUNS, Why, blocked_detail
 from allocator.tiers import Tier, allowed_channels, default_sequence, tier_for_score
 from allocator.timing import SendSlot, plan_sends_until
-
-Source = Literal["pattern", "default"]
 
 
 @dataclass(frozen=True)
@@ -494,7 +493,7 @@ def complete(
         als_score=lead.als_score,
         als_tier=plan.tier,
         sequence_source=plan.sequence_source,
-        channels=entries,
+        channels=tuple(entries),
         decided_at=decided_at,
     )
     wanted = tuple(c.slots[0].usage_day if c.slots else None for c in plan.channels)

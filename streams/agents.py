@@ -205,7 +205,7 @@ class LeadAllocator:
                         decisions.append(outcome)
                         allocation = outcome.allocation
                         key = allocation.lead_id.encode()
-                        value = allocation.model_dump_json().encode()
+                        value = allocation.to_json().encode()
                         records.append((key, value, event.message.tp))
                 if records:
                     deliveries.extend(await self._send(self._topic, records))

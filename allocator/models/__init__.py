@@ -4,11 +4,13 @@ Every parse error becomes an `InvalidRecord` naming the field and the value,
 with the short code (an `ErrorCode`) the DLQ carries.
 
     fields.py        one field's type and check, and the bounds that keep odd values out
-    records.py       the records: leads, patterns, clients, resources, allocations
+    records.py       the input records: leads, patterns, clients, resources, pools
+    allocation.py    the allocation record, and its JSON
     parsing.py       raw bytes -> a record or InvalidRecord, nothing else
     dead_letters.py  the DLQ record, small whatever the value's size
 """
 
+from allocator.models.allocation import Allocation, ChannelAllocation, Reason
 from allocator.models.dead_letters import (
     DLQ_KEY_BYTES,
     DLQ_RAW_BYTES,
@@ -56,14 +58,11 @@ from allocator.models.parsing import (
     validate,
 )
 from allocator.models.records import (
-    Allocation,
-    ChannelAllocation,
     Client,
     ConversionPattern,
     HowPattern,
     Pacing,
     Pool,
-    Reason,
     Resource,
     Rotation,
     ScoredLead,

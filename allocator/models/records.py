@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from allocator.channels import RESOURCE_TYPE, Channel, EntryStatus, ResourceType
+from allocator.channels import RESOURCE_TYPE, Channel, ResourceType
 from allocator.errors import ErrorCode, shown
 from allocator.models.fields import (
     MAX_DAILY_LIMIT,
@@ -23,7 +23,6 @@ from allocator.models.fields import (
     EveryDays,
     Flag,
     Hour,
-    Instant,
     Score,
     Text,
     Timestamp,
@@ -33,7 +32,6 @@ from allocator.models.fields import (
     fail,
     zone,
 )
-from allocator.tiers import Tier
 
 _INPUT = ConfigDict(extra="ignore", frozen=True)
 
@@ -249,42 +247,3 @@ class Resource(BaseModel):
     @property
     def resource_type(self) -> ResourceType:
         return RESOURCE_TYPE[self.channel]
-
-
-# --- output records --------------------------------------------------------
-
-
-class Reason(BaseModel):
-    """Why a channel entry is not at its first slot (CONTRACT.md section 11)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    code: str
-    detail: str
-
-
-class ChannelAllocation(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    channel: Channel
-    status: EntryStatus
-    resource_type: ResourceType | None
-    resource_id: str | None
-    send_at: Instant | None
-    timing_source: Literal["pattern", "default"]
-    usage_day: str | None
-    reason: Reason | None = None
-
-
-class Allocation(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    allocation_id: str
-    event_id: str
-    lead_id: str
-    client_id: str
-    als_score: int
-    als_tier: Tier
-    sequence_source: Literal["pattern", "default"]
-    channels: list[ChannelAllocation]
-    decided_at: Instant

@@ -107,7 +107,7 @@ async def replay(
                 undecidable.append(decision.error.message)
                 continue
             allocation = decision.allocation
-            lines[index] = allocation.model_dump_json()
+            lines[index] = allocation.to_json()
             setup = snapshot.get(lead.client_id) or unknown_client(lead.client_id)
             summary.add(decision, lead, setup)
             if keep_outcomes:

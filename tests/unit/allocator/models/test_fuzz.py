@@ -100,7 +100,7 @@ def decide(lead: ScoredLead, setup: ClientSetup, patterns: PatternSet) -> None:
             Reservation(len(ask.days) - 1, ask.resources[-1].resource_id) for ask in request.asks
         ]
     decision = complete(lead, plan, picks, lead.scored_at)
-    decision.allocation.model_dump_json().encode("utf-8")
+    decision.allocation.to_json().encode("utf-8")
 
 
 _DIALECT = sqlite.dialect()

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from allocator.channels import Channel, ResourceType
 from allocator.errors import InvalidRecord
 from allocator.models import (
     ChannelAllocation,
@@ -163,15 +164,15 @@ def test_an_output_time_may_keep_a_zones_local_mean_time() -> None:
     # Monrovia kept -00:44:30 until 1972: a send there in 1970 is written with it.
     send_at = datetime(1970, 1, 6, 9, tzinfo=ZoneInfo("Africa/Monrovia"))
     entry = ChannelAllocation(
-        channel="email",
+        channel=Channel.EMAIL,
         status="allocated",
-        resource_type="email_domain",
+        resource_type=ResourceType.EMAIL_DOMAIN,
         resource_id="d1",
         send_at=send_at,
         timing_source="default",
         usage_day="1970-01-06",
     )
-    assert json.loads(entry.model_dump_json())["send_at"] == "1970-01-06T09:00:00-00:44:30"
+    assert json.loads(entry.to_json())["send_at"] == "1970-01-06T09:00:00-00:44:30"
 
 
 # --- 5. time zones -----------------------------------------------------------

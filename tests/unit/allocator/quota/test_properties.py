@@ -89,6 +89,6 @@ def test_same_input_and_counters_same_output(
             ClientDirectory.fixed(snapshot), MemoryQuotaStore(), decided_at=event_time
         )
         out = await eng.decide(rows, lambda _: NO_PATTERNS)
-        return [a.model_dump_json() for a in out]
+        return [a.to_json() for a in out]
 
     assert asyncio.run(run()) == asyncio.run(run())
