@@ -106,6 +106,12 @@ class ChannelPlan:
     # Per slot, the instant its day's sends must go out before (pacing); not
     # held with the plan: only the first reservation needs it.
     ends: tuple[datetime, ...] = ()
+    # The allocated entries built from this plan, by (step, resource, what
+    # blocked the first day): unpaced, that is all an entry depends on, and
+    # leads of the same hours share their plan, so each is built once (issue 15).
+    entries: dict[tuple[int, str, Blocked | None], ChannelAllocation] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,12 @@ class Plan:
     tier: Tier
     sequence_source: Source
     channels: tuple[ChannelPlan, ...]
+    # Per channel, the quota day its first slot asks for (None: no slot).
+    first_days: tuple[date | None, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        days = tuple(c.slots[0].usage_day if c.slots else None for c in self.channels)
+        object.__setattr__(self, "first_days", days)
 
     def encode(self) -> str:
         """The JSON of [tier, source, [channel, ...]], compact, as json.dumps
@@ -467,24 +479,7 @@ def complete(
             deferrals.append(None)
             continue
         deferrals.append(pick.step)
-        slot = channel_plan.slots[pick.step]
-        paced = channel_plan.paced
-        send_at = paced.send_at(slot.send_at, pick.k) if paced else slot.send_at
-        moved = _moved_reason(channel_plan)
-        if moved is None and pick.step:
-            moved = _blocked_reason(channel_plan, first)
-        entries.append(
-            ChannelAllocation(
-                channel=channel_plan.channel,
-                status=ALLOCATED,
-                resource_type=RESOURCE_TYPE[channel_plan.channel],
-                resource_id=pick.resource_id,
-                send_at=send_at,
-                timing_source=channel_plan.timing_source,
-                usage_day=slot.usage_day.isoformat(),
-                reason=moved,
-            )
-        )
+        entries.append(_allocated(channel_plan, pick, first))
     allocation = Allocation(
         allocation_id=allocation_id_of(lead),
         event_id=lead.key,
@@ -496,8 +491,34 @@ def complete(
         channels=tuple(entries),
         decided_at=decided_at,
     )
-    wanted = tuple(c.slots[0].usage_day if c.slots else None for c in plan.channels)
-    return Decision(allocation, tuple(deferrals), wanted)
+    return Decision(allocation, tuple(deferrals), plan.first_days)
+
+
+def _allocated(plan: ChannelPlan, pick: Reservation, first: Blocked | None) -> ChannelAllocation:
+    """The entry of a channel given a resource; `first` says what blocked its first day."""
+    key = (pick.step, pick.resource_id, first if pick.step else None)
+    paced = plan.paced
+    if paced is None:
+        held = plan.entries.get(key)
+        if held is not None:
+            return held
+    slot = plan.slots[pick.step]
+    moved = _moved_reason(plan)
+    if moved is None and pick.step:
+        moved = _blocked_reason(plan, first)
+    entry = ChannelAllocation(
+        channel=plan.channel,
+        status=ALLOCATED,
+        resource_type=RESOURCE_TYPE[plan.channel],
+        resource_id=pick.resource_id,
+        send_at=paced.send_at(slot.send_at, pick.k) if paced else slot.send_at,
+        timing_source=plan.timing_source,
+        usage_day=slot.usage_day.isoformat(),
+        reason=moved,
+    )
+    if paced is None:  # a paced send's instant depends on the sends before it (pick.k)
+        plan.entries[key] = entry
+    return entry
 
 
 # The entries of channels that were not allocated depend on a few values, not

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from allocator.calendars import OPEN, Calendar
 from allocator.channels import DEFAULT_DAILY_LIMIT, Channel, ResourceType
@@ -117,8 +118,13 @@ def build_setup(
     )
 
 
+@lru_cache(maxsize=1024)
 def unknown_client(client_id: str) -> ClientSetup:
-    """A client missing from the database: UTC, no resources (contract section 5)."""
+    """A client missing from the database: UTC, no resources (contract section 5).
+
+    One setup per client id, not one per lead: building it is a pydantic
+    validation, and plans are shared by setup identity (decision.plan_lead).
+    """
     return ClientSetup(Client(client_id=client_id), known=False)
 
 

@@ -39,8 +39,16 @@ class Reason:
         return f'{{"code":{code},"detail":{detail}}}'
 
 
+class _Written:
+    """A slot for a record's JSON, kept once written: the decision shares one
+    entry among the leads of the same plan and answer (decision._allocated)."""
+
+    __slots__ = ("_json",)
+    _json: str
+
+
 @dataclass(frozen=True, slots=True)
-class ChannelAllocation:
+class ChannelAllocation(_Written):
     channel: Channel
     status: EntryStatus
     resource_type: ResourceType | None
@@ -51,6 +59,14 @@ class ChannelAllocation:
     reason: Reason | None = None
 
     def to_json(self) -> str:
+        try:
+            return self._json
+        except AttributeError:
+            written = self._write()
+            object.__setattr__(self, "_json", written)  # not a field: frozen all the same
+            return written
+
+    def _write(self) -> str:
         send_at = None if self.send_at is None else self.send_at.isoformat()
         reason = "null" if self.reason is None else self.reason.to_json()
         return (
