@@ -564,6 +564,10 @@ class Summary:
     demand: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     capacity: dict[tuple[str, str], int | None] = field(default_factory=dict)
     _capacity_of: set[str] = field(default_factory=set)  # clients whose capacity is in
+    # add()'s memo: per lead shape, its entries and the counters it adds to
+    _counted: dict[tuple[Any, ...], tuple[Any, tuple[tuple[Counter[Any], Any], ...]]] = field(
+        default_factory=dict, repr=False
+    )
     # (weekday 0=Mon, hour) of send_at, local to its zone
     send_times: Counter[tuple[int, int]] = field(default_factory=Counter)
     # (channel, hour, minute) of send_at, local to its zone
@@ -646,29 +650,28 @@ class Summary:
 
     def add(self, decision: Decision, lead: ScoredLead, setup: ClientSetup) -> None:
         allocation = decision.allocation
-        tier = allocation.als_tier.value
         self.leads += 1
-        self.tiers[tier] += 1
-        self.clients[lead.client_id] += 1
         if not setup.known:
             self.unknown_clients.add(lead.client_id)
-        for entry, steps, wanted in zip(
-            allocation.channels, decision.deferrals, decision.wanted_days, strict=True
-        ):
-            channel = entry.channel.value
-            status = reported_status(entry.status, steps)
-            self.entries[(tier, channel, status)] += 1
-            why = entry.reason.code if entry.reason is not None else NO_REASON
-            self.reasons[(lead.client_id, channel, why)] += 1
-            day = entry.usage_day or (wanted or lead.scored_at.date()).isoformat()
-            self.per_client_day[(lead.client_id, day, channel, status)] += 1
-            if wanted is not None:
-                self.demand[(lead.client_id, channel, wanted.isoformat())] += 1
-            if entry.status == ALLOCATED and entry.send_at is not None:
-                assert entry.resource_id is not None and entry.usage_day is not None
-                self.usage[(lead.client_id, channel, entry.resource_id, entry.usage_day)] += 1
-                self.send_times[(entry.send_at.weekday(), entry.send_at.hour)] += 1
-                self.send_minutes[(channel, entry.send_at.hour, entry.send_at.minute)] += 1
+        # Leads of a plan share their entries (decision._allocated), so most
+        # leads count the same keys as one before them: found by the entries'
+        # identity, checked by equality (equal entries count alike).
+        shape = (
+            lead.client_id,
+            allocation.als_tier,
+            lead.scored_at.date(),
+            decision.deferrals,
+            decision.wanted_days,
+            *map(id, allocation.channels),
+        )
+        held = self._counted.get(shape)
+        if held is None or held[0] != allocation.channels:
+            held = (allocation.channels, self._counts_of(decision, lead))
+            if len(self._counted) >= 4096:
+                self._counted.clear()
+            self._counted[shape] = held
+        for counter, counted in held[1]:
+            counter[counted] += 1
         if setup.client.client_id in self._capacity_of:
             return  # one setup per client in a run: its capacity is counted once
         self._capacity_of.add(setup.client.client_id)
@@ -681,6 +684,37 @@ class Summary:
                 )
                 for q in quotas:
                     self.limits[(setup.client.client_id, channel.value, q.resource_id)] = q.limit
+
+    def _counts_of(
+        self, decision: Decision, lead: ScoredLead
+    ) -> tuple[tuple[Counter[Any], Any], ...]:
+        """The counters one lead adds 1 to, and under which keys."""
+        allocation = decision.allocation
+        tier = allocation.als_tier.value
+        counts: list[tuple[Counter[Any], Any]] = [
+            (self.tiers, tier),
+            (self.clients, lead.client_id),
+        ]
+        for entry, steps, wanted in zip(
+            allocation.channels, decision.deferrals, decision.wanted_days, strict=True
+        ):
+            channel = entry.channel.value
+            status = reported_status(entry.status, steps)
+            counts.append((self.entries, (tier, channel, status)))
+            why = entry.reason.code if entry.reason is not None else NO_REASON
+            counts.append((self.reasons, (lead.client_id, channel, why)))
+            day = entry.usage_day or (wanted or lead.scored_at.date()).isoformat()
+            counts.append((self.per_client_day, (lead.client_id, day, channel, status)))
+            if wanted is not None:
+                counts.append((self.demand, (lead.client_id, channel, wanted.isoformat())))
+            if entry.status == ALLOCATED and entry.send_at is not None:
+                assert entry.resource_id is not None and entry.usage_day is not None
+                used = (lead.client_id, channel, entry.resource_id, entry.usage_day)
+                counts.append((self.usage, used))
+                send_at = entry.send_at
+                counts.append((self.send_times, (send_at.weekday(), send_at.hour)))
+                counts.append((self.send_minutes, (channel, send_at.hour, send_at.minute)))
+        return tuple(counts)
 
     # --- derived figures ------------------------------------------------------
 
