@@ -9,6 +9,7 @@ bad records of either input --> lead-allocations-dlq
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -385,6 +386,11 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
         snapshot = await with_retry("load_clients", directory.snapshot, metrics)
         resources = sum(len(setup.resources) for setup in snapshot.values())
         log.info("loaded %d clients and %d resources", len(snapshot), resources)
+        # What is alive now (modules, the app, faust's and aiokafka's
+        # machinery, the clients) lives as long as the worker: kept out of the
+        # cycle collector, whose full collections walked it all again and were
+        # about 10% of a worker's CPU in stream_bench (0.57 s of 5.6 s; 0.18 s after).
+        gc.freeze()
 
     app.commits += [lead_commits, pattern_commits, feedback_commits]
     register_pages(app, metrics, app.commits)
