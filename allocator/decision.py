@@ -109,6 +109,7 @@ class ChannelPlan:
     # The allocated entries built from this plan, by (step, resource, what
     # blocked the first day): unpaced, that is all an entry depends on, and
     # leads of the same hours share their plan, so each is built once (issue 15).
+    # A memo, not part of the plan's value: left out of equality and hashing.
     entries: dict[tuple[int, str, Blocked | None], ChannelAllocation] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -448,6 +449,8 @@ def complete(
 ) -> Decision:
     """The allocation record; `picks` answer the plan's channels that have slots,
     in order, and `blocked` says what blocked each one's first day (None: nothing)."""
+    # The record's times say their offset; pydantic used to refuse a naive one.
+    assert decided_at.utcoffset() is not None, "decided_at without an offset"
     answers = iter(picks)
     whys = iter(blocked)
     entries = []
@@ -494,30 +497,32 @@ def complete(
     return Decision(allocation, tuple(deferrals), plan.first_days)
 
 
-def _allocated(plan: ChannelPlan, pick: Reservation, first: Blocked | None) -> ChannelAllocation:
+def _allocated(
+    channel_plan: ChannelPlan, pick: Reservation, first: Blocked | None
+) -> ChannelAllocation:
     """The entry of a channel given a resource; `first` says what blocked its first day."""
     key = (pick.step, pick.resource_id, first if pick.step else None)
-    paced = plan.paced
+    paced = channel_plan.paced
     if paced is None:
-        held = plan.entries.get(key)
+        held = channel_plan.entries.get(key)
         if held is not None:
             return held
-    slot = plan.slots[pick.step]
-    moved = _moved_reason(plan)
+    slot = channel_plan.slots[pick.step]
+    moved = _moved_reason(channel_plan)
     if moved is None and pick.step:
-        moved = _blocked_reason(plan, first)
+        moved = _blocked_reason(channel_plan, first)
     entry = ChannelAllocation(
-        channel=plan.channel,
+        channel=channel_plan.channel,
         status=ALLOCATED,
-        resource_type=RESOURCE_TYPE[plan.channel],
+        resource_type=RESOURCE_TYPE[channel_plan.channel],
         resource_id=pick.resource_id,
         send_at=paced.send_at(slot.send_at, pick.k) if paced else slot.send_at,
-        timing_source=plan.timing_source,
+        timing_source=channel_plan.timing_source,
         usage_day=slot.usage_day.isoformat(),
         reason=moved,
     )
     if paced is None:  # a paced send's instant depends on the sends before it (pick.k)
-        plan.entries[key] = entry
+        channel_plan.entries[key] = entry
     return entry
 
 

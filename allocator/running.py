@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
+def run_to_end(main: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run(main)`, without repr-ing what it returns.
 
     On Python 3.11, asyncio.run restores the SIGINT handler with

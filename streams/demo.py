@@ -32,7 +32,7 @@ from rich.table import Table
 
 from allocator.channels import ALLOCATED, DEFERRED, EXHAUSTED, NO_RESOURCE
 from allocator.config import Settings
-from allocator.running import run as run_to_end
+from allocator.running import run_to_end
 from allocator.tiers import DISPLAY_ORDER
 from streams.local import (
     SHORT_GROUP_TIMINGS,

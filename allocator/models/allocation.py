@@ -11,7 +11,6 @@ below are still the ones pydantic would write, and a property test holds
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from json.encoder import encode_basestring  # the C one: escapes as pydantic does
 from typing import Literal
 
@@ -39,16 +38,20 @@ class Reason:
         return f'{{"code":{code},"detail":{detail}}}'
 
 
-class _Written:
+class _CachedJson:
     """A slot for a record's JSON, kept once written: the decision shares one
-    entry among the leads of the same plan and answer (decision._allocated)."""
+    entry among the leads of the same plan and answer (decision._allocated).
+    A base class because a slotted dataclass has slots for its fields only;
+    not a field, so equality, hashing, copies and pydantic never see it."""
 
     __slots__ = ("_json",)
     _json: str
 
 
 @dataclass(frozen=True, slots=True)
-class ChannelAllocation(_Written):
+class ChannelAllocation(_CachedJson):
+    """One channel's entry of an allocation (CONTRACT.md section 3)."""
+
     channel: Channel
     status: EntryStatus
     resource_type: ResourceType | None
@@ -83,6 +86,8 @@ class ChannelAllocation(_Written):
 
 @dataclass(frozen=True, slots=True)
 class Allocation:
+    """A lead's allocation record (CONTRACT.md section 3)."""
+
     allocation_id: str
     event_id: str
     lead_id: str
@@ -96,7 +101,6 @@ class Allocation:
     def to_json(self) -> str:
         """The record as the topic and the replay's output carry it: compact JSON."""
         channels = ",".join([c.to_json() for c in self.channels])
-        decided_at: datetime = self.decided_at
         return (
             f'{{"allocation_id":{encode_basestring(self.allocation_id)},'
             f'"event_id":{encode_basestring(self.event_id)},'
@@ -106,5 +110,5 @@ class Allocation:
             f'"als_tier":{encode_basestring(self.als_tier)},'
             f'"sequence_source":{encode_basestring(self.sequence_source)},'
             f'"channels":[{channels}],'
-            f'"decided_at":{encode_basestring(decided_at.isoformat())}}}'
+            f'"decided_at":{encode_basestring(self.decided_at.isoformat())}}}'
         )

@@ -39,7 +39,7 @@ from allocator.replay.sources import (
     topic_history,
 )
 from allocator.replay.summary import SEND_EVENTS, Comparison, InputSource
-from allocator.running import run as run_to_end
+from allocator.running import run_to_end
 
 __all__ = ["add_arguments", "execute", "run"]
 
@@ -70,7 +70,10 @@ def _no_collections() -> Iterator[None]:
     objects in cycles, and its collections cost 30% of the run under the
     default thresholds, still 9% when made rare (issue 15); the peak memory
     is the same either way (1.08 GB). Reference counting frees the rest as
-    usual. Objects alive at the start are frozen out of later collections."""
+    usual; what it cannot (a cycle, such as an exception kept with its
+    traceback) waits for the end of the run, and the replay keeps no such
+    thing per lead (an undecidable lead leaves its message). Objects alive
+    at the start are frozen out of later collections."""
     enabled = gc.isenabled()
     gc.freeze()
     gc.disable()

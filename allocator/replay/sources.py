@@ -29,7 +29,7 @@ from allocator.models import (
     validate,
 )
 from allocator.models.feedback import check_kind_fields
-from allocator.running import run as run_to_end
+from allocator.running import run_to_end
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, get_args
 
@@ -23,7 +23,15 @@ from allocator.decision import Decision
 from allocator.directory import ClientSetup
 from allocator.errors import ErrorCode, InvalidRecord
 from allocator.feedback import Applied
-from allocator.models import KINDS, STOP_KINDS, HealthChange, HealthState, ScoredLead, zone
+from allocator.models import (
+    KINDS,
+    STOP_KINDS,
+    ChannelAllocation,
+    HealthChange,
+    HealthState,
+    ScoredLead,
+    zone,
+)
 from allocator.reasons import Why
 from allocator.replay.sources import History, Origin
 from allocator.tiers import DISPLAY_ORDER
@@ -35,6 +43,9 @@ SKIPPED_LISTED = 100
 # What a channel entry's reason is counted as when it has none: allocated at
 # the slot its pattern or the default schedule gave (CONTRACT.md section 11).
 NO_REASON = "none"
+
+# The counters a lead adds 1 to, each with its key.
+_Counts = tuple[tuple[Counter[Any], Hashable], ...]
 # Every reason counted, in the order tables list them: none first, then the
 # codes in allocator.reasons' order.
 REASONS: tuple[str, ...] = (NO_REASON, *(why.value for why in Why))
@@ -564,10 +575,6 @@ class Summary:
     demand: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     capacity: dict[tuple[str, str], int | None] = field(default_factory=dict)
     _capacity_of: set[str] = field(default_factory=set)  # clients whose capacity is in
-    # add()'s memo: per lead shape, its entries and the counters it adds to
-    _counted: dict[tuple[Any, ...], tuple[Any, tuple[tuple[Counter[Any], Any], ...]]] = field(
-        default_factory=dict, repr=False
-    )
     # (weekday 0=Mon, hour) of send_at, local to its zone
     send_times: Counter[tuple[int, int]] = field(default_factory=Counter)
     # (channel, hour, minute) of send_at, local to its zone
@@ -586,6 +593,11 @@ class Summary:
     feedback_days: Counter[tuple[str, str]] = field(default_factory=Counter)
     health_listed: list[HealthListed] = field(default_factory=list)
     not_reserved: Counter[str] = field(default_factory=Counter)
+    # add()'s memo: per lead shape, its entries (kept alive) and the counters
+    # it adds 1 to, with their keys
+    _counted: dict[tuple[object, ...], tuple[tuple[ChannelAllocation, ...], _Counts]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def read(self, history: History) -> None:
         """What the history holds before any lead is decided: counts, span, rejects."""
@@ -654,8 +666,9 @@ class Summary:
         if not setup.known:
             self.unknown_clients.add(lead.client_id)
         # Leads of a plan share their entries (decision._allocated), so most
-        # leads count the same keys as one before them: found by the entries'
-        # identity, checked by equality (equal entries count alike).
+        # leads count under the same keys as one before them: found by the
+        # entries' identity. The memo keeps those entries alive, so no other
+        # entry can take one of their ids while it holds them.
         shape = (
             lead.client_id,
             allocation.als_tier,
@@ -665,7 +678,7 @@ class Summary:
             *map(id, allocation.channels),
         )
         held = self._counted.get(shape)
-        if held is None or held[0] != allocation.channels:
+        if held is None:
             held = (allocation.channels, self._counts_of(decision, lead))
             if len(self._counted) >= 4096:
                 self._counted.clear()
@@ -685,13 +698,11 @@ class Summary:
                 for q in quotas:
                     self.limits[(setup.client.client_id, channel.value, q.resource_id)] = q.limit
 
-    def _counts_of(
-        self, decision: Decision, lead: ScoredLead
-    ) -> tuple[tuple[Counter[Any], Any], ...]:
+    def _counts_of(self, decision: Decision, lead: ScoredLead) -> _Counts:
         """The counters one lead adds 1 to, and under which keys."""
         allocation = decision.allocation
         tier = allocation.als_tier.value
-        counts: list[tuple[Counter[Any], Any]] = [
+        counts: list[tuple[Counter[Any], Hashable]] = [
             (self.tiers, tier),
             (self.clients, lead.client_id),
         ]

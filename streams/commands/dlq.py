@@ -20,7 +20,7 @@ import pydantic
 from allocator.errors import ErrorCode
 from allocator.models import DeadLetter
 from allocator.replay.sources import Bound, read_topic
-from allocator.running import run as run_to_end
+from allocator.running import run_to_end
 from streams.commands.errors import RUNTIME, USAGE, CommandError
 from streams.commands.output import cell, console, print_json, table
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from allocator.directory import daily_limit
 from allocator.models import Client, Pool, Resource
-from allocator.running import run as run_to_end
+from allocator.running import run_to_end
 from allocator.store.database import list_clients, list_pools, list_resources
 from streams.commands.output import cell, console, print_json, table
 from streams.commands.store import open_database

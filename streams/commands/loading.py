@@ -13,7 +13,7 @@ from allocator.config import Settings
 from allocator.errors import ServiceUnavailable
 from allocator.models import Resource
 from allocator.quota import open_quota_store
-from allocator.running import run as run_to_end
+from allocator.running import run_to_end
 from allocator.store import Database
 from allocator.store.loaders import (
     read_clients,

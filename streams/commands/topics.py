@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from allocator.config import Settings
-from allocator.running import run as run_to_end
+from allocator.running import run_to_end
 from streams.topics import ensure_topics
 
 

@@ -56,7 +56,7 @@ from allocator.models.fields import zone
 from allocator.quota import open_quota_store
 from allocator.quota.base import QuotaStore, ResourceQuota, counter_key, pool_key
 from allocator.quota.rules import day_cap
-from allocator.running import run as run_to_end
+from allocator.running import run_to_end
 from allocator.store.database import list_clients, list_pools, list_resources
 from streams.commands.errors import REDIS_VARIABLE, USAGE, CommandError
 from streams.commands.output import cell, console, print_json, table

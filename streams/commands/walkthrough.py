@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from allocator.config import Settings
 from allocator.files import read_lines
-from allocator.running import run as run_to_end
+from allocator.running import run_to_end
 from streams.broker import EmbeddedBroker
 from streams.commands.errors import USAGE, CommandError
 from streams.local import read_topic

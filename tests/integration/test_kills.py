@@ -79,6 +79,7 @@ async def test_five_sigkills_among_three_workers_lose_nothing(
         out = pipeline.locate(settings.topic_allocations, set(lost))
         print(f"LOST on the allocations topic, read again to its end: {out}")
         print(f"LOST held answers in Redis: {await held_answers(redis_url, pipeline, rows, lost)}")
+    assert not lost, f"{len(lost)} of {LEADS} leads never allocated on {broker_kind}, seed {seed}"
     duplicates = assert_each_once(every, wanted)
     assert pipeline.read(settings.topic_dlq, 1, 1) == []
 

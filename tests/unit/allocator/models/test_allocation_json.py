@@ -5,12 +5,13 @@ is what the topic and the replay's files carried before (issue 15)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from typing import get_args
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from allocator.channels import Channel, ResourceType
+from allocator.channels import Channel, EntryStatus, ResourceType
 from allocator.models import Allocation, ChannelAllocation, Reason
 from allocator.tiers import Tier
 
@@ -32,7 +33,7 @@ reasons = st.builds(Reason, code=texts, detail=texts)
 entries = st.builds(
     ChannelAllocation,
     channel=st.sampled_from(Channel),
-    status=st.sampled_from(["allocated", "deferred", "exhausted", "no_resource", "suppressed"]),
+    status=st.sampled_from(get_args(EntryStatus)),
     resource_type=st.none() | st.sampled_from(ResourceType),
     resource_id=st.none() | texts,
     send_at=st.none() | instants,
