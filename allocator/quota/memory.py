@@ -93,7 +93,19 @@ class MemoryQuotaStore:
                 found = self.state.health.get(health_key(client_id, ask.channel, resource_id))
                 return (found[0], found[1]) if found is not None else None
 
+        # A day known full (rules.FullDays) is passed over here, as
+        # choose_on_day would answer it, without the call: a busy replay asks
+        # for the same full days again and again. choose_on_day reads a lead
+        # or domain cap before the days it knows, so only an ask without them.
+        full = self._full if health is None and not ask.sticky_days else None
+        if ask.lead is not None or ask.domain is not None:
+            full = None
         for step in range(len(ask.days)):
+            if full is not None:
+                known = full.get(ask.resources, ask.days[step])
+                if known is not None:
+                    first = first or known.blocked
+                    continue
             sticky = None
             if ask.sticky_days and ask.at:
                 index = self.state.sends.get(index_key, {})
