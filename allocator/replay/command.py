@@ -136,7 +136,12 @@ def _execute(options: ReplayOptions) -> int:
 
 
 def _write_lines(path: Path, lines: Sequence[str]) -> None:
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    # One join, without a copy of each line with its newline (150 MB for
+    # 200,000 leads) or of the whole text with its last one.
+    with path.open("w", encoding="utf-8") as out:
+        out.write("\n".join(lines))
+        if lines:
+            out.write("\n")
 
 
 def _history(options: ReplayOptions, settings: Settings) -> History:
