@@ -7,6 +7,7 @@ Redis Cluster by test_quota_redis_cluster.py."""
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from allocator.feedback import Applied, FeedbackApplier
 from allocator.models import Client, Resource, ScoredLead, SendEvent
 from allocator.patterns import NO_PATTERNS
 from allocator.quota import MemoryQuotaStore
-from allocator.quota.base import LAPSE_LEASE_SECONDS
+from allocator.quota.base import LAPSE_LEASE_SECONDS, health_key
 from allocator.quota.redis_store import RedisQuotaStore
 
 CLIENTS = ("acme", "glo{b}ex")
@@ -188,3 +189,37 @@ async def check_feedback_agrees(url: str, prefix: str) -> None:
 
 async def test_feedback_agrees_on_one_redis(redis_url: str, redis_prefix: str) -> None:
     await check_feedback_agrees(redis_url, redis_prefix)
+
+
+async def test_a_claimed_lapse_that_changed_before_it_was_published_stays(
+    redis_url: str, redis_prefix: str
+) -> None:
+    # Two cooldowns over, claimed by one worker; before it says it published
+    # them, a new throttle cools one again (feedback.lua writes it). Saying it
+    # published both forgets the first claim and keeps the new cooling.
+    from redis.asyncio import Redis
+
+    store = RedisQuotaStore.from_url(redis_url, prefix=redis_prefix)
+    raw = Redis.from_url(redis_url, decode_responses=True)
+    named = [(Channel.EMAIL, "d1"), (Channel.EMAIL, "d2")]
+    key = {
+        rid: store.keys.named("acme", health_key("acme", channel, rid)) for channel, rid in named
+    }
+    now = int(datetime.now(UTC).timestamp())
+    try:
+        for rid in key:
+            await raw.set(key[rid], json.dumps(["cooling", now - 10, "throttled"]))
+        claimed = await store.lapse("acme", named, now)
+        assert [(h.resource_id, h.until) for h in claimed] == [("d1", now - 10), ("d2", now - 10)]
+        await raw.set(key["d2"], json.dumps(["cooling", now + 3600, "throttled"]))
+        await store.lapse_published("acme", claimed)
+        assert await raw.get(key["d1"]) is None
+        assert json.loads(await raw.get(key["d2"]) or "null") == [
+            "cooling",
+            now + 3600,
+            "throttled",
+        ]
+        assert [h[0] for h in await store.health("acme", named)] == ["active", "cooling"]
+    finally:
+        await raw.aclose()
+        await store.close()
