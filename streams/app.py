@@ -37,7 +37,7 @@ from streams.agents import (
     PatternFanOut,
     with_retry,
 )
-from streams.commits import Commits
+from streams.commits import Commits, PinnedTopic
 from streams.faust_adapt import BatchSender, use_fetch_max_wait
 from streams.metrics import Metrics
 from streams.patterns import PatternFeed
@@ -219,9 +219,10 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     decider = BatchDecider(directory, quota, settings.schedule())
 
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-    leads_topic = app.topic(settings.topic_scored_leads, **raw)
-    patterns_topic = app.topic(settings.topic_conversion_patterns, **raw)
-    send_events_topic = app.topic(settings.topic_send_events, **raw)
+    # The topics whose agents commit through `Commits`: pinned on arrival.
+    leads_topic = PinnedTopic(app, topics=[settings.topic_scored_leads], **raw)
+    patterns_topic = PinnedTopic(app, topics=[settings.topic_conversion_patterns], **raw)
+    send_events_topic = PinnedTopic(app, topics=[settings.topic_send_events], **raw)
     fanout_topic = app.topic(
         f"{settings.app_id}-pattern-fanout", partitions=lead_partitions, internal=True, **raw
     )

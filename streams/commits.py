@@ -6,12 +6,21 @@ a record of the same partition that came earlier: faust commits the highest
 offset of a contiguous run of acked offsets and lets a gap of one offset
 through (`Consumer._new_offset`), so the order has to be ours.
 
-How: every event of a batch is pinned when the batch is taken (one extra
-reference on its message, so that faust's own ack in `take_events` is not the
-final one). When the batch's deliveries are acknowledged, the `OffsetLedger`
-says which events are now releasable: per partition, the longest run of
-finished events from the oldest pending one. Releasing acks them through the
-stream, which makes their offsets committable. A batch that fails is never
+How: every record is pinned the moment faust decodes it for the agent's
+channel (`PinnedTopic`: one extra reference on its message), so that no ack of
+faust's own is ever the final one. faust acks records it never hands to the
+agent: a record fetched before a rebalance and skipped after it (stale
+generation, flow control off), and, once an agent's `take_events` has ended,
+every record its stream still drains (acks back on). Each such ack used to
+make an offset committable that no batch had decided: measured, a stopped
+agent's worker committed its partition past the failed batch and the 40
+leads after it. Now only the ledger releases a reference: a batch's events
+are adopted by the `OffsetLedger` when the batch is taken; when its deliveries
+are acknowledged, the ledger says which events are now releasable: per
+partition, the longest run of finished events from the oldest pending one.
+Releasing acks them through the stream, which makes their offsets
+committable. A record faust skipped keeps its pin and is never committed; it
+comes again from the committed offset (a rebalance seeks there). A batch that fails is never
 finished: nothing after it on its partitions is released, the ledger is
 broken, and the agent stops (and `/health` says so) instead of going on past
 it. On a restart the pinned records come again, and the held quota answers
@@ -27,6 +36,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+
+import faust
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +118,7 @@ class Commits:
         self._watch = watch_offsets
         self._next_offset: dict[Any, int] = {}
         self.skipped_offsets = 0
+        self._topics: set[str] = set()  # the topics whose records this agent pinned
 
     def reassigned(self) -> None:
         """A rebalance: the next record of each partition starts from its committed offset."""
@@ -134,9 +146,10 @@ class Commits:
             await self.release_after(ticket, deliveries)
 
     def pin(self, events: Sequence[Any]) -> int:
+        """Adopt the batch's arrival pins (`PinnedTopic`) into the ledger."""
         self._raise_if_broken()
         for event in events:
-            event.message.incref()
+            self._topics.add(event.message.topic)
         if self._watch:
             self._check_contiguous(events)
         return self._ledger.add([(event.message.tp, event) for event in events])
@@ -209,6 +222,11 @@ class Commits:
         if unacked is not None:
             for event in self._ledger.pending():
                 unacked.discard(event.message)
+            # Also what faust's stream took after this batch and will never
+            # hand over (or acked itself): still pinned, never acked.
+            for message in list(unacked):
+                if message.topic in self._topics:
+                    unacked.discard(message)
 
     @property
     def why(self) -> str | None:
@@ -233,3 +251,25 @@ class Commits:
     @property
     def waiting(self) -> int:
         return self._ledger.waiting
+
+
+class PinnedTopic(faust.Topic):
+    """A topic whose records are pinned as faust decodes them for the agent's channel.
+
+    The conductor decodes a record once per subscribing channel (ours have
+    one: the agent's) before queueing it, and faust's stream acks it at most
+    once, so the extra reference here outlives every ack of faust's own: only
+    `Commits` releases it (module docstring). Clones (faust clones a topic per
+    agent actor) are PinnedTopics too.
+    """
+
+    def _compile_decode(self) -> None:
+        super()._compile_decode()
+        decode = self.decode
+
+        async def decode_pinned(message: Any, *, propagate: bool = False) -> Any:
+            event = await decode(message, propagate=propagate)
+            message.incref()
+            return event
+
+        self.decode = decode_pinned  # type: ignore[method-assign]

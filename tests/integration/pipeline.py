@@ -150,6 +150,24 @@ class Pipeline:
         finally:
             consumer.close()
 
+    def committed(self, topic: str) -> dict[int, int]:
+        """The workers' group's committed offset of each partition of `topic`
+        (-1001, librdkafka's OFFSET_INVALID, where it has committed none)."""
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": self.settings.app_id,
+                "enable.auto.commit": False,
+                **self.client_config,
+            }
+        )
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            asked = [TopicPartition(topic, p) for p in partitions]
+            return {tp.partition: tp.offset for tp in consumer.committed(asked, timeout=10)}
+        finally:
+            consumer.close()
+
     def locate(self, topic: str, event_ids: set[str]) -> dict[str, tuple[int, int]]:
         """Where the records with these event_ids sit in `topic`: (partition, offset)."""
         consumer = Consumer(

@@ -36,9 +36,13 @@ async def test_a_failing_batch_stops_the_agent_and_is_not_skipped(
         "scored_at": "2026-11-26T12:00:00+00:00",
     }
     after = sample_leads(40, seed=43)
-    records = [(b"stuck", json.dumps(stuck).encode())]
-    records += [(r["lead_id"].encode(), json.dumps(r).encode()) for r in after]
-    pipeline.produce(settings.topic_scored_leads, records, partition=0)
+    records = [(r["lead_id"].encode(), json.dumps(r).encode()) for r in after]
+    # The stuck lead and 20 more in one go (some may share its batch), ...
+    pipeline.produce(
+        settings.topic_scored_leads,
+        [(b"stuck", json.dumps(stuck).encode()), *records[:20]],
+        partition=0,
+    )
 
     deadline = time.monotonic() + 60
     status, body = worker.get("/health")
@@ -49,9 +53,15 @@ async def test_a_failing_batch_stops_the_agent_and_is_not_skipped(
     assert status == 503 and health["crashed_agents"] == ["allocate_leads"]
     assert health["errors"]["allocate_leads"].startswith("JSONDecodeError")  # the answer read
     assert worker.get("/ready")[0] == 503
+    # ... and 20 that arrive once the agent has stopped. faust's stream went
+    # on draining them, acking each itself: the worker committed partition 0
+    # past the stuck lead and all 40 (streams/commits.py, PinnedTopic).
+    pipeline.produce(settings.topic_scored_leads, records[20:], partition=0)
     emitted = {a["event_id"] for a in pipeline.read_json(settings.topic_allocations, 10**6, 3)}
     assert "ev-stuck" not in emitted
     await asyncio.sleep(settings.broker_commit_interval + 1)  # a commit would have passed it by now
+    committed = pipeline.committed(settings.topic_scored_leads)
+    assert committed[0] <= 0, f"committed past the stuck lead at offset 0: {committed}"
 
     await redis.delete(hold_key)
     await redis.aclose()

@@ -59,10 +59,7 @@ def _all(tickets: list[tuple[int, list[tuple[int, int]]]]) -> list[tuple[int, in
 class FakeMessage:
     tp: int
     offset: int
-    refs: int = 1
-
-    def incref(self) -> None:
-        self.refs += 1
+    topic: str = "leads"
 
 
 @dataclass
@@ -99,7 +96,6 @@ async def test_deliveries_acknowledged_out_of_order_release_in_order() -> None:
     pending: list[asyncio.Future[Any]] = []
     for batch in batches(2, 5, 6):
         ticket = commits.pin(batch)
-        assert all(e.message.refs == 2 for e in batch)  # pinned: faust's ack is not the last
         delivery: asyncio.Future[Any] = loop.create_future()
         pending.append(delivery)
         await commits.release_after(ticket, [delivery])
