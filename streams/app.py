@@ -320,6 +320,20 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
         async def commit_now_and_then() -> None:
             await app.consumer.commit()  # between batches (above)
 
+    @app.task
+    async def never_wait_for_a_stopped_agent() -> None:
+        consumer = app.consumer
+        wait_empty = consumer.wait_empty
+
+        async def wait_for_running_agents() -> None:
+            # A stopped agent's records are never acked (streams/commits.py):
+            # a rebalance must not wait for them.
+            for commits in app.commits:
+                commits.forget_unacked()
+            await wait_empty()
+
+        consumer.wait_empty = wait_for_running_agents  # type: ignore[method-assign]
+
     @app.timer(settings.health_lapse_seconds)
     async def publish_lapsed_health() -> None:
         # A cooldown that ends, or a pause lifted by `resources load`, is a

@@ -208,22 +208,29 @@ class Commits:
             )
 
     def _abandon_pinned(self) -> None:
-        """Stop faust from waiting for the pinned events to be acked.
+        """Stop faust from waiting for this agent's records to be acked.
 
         faust waits, at shutdown and on a rebalance, until every message its
-        streams took has been acked (`Consumer.wait_empty`). These never will
-        be, so that they are never committed; without this a stopped agent
-        would also hang the worker's SIGTERM until it is killed. Dropping them
-        from the consumer's set of unacked messages does not ack them: their
-        offsets stay uncommitted and come again after a restart.
+        streams took has been acked (`Consumer.wait_empty`). The pinned ones
+        never will be, so that they are never committed; nor will those the
+        stopped agent's stream still takes after the failure. Dropping them
+        from faust's set of unacked messages does not ack them: their offsets
+        stay uncommitted and come again after a restart. Without this a
+        stopped agent would hang the worker's SIGTERM until it is killed, and
+        each rebalance of its group until the broker's timeout: the app calls
+        `forget_unacked` again before each of faust's waits.
         """
+        self.forget_unacked()
+
+    def forget_unacked(self) -> None:
+        """A stopped agent: drop its records from faust's unacked set (see above)."""
+        if self.failure is None:
+            return
         consumer = getattr(getattr(self._stream, "app", None), "consumer", None)
         unacked = getattr(consumer, "_unacked_messages", None)
         if unacked is not None:
             for event in self._ledger.pending():
                 unacked.discard(event.message)
-            # Also what faust's stream took after this batch and will never
-            # hand over (or acked itself): still pinned, never acked.
             for message in list(unacked):
                 if message.topic in self._topics:
                     unacked.discard(message)

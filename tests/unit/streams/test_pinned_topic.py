@@ -100,6 +100,28 @@ async def test_records_a_stopped_agent_never_took_stay_uncommittable(
         assert len(agent.committable) >= 38
 
 
+async def test_a_rebalance_does_not_wait_for_a_stopped_agents_records(iterator: str) -> None:
+    agent = Agent(pinned=True)
+    commits = Commits("allocate_leads", agent.stream)
+    await agent.deliver(_message(0))
+
+    async def broken(events: Any) -> list[Any]:
+        raise RuntimeError("the batch could not finish")
+
+    with pytest.raises(RuntimeError):
+        async for events in agent.stream.take_events(500, within=0.05):
+            await commits.run(events, broken)
+    for offset in range(1, 41):
+        await agent.deliver(_message(offset))
+    await asyncio.sleep(0.3)
+    unacked = agent.app.consumer._unacked_messages
+    # Its stream took some after the failure and holds on to them: faust would wait.
+    assert unacked
+    commits.forget_unacked()  # what the app does before each of faust's waits
+    assert not unacked
+    assert agent.committable == []  # forgotten, not acked
+
+
 @pytest.mark.parametrize(
     ("pinned", "iterator"),
     [(True, "cython"), (True, "python"), (False, "python")],
