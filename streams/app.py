@@ -122,10 +122,18 @@ async def _run_batches(
     in order once its deliveries are acknowledged)."""
     if commits.failure is not None:
         await _stay_stopped(commits)
-    commits.bind(stream)  # faust makes a new stream per actor start
+    commits.bind(stream)
     try:
         async for events in stream.take_events(size, within=within):
             await commits.run(events, work)
+    except BaseException as exc:
+        # faust restarts an actor that ended (a crash, a cancellation) with
+        # the same stream, whose old iteration may still be draining and
+        # acking records: the restarted actor must not take any. Only a stop
+        # of the worker ends an agent cleanly.
+        if commits.failure is None and not stream.app.should_stop:
+            commits.fail(exc)
+        raise
     finally:
         # On a clean stop, let acknowledged batches become committable; what
         # is not acknowledged stays uncommitted and comes again.
@@ -322,17 +330,9 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
 
     @app.task
     async def never_wait_for_a_stopped_agent() -> None:
-        consumer = app.consumer
-        wait_empty = consumer.wait_empty
-
-        async def wait_for_running_agents() -> None:
-            # A stopped agent's records are never acked (streams/commits.py):
-            # a rebalance must not wait for them.
-            for commits in app.commits:
-                commits.forget_unacked()
-            await wait_empty()
-
-        consumer.wait_empty = wait_for_running_agents  # type: ignore[method-assign]
+        # A stopped agent's records are never acked (streams/commits.py): a
+        # rebalance must not wait for them.
+        Commits.never_wait_for_stopped(app.consumer, app.commits)
 
     @app.timer(settings.health_lapse_seconds)
     async def publish_lapsed_health() -> None:

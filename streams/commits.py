@@ -9,9 +9,10 @@ through (`Consumer._new_offset`), so the order has to be ours.
 How: every record is pinned the moment faust decodes it for the agent's
 channel (`PinnedTopic`: one extra reference on its message), so that no ack of
 faust's own is ever the final one. faust acks records it never hands to the
-agent: a record fetched before a rebalance and skipped after it (stale
-generation, flow control off), and, once an agent's `take_events` has ended,
-every record its stream still drains (acks back on). Each such ack used to
+agent: once an agent's `take_events` has ended, every record its stream still
+drains (acks back on), and in its pure-Python stream iterator a record
+fetched before a rebalance and skipped after it (stale generation, flow
+control off). Each such ack used to
 make an offset committable that no batch had decided: measured, a stopped
 agent's worker committed its partition past the failed batch and the 40
 leads after it. Now only the ledger releases a reference: a batch's events
@@ -125,7 +126,8 @@ class Commits:
         self._next_offset.clear()
 
     def bind(self, stream: Any) -> None:
-        """The stream of a restarted agent (faust makes a new one per actor start)."""
+        """The stream the agent's actor iterates (faust may hand a restarted
+        actor the same one or a new one)."""
         self._stream = stream
 
     async def run(
@@ -149,7 +151,17 @@ class Commits:
         """Adopt the batch's arrival pins (`PinnedTopic`) into the ledger."""
         self._raise_if_broken()
         for event in events:
-            self._topics.add(event.message.topic)
+            message = event.message
+            # faust's reference and the pin: faust acks a batch only after
+            # the agent has handed it back. Fewer means an ack of faust's own
+            # came first (or a topic that is not pinned): stop rather than let
+            # that offset be committed undecided.
+            if message.refcount < 2:
+                where = f"offset {message.offset} of {message.tp}"
+                exc = RuntimeError(f"{where} was acked before its batch was decided")
+                self.fail(exc)
+                raise exc
+            self._topics.add(message.topic)
         if self._watch:
             self._check_contiguous(events)
         return self._ledger.add([(event.message.tp, event) for event in events])
@@ -222,6 +234,19 @@ class Commits:
         """
         self.forget_unacked()
 
+    @staticmethod
+    def never_wait_for_stopped(consumer: Any, commits: Sequence[Commits]) -> None:
+        """Make faust's wait for unacked records (a rebalance, a stop) forget a
+        stopped agent's records first."""
+        wait_empty = consumer.wait_empty
+
+        async def wait_for_running_agents() -> None:
+            for each in commits:
+                each.forget_unacked()
+            await wait_empty()
+
+        consumer.wait_empty = wait_for_running_agents
+
     def forget_unacked(self) -> None:
         """A stopped agent: drop its records from faust's unacked set (see above)."""
         if self.failure is None:
@@ -263,11 +288,13 @@ class Commits:
 class PinnedTopic(faust.Topic):
     """A topic whose records are pinned as faust decodes them for the agent's channel.
 
-    The conductor decodes a record once per subscribing channel (ours have
-    one: the agent's) before queueing it, and faust's stream acks it at most
-    once, so the extra reference here outlives every ack of faust's own: only
-    `Commits` releases it (module docstring). Clones (faust clones a topic per
-    agent actor) are PinnedTopics too.
+    faust's conductor decodes a record once for the channels that share its
+    key and value types (ours: the agent's channel alone) before queueing it.
+    faust's own acks of it (its stream's, once per iteration that takes it)
+    then never reach the last reference: only `Commits` releases that
+    (module docstring), and `Commits.pin` stops the agent if one came first.
+    Clones (faust clones a topic for each agent's channel) are PinnedTopics
+    too.
     """
 
     def _compile_decode(self) -> None:

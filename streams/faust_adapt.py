@@ -1,4 +1,5 @@
-"""The one place that adapts faust where it has no setting of its own.
+"""Adapts faust where it has no setting of its own: its consumer fetch wait and
+batched producing here; its acks in streams/commits.py (PinnedTopic).
 
 faust-streaming 0.15 creates its Kafka consumers with a hard-coded
 `fetch_max_wait_ms=1500` (faust/transport/drivers/aiokafka.py). Kafka answers a

@@ -60,6 +60,7 @@ class FakeMessage:
     tp: int
     offset: int
     topic: str = "leads"
+    refcount: int = 2  # faust's reference and the arrival pin (streams.commits.PinnedTopic)
 
 
 @dataclass
@@ -171,3 +172,12 @@ def test_offsets_are_not_watched_under_transactions() -> None:
     commits = Commits("agent", FakeStream(), watch_offsets=False)
     commits.pin([FakeEvent(FakeMessage(0, 0)), FakeEvent(FakeMessage(0, 2))])  # a marker at 1
     assert commits.skipped_offsets == 0
+
+
+def test_a_record_acked_before_its_batch_is_pinned_stops_the_agent() -> None:
+    commits = Commits("agent", FakeStream())
+    unpinned = FakeEvent(FakeMessage(0, 1, refcount=1))
+    with pytest.raises(RuntimeError, match="acked before its batch was decided"):
+        commits.pin([FakeEvent(FakeMessage(0, 0)), unpinned])
+    assert commits.why is not None and "acked before its batch" in commits.why
+    assert commits.waiting == 0  # nothing of that batch can be released

@@ -18,6 +18,7 @@ import pytest
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
+from streams.app import _run_batches
 from streams.commits import Commits, PinnedTopic
 
 LEADS = TP("leads", 0)
@@ -117,15 +118,46 @@ async def test_a_rebalance_does_not_wait_for_a_stopped_agents_records(iterator: 
     unacked = agent.app.consumer._unacked_messages
     # Its stream took some after the failure and holds on to them: faust would wait.
     assert unacked
-    commits.forget_unacked()  # what the app does before each of faust's waits
+    # What the app makes faust do before each of its waits for unacked records.
+    Commits.never_wait_for_stopped(agent.app.consumer, [commits])
+    agent.app.consumer.commit = _no_broker
+    await asyncio.wait_for(agent.app.consumer.wait_empty(), 5)
     assert not unacked
     assert agent.committable == []  # forgotten, not acked
 
 
+async def _no_broker(*args: Any, **kwargs: Any) -> bool:
+    return False  # faust's wait commits as it goes; there is no broker here
+
+
+async def test_an_agent_ended_other_than_by_a_stop_is_not_restarted(iterator: str) -> None:
+    agent = Agent(pinned=True)
+    commits = Commits("allocate_leads", agent.stream)
+    taken: list[int] = []
+
+    async def slow(events: Any) -> list[Any]:
+        taken.extend(e.message.offset for e in events)
+        await asyncio.sleep(60)
+        return []
+
+    await agent.deliver(_message(0))
+    actor = asyncio.ensure_future(_run_batches(agent.stream, commits, 500, 0.05, slow))
+    await asyncio.sleep(0.2)
+    actor.cancel()  # faust would restart the actor with the same stream
+    with pytest.raises(asyncio.CancelledError):
+        await actor
+    assert taken == [0] and commits.why is not None and "CancelledError" in commits.why
+    await agent.deliver(_message(1))
+    restarted = asyncio.ensure_future(_run_batches(agent.stream, commits, 500, 0.05, slow))
+    await asyncio.sleep(0.2)
+    assert taken == [0] and not restarted.done()  # it stays stopped and takes nothing
+    restarted.cancel()
+
+
 @pytest.mark.parametrize(
     ("pinned", "iterator"),
-    [(True, "cython"), (True, "python"), (False, "python")],
-    ids=["pinned on arrival", "pinned on arrival, python iterator", "faust's topic"],
+    [(True, "python"), (False, "python")],
+    ids=["pinned on arrival", "faust's topic"],
     indirect=["iterator"],
 )
 async def test_a_record_skipped_after_a_rebalance_is_never_committable(
@@ -140,10 +172,12 @@ async def test_a_record_skipped_after_a_rebalance_is_never_committable(
     async for event in agent.stream.events():
         assert event.message is fresh  # the stale copy is skipped
         break
+    # (faust's Cython iterator, the one it uses when built, does not ack a
+    # skipped record; its pure-Python one does.)
     if pinned:
         assert 5 not in agent.committable
     else:
-        assert agent.committable == [5]  # faust's pure-Python iterator acks what it skips
+        assert agent.committable == [5]  # faust's behaviour today, the reason for the pin
 
 
 async def test_released_records_become_committable_in_order(iterator: str) -> None:
