@@ -12,20 +12,20 @@ faust's own is ever the final one. faust acks records it never hands to the
 agent: once an agent's `take_events` has ended, every record its stream still
 drains (acks back on), and in its pure-Python stream iterator a record
 fetched before a rebalance and skipped after it (stale generation, flow
-control off). Each such ack used to
-make an offset committable that no batch had decided: measured, a stopped
-agent's worker committed its partition past the failed batch and the 40
-leads after it. Now only the ledger releases a reference: a batch's events
-are adopted by the `OffsetLedger` when the batch is taken; when its deliveries
-are acknowledged, the ledger says which events are now releasable: per
-partition, the longest run of finished events from the oldest pending one.
-Releasing acks them through the stream, which makes their offsets
-committable. A record faust skipped keeps its pin and is never committed; it
-comes again from the committed offset (a rebalance seeks there). A batch that fails is never
-finished: nothing after it on its partitions is released, the ledger is
-broken, and the agent stops (and `/health` says so) instead of going on past
-it. On a restart the pinned records come again, and the held quota answers
-give them the same allocations.
+control off). Each such ack used to make an offset committable that no batch
+had decided: measured, a stopped agent's worker committed its partition past
+the failed batch and the 40 leads after it. Now only the ledger releases a
+reference: a batch's events are adopted by the `OffsetLedger` when the batch
+is taken; when its deliveries are acknowledged, the ledger says which events
+are now releasable: per partition, the longest run of finished events from
+the oldest pending one. Releasing acks them through the stream, which makes
+their offsets committable. A record faust skipped keeps its pin and is never
+committed; it comes again from the committed offset (a rebalance seeks
+there). A batch that fails is never finished: nothing after it on its
+partitions is released, the ledger is broken, and the agent stops (and
+`/health` says so) instead of going on past it. On a restart the pinned
+records come again, and the held quota answers give them the same
+allocations.
 """
 
 from __future__ import annotations
@@ -79,9 +79,6 @@ class OffsetLedger(Generic[E]):
         """Events pinned and not yet released."""
         return sum(len(queue) for queue in self._pending.values())
 
-    def pending(self) -> list[E]:
-        return [event for queue in self._pending.values() for _, event in queue]
-
 
 class BatchFailed(RuntimeError):
     """A batch could not finish; its records stay uncommitted until a restart."""
@@ -119,7 +116,6 @@ class Commits:
         self._watch = watch_offsets
         self._next_offset: dict[Any, int] = {}
         self.skipped_offsets = 0
-        self._topics: set[str] = set()  # the topics whose records this agent pinned
 
     def reassigned(self) -> None:
         """A rebalance: the next record of each partition starts from its committed offset."""
@@ -161,7 +157,6 @@ class Commits:
                 exc = RuntimeError(f"{where} was acked before its batch was decided")
                 self.fail(exc)
                 raise exc
-            self._topics.add(message.topic)
         if self._watch:
             self._check_contiguous(events)
         return self._ledger.add([(event.message.tp, event) for event in events])
@@ -211,28 +206,13 @@ class Commits:
         """The batch cannot finish: nothing after it is ever released by this worker."""
         if self.failure is None:
             self.failure = exc
-            self._abandon_pinned()
+            self.forget_unacked()
             log.error(
                 "agent %s stopped: a batch could not finish (%s); its records and "
                 "everything after them stay uncommitted and come again after a restart",
                 self.name,
                 self.why,
             )
-
-    def _abandon_pinned(self) -> None:
-        """Stop faust from waiting for this agent's records to be acked.
-
-        faust waits, at shutdown and on a rebalance, until every message its
-        streams took has been acked (`Consumer.wait_empty`). The pinned ones
-        never will be, so that they are never committed; nor will those the
-        stopped agent's stream still takes after the failure. Dropping them
-        from faust's set of unacked messages does not ack them: their offsets
-        stay uncommitted and come again after a restart. Without this a
-        stopped agent would hang the worker's SIGTERM until it is killed, and
-        each rebalance of its group until the broker's timeout: the app calls
-        `forget_unacked` again before each of faust's waits.
-        """
-        self.forget_unacked()
 
     @staticmethod
     def never_wait_for_stopped(consumer: Any, commits: Sequence[Commits]) -> None:
@@ -248,16 +228,27 @@ class Commits:
         consumer.wait_empty = wait_for_running_agents
 
     def forget_unacked(self) -> None:
-        """A stopped agent: drop its records from faust's unacked set (see above)."""
+        """A stopped agent: stop faust from waiting for its records to be acked.
+
+        faust waits, at shutdown and on a rebalance, until every message its
+        streams took has been acked (`Consumer.wait_empty`). A stopped agent's
+        never will be, so that they are never committed: the pinned ones, and
+        those its stream still takes after the failure. Dropping them from
+        faust's set of unacked messages does not ack them: their offsets stay
+        uncommitted and come again after a restart. Done at the failure and,
+        as the stream may take more, before each of faust's waits
+        (`never_wait_for_stopped`); without it a stopped agent would hang the
+        worker's SIGTERM until it is killed, and each rebalance of its group
+        until the broker's timeout.
+        """
         if self.failure is None:
             return
-        consumer = getattr(getattr(self._stream, "app", None), "consumer", None)
-        unacked = getattr(consumer, "_unacked_messages", None)
+        app = getattr(self._stream, "app", None)
+        unacked = getattr(getattr(app, "consumer", None), "_unacked_messages", None)
         if unacked is not None:
-            for event in self._ledger.pending():
-                unacked.discard(event.message)
+            topics = set(self._stream.channel.topics)  # the agent's topic
             for message in list(unacked):
-                if message.topic in self._topics:
+                if message.topic in topics:
                     unacked.discard(message)
 
     @property

@@ -121,20 +121,30 @@ class Pipeline:
     def produce_json(self, topic: str, rows: list[dict[str, Any]], key: str) -> None:
         self.produce(topic, [(str(r[key]).encode(), json.dumps(r).encode()) for r in rows])
 
+    def _consumer(self, group_id: str, **config: str) -> Consumer:
+        """The independent client's consumer: it commits nothing, and joins no
+        group unless it subscribes (these only assign or ask)."""
+        return Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": group_id,
+                "enable.auto.commit": False,
+                **self.client_config,
+                **config,
+            }
+        )
+
     def read(
         self, topic: str, want: int, timeout: float = 60, committed_only: bool = False
     ) -> list[tuple[bytes | None, bytes]]:
         """At least `want` records of `topic` from the start, read without a group;
         `committed_only`: as a read_committed consumer sees them (Kafka transactions)."""
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "group.id": f"r-{uuid.uuid4()}",
-                "enable.auto.commit": False,
+        consumer = self._consumer(
+            f"r-{uuid.uuid4()}",
+            **{
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed" if committed_only else "read_uncommitted",
-                **self.client_config,
-            }
+            },
         )
         try:
             meta = consumer.list_topics(topic, timeout=10)
@@ -153,14 +163,7 @@ class Pipeline:
     def committed(self, topic: str) -> dict[int, int]:
         """The workers' group's committed offset of each partition of `topic`
         (-1001, librdkafka's OFFSET_INVALID, where it has committed none)."""
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "group.id": self.settings.app_id,
-                "enable.auto.commit": False,
-                **self.client_config,
-            }
-        )
+        consumer = self._consumer(self.settings.app_id)
         try:
             partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
             asked = [TopicPartition(topic, p) for p in partitions]
@@ -170,14 +173,7 @@ class Pipeline:
 
     def locate(self, topic: str, event_ids: set[str]) -> dict[str, tuple[int, int]]:
         """Where the records with these event_ids sit in `topic`: (partition, offset)."""
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "group.id": f"r-{uuid.uuid4()}",
-                "enable.auto.commit": False,
-                **self.client_config,
-            }
-        )
+        consumer = self._consumer(f"r-{uuid.uuid4()}")
         try:
             partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
             consumer.assign([TopicPartition(topic, p, 0) for p in partitions])

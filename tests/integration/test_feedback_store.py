@@ -12,6 +12,8 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from redis.asyncio import Redis
+
 from allocator.batch import BatchDecider, event_time
 from allocator.channels import Channel
 from allocator.directory import ClientDirectory, build_snapshot
@@ -197,8 +199,6 @@ async def test_a_claimed_lapse_that_changed_before_it_was_published_stays(
     # Two cooldowns over, claimed by one worker; before it says it published
     # them, a new throttle cools one again (feedback.lua writes it). Saying it
     # published both forgets the first claim and keeps the new cooling.
-    from redis.asyncio import Redis
-
     store = RedisQuotaStore.from_url(redis_url, prefix=redis_prefix)
     raw = Redis.from_url(redis_url, decode_responses=True)
     named = [(Channel.EMAIL, "d1"), (Channel.EMAIL, "d2")]
