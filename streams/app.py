@@ -38,7 +38,7 @@ from streams.agents import (
     with_retry,
 )
 from streams.commits import Commits, PinnedTopic
-from streams.faust_adapt import BatchSender, use_fetch_max_wait
+from streams.faust_adapt import BatchSender, use_batched_drain, use_fetch_max_wait
 from streams.metrics import Metrics
 from streams.patterns import PatternFeed
 from streams.topics import ensure_topics
@@ -182,6 +182,7 @@ class AllocatorApp(faust.App):
 def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     """Build the App; `lead_partitions` is the scored-leads topic's partition count."""
     use_fetch_max_wait(settings.consumer_fetch_max_wait_ms)
+    use_batched_drain()
     exactly_once = settings.processing_guarantee == "exactly_once"
     app = AllocatorApp(
         settings.app_id,

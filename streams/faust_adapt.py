@@ -8,17 +8,21 @@ the embedded Tansu broker answers a long-poll fetch only when the wait runs
 out, which put ~0.7-1.7 s into every record's end-to-end latency (topics.md).
 `use_fetch_max_wait` makes the wait ALLOCATOR_CONSUMER_FETCH_MAX_WAIT_MS.
 
-faust sends record by record; `BatchSender` hands aiokafka whole batches.
+faust hands each fetched record to its topic in a race of four new tasks;
+`use_batched_drain` races once per fetch. faust sends record by record;
+`BatchSender` hands aiokafka whole batches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import types
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import aiokafka
+import faust.transport.consumer as _consumer
 import faust.transport.drivers.aiokafka as _driver
 
 from streams.turns import in_turn
@@ -42,6 +46,101 @@ class _AiokafkaWithFetchWait(types.ModuleType):
 def use_fetch_max_wait(fetch_max_wait_ms: int) -> None:
     """Every consumer faust creates in this process from now on waits at most this long."""
     _driver.aiokafka = _AiokafkaWithFetchWait(fetch_max_wait_ms)  # type: ignore[attr-defined]
+
+
+async def _drain_in_batches(self: Any, fetcher: Any) -> None:
+    """faust's `Consumer._drain_messages` (faust-streaming 0.15.3) with one race
+    per fetch where faust has one per record.
+
+    faust delivers each record as `wait_first(callback(message),
+    suspend_flow.wait())`: four tasks made (the callback, the suspension, the
+    consumer's stop and crash), an `asyncio.wait` and three cancellations per
+    record, a third of a bare forwarding agent's time (bench/stream_bench.py
+    profile). Here the same per-record steps (gap bookkeeping, the commit
+    every N acks, the callback, the read offset) run in one task per fetch,
+    raced the same way: a suspension (a rebalance) or a stop cancels the
+    delivery where it waits, as faust cancels the one record's callback, and
+    faust's `getmany` stops yielding records once the flow stops or the
+    generation changes, as before. The fetch itself is awaited outside the
+    race, as faust awaits it: a suspended flow waits there for its resumption.
+    Acks are untouched: a record is acked by whoever acked it before."""
+    callback = self.callback
+    getmany = self.getmany
+    consumer_should_stop = self._stopped.is_set
+    fetcher_should_stop = fetcher._stopped.is_set
+    get_read_offset = self._read_offset.__getitem__
+    set_read_offset = self._read_offset.__setitem__
+    set_flag = self.diag.set_flag
+    unset_flag = self.diag.unset_flag
+    commit_every = self._commit_every
+    acks_enabled_for = self.app.topics.acks_enabled_for
+    sleep = asyncio.sleep
+
+    async def deliver(tp: Any, message: Any, rest: Any) -> None:
+        since_yield = 0
+        while True:
+            offset = message.offset
+            r_offset = get_read_offset(tp)
+            if r_offset is None or offset >= r_offset:
+                gap = offset - (r_offset or 0)
+                if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                    await self._add_gap(tp, r_offset + 1, offset)
+                if commit_every is not None and self._n_acked >= commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+                try:
+                    await callback(message)
+                finally:
+                    # (faust sets it whether or not the callback finished)
+                    set_read_offset(tp, offset)
+            since_yield += 1
+            if since_yield >= 100:  # faust's yield_every: let the rest of the worker run
+                since_yield = 0
+                await sleep(0)
+            try:
+                tp, message = await rest.__anext__()
+            except StopAsyncIteration:
+                return
+
+    try:
+        while not (consumer_should_stop() or fetcher_should_stop()):
+            set_flag(_consumer.CONSUMER_FETCHING)
+            records = getmany(timeout=1.0)
+            await self.sleep(0)
+            try:
+                if not self.should_stop:
+                    tp, message = await records.__anext__()
+                    await self.wait_first(deliver(tp, message, records), self.suspend_flow.wait())
+            except StopAsyncIteration:
+                pass
+            finally:
+                # (a delivery cancelled by the race leaves the fetch's
+                # iterator at a yield; one still running is left to the
+                # event loop's finalizer)
+                with contextlib.suppress(RuntimeError):
+                    await records.aclose()
+            unset_flag(_consumer.CONSUMER_FETCHING)
+    except self.consumer_stopped_errors:
+        if self.transport.app.should_stop:
+            self.log.info("Broker stopped consumer, shutting down...")
+            return
+        raise
+    except asyncio.CancelledError:
+        if self.transport.app.should_stop:
+            self.log.info("Consumer shutting down for user cancel.")
+            return
+        raise
+    except Exception as exc:
+        self.log.exception("Drain messages raised: %r", exc)
+        raise
+    finally:
+        unset_flag(_consumer.CONSUMER_FETCHING)
+
+
+def use_batched_drain() -> None:
+    """Every faust consumer in this process delivers a fetch's records in one
+    task (`_drain_in_batches`) from now on."""
+    _consumer.Consumer._drain_messages = _drain_in_batches  # type: ignore[method-assign]
 
 
 class BatchSender:

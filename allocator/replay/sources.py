@@ -281,10 +281,12 @@ async def _seek_start(consumer: Any, tps: list[Any], start: Bound | None) -> Non
             {tp: int(start.at.timestamp() * 1000) for tp in tps}
         )
         for tp in tps:
-            if found.get(tp) is None:
-                await consumer.seek_to_end(tp)
-            else:
-                consumer.seek(tp, found[tp].offset)
+            # No answer reads the partition from its start, never from its
+            # end: the lookup is only a head start (records before the bound
+            # are passed over as they come), and a partition wrongly taken
+            # as having nothing from the bound on would lose its window.
+            at = found.get(tp)
+            consumer.seek(tp, 0 if at is None else at.offset)
 
 
 def _before(start: Bound | None, offset: int, timestamp_ms: int) -> bool:
