@@ -8,7 +8,7 @@ import statistics
 from collections import Counter
 from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, get_args
+from typing import Any, Generic, TypeVar, get_args
 
 from allocator.channels import (
     ALLOCATED,
@@ -26,7 +26,6 @@ from allocator.feedback import Applied
 from allocator.models import (
     KINDS,
     STOP_KINDS,
-    ChannelAllocation,
     HealthChange,
     HealthState,
     ScoredLead,
@@ -46,6 +45,9 @@ NO_REASON = "none"
 
 # The counters a lead adds 1 to, each with its key.
 _Counts = tuple[tuple[Counter[Any], Hashable], ...]
+# a lead shape's entries (kept alive), counts, and leads not yet counted
+_Tally = list[Any]
+K = TypeVar("K")
 # Every reason counted, in the order tables list them: none first, then the
 # codes in allocator.reasons' order.
 REASONS: tuple[str, ...] = (NO_REASON, *(why.value for why in Why))
@@ -548,6 +550,23 @@ class Comparison:
 # --- the counting -------------------------------------------------------------
 
 
+class _Tallied(Generic[K]):
+    """A counter of Summary's, read with every lead add() has tallied: add()
+    counts a lead whose shape it has seen by one on that shape, and the
+    shape's counters get the tally when read (a lead touched a dozen counters
+    before, a tenth of a replay's time)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._private = f"_{name}"
+
+    def __get__(self, summary: Summary | None, owner: type | None = None) -> Counter[K]:
+        if summary is None:
+            raise AttributeError(self._private[1:])
+        summary._fold()
+        counter: Counter[K] = getattr(summary, self._private)
+        return counter
+
+
 @dataclass
 class Summary:
     """Counts of one replay, added to lead by lead; `result()` reads them out."""
@@ -560,27 +579,27 @@ class Summary:
     leads_read: int = 0
     patterns_read: int = 0
     scored_span: tuple[str, str] | None = None  # first and last scored_at read
-    tiers: Counter[str] = field(default_factory=Counter)
-    clients: Counter[str] = field(default_factory=Counter)  # client_id -> leads
     unknown_clients: set[str] = field(default_factory=set)
-    # (tier, channel, status) with status in REPORTED_STATUSES
-    entries: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    # (client, day, channel, status): the send's quota day, else the day it asked
-    # for; summed over clients, it is summary.json's per_day
-    per_client_day: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
-    # (client, channel, resource_id, usage_day) -> sends
-    usage: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
     limits: dict[tuple[str, str, str], int | None] = field(default_factory=dict)
-    # (client, channel, day asked for) -> sends wanted that day
-    demand: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     capacity: dict[tuple[str, str], int | None] = field(default_factory=dict)
     _capacity_of: set[str] = field(default_factory=set)  # clients whose capacity is in
-    # (weekday 0=Mon, hour) of send_at, local to its zone
-    send_times: Counter[tuple[int, int]] = field(default_factory=Counter)
-    # (channel, hour, minute) of send_at, local to its zone
-    send_minutes: Counter[tuple[str, int, int]] = field(default_factory=Counter)
-    # (client, channel, reason code or NO_REASON)
-    reasons: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    # The counters add() keeps, read through the attributes of the same names
+    # without the underscore (below, each with what it counts).
+    _tiers: Counter[str] = field(default_factory=Counter, init=False, repr=False)
+    _clients: Counter[str] = field(default_factory=Counter, init=False, repr=False)
+    _entries: Counter[tuple[str, str, str]] = field(default_factory=Counter, init=False, repr=False)
+    _per_client_day: Counter[tuple[str, str, str, str]] = field(
+        default_factory=Counter, init=False, repr=False
+    )
+    _usage: Counter[tuple[str, str, str, str]] = field(
+        default_factory=Counter, init=False, repr=False
+    )
+    _demand: Counter[tuple[str, str, str]] = field(default_factory=Counter, init=False, repr=False)
+    _send_times: Counter[tuple[int, int]] = field(default_factory=Counter, init=False, repr=False)
+    _send_minutes: Counter[tuple[str, int, int]] = field(
+        default_factory=Counter, init=False, repr=False
+    )
+    _reasons: Counter[tuple[str, str, str]] = field(default_factory=Counter, init=False, repr=False)
     # Feedback: send-events read and applied by kind; counts given back by kind;
     # cancellations by (channel, reason); health changes by (state, cause);
     # per (client-local day, figure); the first HEALTH_LISTED health records;
@@ -593,11 +612,29 @@ class Summary:
     feedback_days: Counter[tuple[str, str]] = field(default_factory=Counter)
     health_listed: list[HealthListed] = field(default_factory=list)
     not_reserved: Counter[str] = field(default_factory=Counter)
-    # add()'s memo: per lead shape, its entries (kept alive) and the counters
-    # it adds 1 to, with their keys
-    _counted: dict[tuple[object, ...], tuple[tuple[ChannelAllocation, ...], _Counts]] = field(
+    # add()'s memo: per lead shape, its entries (kept alive), the counters it
+    # adds 1 to with their keys, and how many leads of it are not yet counted
+    _counted: dict[tuple[object, ...], _Tally] = field(
         default_factory=dict, init=False, compare=False, repr=False
     )
+
+    tiers = _Tallied[str]()
+    clients = _Tallied[str]()  # client_id -> leads
+    # (tier, channel, status) with status in REPORTED_STATUSES
+    entries = _Tallied[tuple[str, str, str]]()
+    # (client, day, channel, status): the send's quota day, else the day it asked
+    # for; summed over clients, it is summary.json's per_day
+    per_client_day = _Tallied[tuple[str, str, str, str]]()
+    # (client, channel, resource_id, usage_day) -> sends
+    usage = _Tallied[tuple[str, str, str, str]]()
+    # (client, channel, day asked for) -> sends wanted that day
+    demand = _Tallied[tuple[str, str, str]]()
+    # (weekday 0=Mon, hour) of send_at, local to its zone
+    send_times = _Tallied[tuple[int, int]]()
+    # (channel, hour, minute) of send_at, local to its zone
+    send_minutes = _Tallied[tuple[str, int, int]]()
+    # (client, channel, reason code or NO_REASON)
+    reasons = _Tallied[tuple[str, str, str]]()
 
     def read(self, history: History) -> None:
         """What the history holds before any lead is decided: counts, span, rejects."""
@@ -677,14 +714,13 @@ class Summary:
             decision.wanted_days,
             *map(id, allocation.channels),
         )
-        held = self._counted.get(shape)
-        if held is None:
-            held = (allocation.channels, self._counts_of(decision, lead))
+        tally = self._counted.get(shape)
+        if tally is None:
             if len(self._counted) >= 4096:
+                self._fold()
                 self._counted.clear()
-            self._counted[shape] = held
-        for counter, counted in held[1]:
-            counter[counted] += 1
+            tally = self._counted[shape] = [allocation.channels, self._counts_of(decision, lead), 0]
+        tally[2] += 1
         if setup.client.client_id in self._capacity_of:
             return  # one setup per client in a run: its capacity is counted once
         self._capacity_of.add(setup.client.client_id)
@@ -698,33 +734,42 @@ class Summary:
                 for q in quotas:
                     self.limits[(setup.client.client_id, channel.value, q.resource_id)] = q.limit
 
+    def _fold(self) -> None:
+        """Count the leads add() tallied into their counters."""
+        for tally in self._counted.values():
+            n = tally[2]
+            if n:
+                for counter, counted in tally[1]:
+                    counter[counted] += n
+                tally[2] = 0
+
     def _counts_of(self, decision: Decision, lead: ScoredLead) -> _Counts:
         """The counters one lead adds 1 to, and under which keys."""
         allocation = decision.allocation
         tier = allocation.als_tier.value
         counts: list[tuple[Counter[Any], Hashable]] = [
-            (self.tiers, tier),
-            (self.clients, lead.client_id),
+            (self._tiers, tier),
+            (self._clients, lead.client_id),
         ]
         for entry, steps, wanted in zip(
             allocation.channels, decision.deferrals, decision.wanted_days, strict=True
         ):
             channel = entry.channel.value
             status = reported_status(entry.status, steps)
-            counts.append((self.entries, (tier, channel, status)))
+            counts.append((self._entries, (tier, channel, status)))
             why = entry.reason.code if entry.reason is not None else NO_REASON
-            counts.append((self.reasons, (lead.client_id, channel, why)))
+            counts.append((self._reasons, (lead.client_id, channel, why)))
             day = entry.usage_day or (wanted or lead.scored_at.date()).isoformat()
-            counts.append((self.per_client_day, (lead.client_id, day, channel, status)))
+            counts.append((self._per_client_day, (lead.client_id, day, channel, status)))
             if wanted is not None:
-                counts.append((self.demand, (lead.client_id, channel, wanted.isoformat())))
+                counts.append((self._demand, (lead.client_id, channel, wanted.isoformat())))
             if entry.status == ALLOCATED and entry.send_at is not None:
                 assert entry.resource_id is not None and entry.usage_day is not None
                 used = (lead.client_id, channel, entry.resource_id, entry.usage_day)
-                counts.append((self.usage, used))
+                counts.append((self._usage, used))
                 send_at = entry.send_at
-                counts.append((self.send_times, (send_at.weekday(), send_at.hour)))
-                counts.append((self.send_minutes, (channel, send_at.hour, send_at.minute)))
+                counts.append((self._send_times, (send_at.weekday(), send_at.hour)))
+                counts.append((self._send_minutes, (channel, send_at.hour, send_at.minute)))
         return tuple(counts)
 
     # --- derived figures ------------------------------------------------------
