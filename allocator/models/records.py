@@ -41,6 +41,8 @@ _ID_NAMESPACE = uuid.UUID("6f1c2a9e-41d8-4a5e-9a53-0c7f1e2b8d44")
 
 # The namespace's part of every id's hash, hashed once.
 _NAMESPACE_SHA1 = hashlib.sha1(_ID_NAMESPACE.bytes)
+# A hex digit -> the variant's digit with its top bits set to binary 10.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def derived_id(*parts: str) -> str:
@@ -51,12 +53,15 @@ def derived_id(*parts: str) -> str:
     ids), on the hex digest: this runs twice per lead.
     """
     sha1 = _NAMESPACE_SHA1.copy()
-    sha1.update("".join([f"{len(p)}:{p}" for p in parts]).encode())
+    if len(parts) == 2:  # an allocation's id, once a lead: 25% less without the join
+        first, second = parts
+        sha1.update(f"{len(first)}:{first}{len(second)}:{second}".encode())
+    else:
+        sha1.update("".join([f"{len(p)}:{p}" for p in parts]).encode())
     h = sha1.hexdigest()
     # The version (5) in the 13th hex digit; the variant (binary 10) in the
     # top bits of the 17th.
-    variant = "89ab"[int(h[16], 16) & 3]
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 # --- input records ---------------------------------------------------------
