@@ -56,12 +56,13 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:
     suspend_flow.wait())`: four tasks made (the callback, the suspension, the
     consumer's stop and crash), an `asyncio.wait` and three cancellations per
     record, a third of a bare forwarding agent's time (bench/stream_bench.py
-    profile). Here the same per-record steps (gap bookkeeping, the commit
-    every N acks, the callback, the read offset) run in one task per fetch,
-    raced the same way: a suspension (a rebalance) or a stop cancels the
-    delivery where it waits, as faust cancels the one record's callback, and
-    faust's `getmany` stops yielding records once the flow stops or the
-    generation changes, as before. The fetch itself is awaited outside the
+    profile). Here the same per-record steps (gap bookkeeping, the callback,
+    the read offset) run in one task per fetch, raced the same way: a
+    suspension (a rebalance) or a stop cancels the delivery where it waits,
+    as faust cancels the one record's callback, and faust's `getmany` stops
+    yielding records once the flow stops or the generation changes, as
+    before. faust's commit every N acks is checked once a fetch, outside the
+    race. The fetch itself is awaited outside the
     race, as faust awaits it: a suspended flow waits there for its resumption.
     Acks are untouched: a record is acked by whoever acked it before."""
     callback = self.callback
@@ -85,9 +86,6 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:
                 gap = offset - (r_offset or 0)
                 if gap > 1 and r_offset and acks_enabled_for(message.topic):
                     await self._add_gap(tp, r_offset + 1, offset)
-                if commit_every is not None and self._n_acked >= commit_every:
-                    self._n_acked = 0
-                    await self.commit()
                 try:
                     await callback(message)
                 finally:
@@ -104,6 +102,11 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:
 
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
+            # faust's commit every N acks, checked once a fetch and outside
+            # the race, so that a suspension never cancels a commit
+            if commit_every is not None and self._n_acked >= commit_every:
+                self._n_acked = 0
+                await self.commit()
             set_flag(_consumer.CONSUMER_FETCHING)
             records = getmany(timeout=1.0)
             await self.sleep(0)

@@ -124,3 +124,20 @@ async def test_a_failed_callback_ends_the_drain_with_its_error() -> None:
     with pytest.raises(RuntimeError, match="a callback failed"):
         await drain.run()
     assert drain.delivered == [(A, 0)]
+
+
+async def test_the_commit_every_n_acks_runs_between_fetches() -> None:
+    drain = Drain([[_message(A, 0)], [_message(A, 1)]])
+    commits: list[int] = []
+
+    async def commit(*args: Any, **kwargs: Any) -> bool:
+        commits.append(len(drain.delivered))
+        return True
+
+    drain.consumer.commit = commit
+    drain.consumer._commit_every = 10
+    drain.consumer._n_acked = 10  # reached before the first fetch
+    await drain.run()
+    assert commits == [0]  # once, before the first fetch's delivery; the count starts over
+    assert drain.consumer._n_acked == 0
+    assert drain.delivered == [(A, 0), (A, 1)]
