@@ -16,16 +16,19 @@ faust hands each fetched record to its topic in a race of four new tasks;
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import types
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import aiokafka
+import faust
 import faust.transport.consumer as _consumer
 import faust.transport.drivers.aiokafka as _driver
 
 from streams.turns import in_turn
+
+log = logging.getLogger(__name__)
 
 
 class _AiokafkaWithFetchWait(types.ModuleType):
@@ -85,14 +88,22 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:
             if r_offset is None or offset >= r_offset:
                 gap = offset - (r_offset or 0)
                 if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                    await self._add_gap(tp, r_offset + 1, offset)
+                    # Shielded: faust's gap bookkeeping yields halfway, and
+                    # faust runs it outside its race, never cancelled there.
+                    await asyncio.shield(self._add_gap(tp, r_offset + 1, offset))
                 try:
                     await callback(message)
-                finally:
-                    # (faust sets it whether or not the callback finished)
+                except asyncio.CancelledError:
+                    # faust sets the read offset of a record whose callback
+                    # the race cancelled (not of one whose callback failed)
                     set_read_offset(tp, offset)
+                    raise
+                set_read_offset(tp, offset)
+            # faust lets the event loop run between records (its race
+            # yields); a callback that does not wait would otherwise hold it
+            # for the whole fetch.
             since_yield += 1
-            if since_yield >= 100:  # faust's yield_every: let the rest of the worker run
+            if since_yield >= 100:
                 since_yield = 0
                 await sleep(0)
             try:
@@ -111,17 +122,14 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:
             records = getmany(timeout=1.0)
             await self.sleep(0)
             try:
-                if not self.should_stop:
-                    tp, message = await records.__anext__()
+                first = None if self.should_stop else await anext(records, None)
+                if first is not None:
+                    tp, message = first
                     await self.wait_first(deliver(tp, message, records), self.suspend_flow.wait())
-            except StopAsyncIteration:
-                pass
             finally:
-                # (a delivery cancelled by the race leaves the fetch's
-                # iterator at a yield; one still running is left to the
-                # event loop's finalizer)
-                with contextlib.suppress(RuntimeError):
-                    await records.aclose()
+                # A delivery the race cancelled leaves the fetch's iterator
+                # at a yield (faust's getmany awaits nothing after its first).
+                await records.aclose()
             unset_flag(_consumer.CONSUMER_FETCHING)
     except self.consumer_stopped_errors:
         if self.transport.app.should_stop:
@@ -140,10 +148,23 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:
         unset_flag(_consumer.CONSUMER_FETCHING)
 
 
-def use_batched_drain() -> None:
+# The faust-streaming whose `_drain_messages` _drain_in_batches follows.
+DRAIN_OF_FAUST = "0.15.3"
+
+
+def use_batched_drain() -> bool:
     """Every faust consumer in this process delivers a fetch's records in one
-    task (`_drain_in_batches`) from now on."""
+    task (`_drain_in_batches`) from now on; whether it does. Only on the faust
+    it follows: another keeps its own drain, and a warning says so."""
+    if faust.__version__ != DRAIN_OF_FAUST:
+        log.warning(
+            "faust-streaming %s, not %s: its own drain is kept (one race per record)",
+            faust.__version__,
+            DRAIN_OF_FAUST,
+        )
+        return False
     _consumer.Consumer._drain_messages = _drain_in_batches  # type: ignore[method-assign]
+    return True
 
 
 class BatchSender:

@@ -2,7 +2,8 @@
 fetch, the same deliveries as faust's one race per record.
 
 faust's real consumer (not started; no broker): its fetch (`getmany`) gives
-prepared records, its callback is the test's."""
+prepared records, its callback is the test's. Each case runs on faust's own
+drain and on the batched one, with the same expectations."""
 
 from __future__ import annotations
 
@@ -20,22 +21,20 @@ from mode import Service
 from streams.faust_adapt import use_batched_drain
 
 A, B = TP("leads", 0), TP("leads", 1)
+FAUSTS_DRAIN = faust.transport.consumer.Consumer._drain_messages
 
 
 def _message(tp: TP, offset: int) -> ConsumerMessage:
     return ConsumerMessage(tp.topic, tp.partition, offset, 0.0, 0, None, b"k", b"v", None, 1, 1, tp)
 
 
-@pytest.fixture(autouse=True)
-def batched_drain(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+@pytest.fixture(autouse=True, params=["faust's drain", "batched drain"])
+def drain_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     # (undone after each test: the patch is process-wide)
-    monkeypatch.setattr(
-        faust.transport.consumer.Consumer,
-        "_drain_messages",
-        faust.transport.consumer.Consumer._drain_messages,
-    )
-    use_batched_drain()
-    yield
+    monkeypatch.setattr(faust.transport.consumer.Consumer, "_drain_messages", FAUSTS_DRAIN)
+    if request.param == "batched drain":
+        assert use_batched_drain()
+    yield request.param
 
 
 class Drain:
@@ -60,7 +59,7 @@ class Drain:
             self.fetcher._stopped.set()
             return
         for message in self.fetches.pop(0):
-            if not self.consumer.flow_active:  # as faust's getmany: no record once the flow stops
+            if not self.consumer.flow_active:  # as faust's: no record once the flow stops
                 return
             yield message.tp, message
 
@@ -74,6 +73,10 @@ class Drain:
     async def run(self) -> None:
         await asyncio.wait_for(self.consumer._drain_messages(self.fetcher), 5)
 
+    def read_offset(self, tp: TP) -> int | None:
+        offset: int | None = self.consumer._read_offset[tp]
+        return offset
+
 
 async def test_every_record_of_every_fetch_is_delivered_in_order() -> None:
     fetches = [
@@ -84,26 +87,34 @@ async def test_every_record_of_every_fetch_is_delivered_in_order() -> None:
     drain = Drain(fetches)
     await drain.run()
     assert drain.delivered == [(m.tp, m.offset) for fetch in fetches for m in fetch]
-    assert drain.consumer._read_offset[A] == 249
-    assert drain.consumer._read_offset[B] == 2
+    assert (drain.read_offset(A), drain.read_offset(B)) == (249, 2)
 
 
-async def test_a_record_read_already_is_not_delivered_again() -> None:
+async def test_a_record_below_the_read_offset_is_dropped() -> None:
+    # faust's rule: an offset below the read offset is dropped; the read offset itself is not
     drain = Drain([[_message(A, 0), _message(A, 1)], [_message(A, 1), _message(A, 2)]])
-    drain.consumer._read_offset[A] = None
     await drain.run()
-    # faust's rule: an offset below the read offset is dropped; the same one is not
     assert drain.delivered == [(A, 0), (A, 1), (A, 1), (A, 2)]
     drain = Drain([[_message(A, 5)], [_message(A, 3), _message(A, 6)]])
     await drain.run()
     assert drain.delivered == [(A, 5), (A, 6)]
 
 
+async def test_a_gap_in_the_offsets_is_noted_as_faust_notes_it() -> None:
+    drain = Drain([[_message(A, 0), _message(A, 1), _message(A, 5), _message(A, 6)]])
+    drain.app.topics._acking_topics.add("leads")  # as when the conductor subscribes it
+    drain.consumer._committed_offset[A] = 0
+    await drain.run()
+    assert sorted((i.begin, i.end) for i in drain.consumer._gap[A]) == [(2, 6)]
+    assert drain.delivered == [(A, 0), (A, 1), (A, 5), (A, 6)]
+
+
 async def test_a_suspended_flow_cancels_the_delivery_where_it_waits() -> None:
     """A rebalance stops the flow while a callback waits (a full channel):
-    that delivery is cancelled and the rest of its fetch is not delivered,
-    as faust's race per record cancels the waiting callback and its fetch
-    yields no more; the next fetch after the flow resumes is delivered."""
+    that delivery is cancelled (its record's read offset set, as faust sets
+    it) and the rest of its fetch is not delivered, as faust's race per
+    record cancels the waiting callback and its fetch yields no more; the
+    next fetch after the flow resumes is delivered."""
     drain = Drain([[_message(A, 0), _message(A, 1), _message(A, 2)], [_message(A, 3)]])
     drain.consumer.resume_flow()
     drain.block = asyncio.Event()
@@ -112,6 +123,7 @@ async def test_a_suspended_flow_cancels_the_delivery_where_it_waits() -> None:
     assert drain.delivered == []  # the first callback waits
     drain.consumer.stop_flow()
     await asyncio.sleep(0.05)
+    assert drain.read_offset(A) == 0
     drain.block.set()
     drain.consumer.resume_flow()
     await task
@@ -124,20 +136,42 @@ async def test_a_failed_callback_ends_the_drain_with_its_error() -> None:
     with pytest.raises(RuntimeError, match="a callback failed"):
         await drain.run()
     assert drain.delivered == [(A, 0)]
+    assert drain.read_offset(A) == 0  # not the failed record's
 
 
-async def test_the_commit_every_n_acks_runs_between_fetches() -> None:
+async def test_a_suspension_never_cancels_the_commit_every_n_acks() -> None:
+    """faust's commit every N acks runs outside its race (batched: once a
+    fetch, before it): a rebalance that stops the flow while it waits on
+    the broker does not cancel it."""
     drain = Drain([[_message(A, 0)], [_message(A, 1)]])
-    commits: list[int] = []
+    gate = asyncio.Event()
+    commits: list[str] = []
 
     async def commit(*args: Any, **kwargs: Any) -> bool:
-        commits.append(len(drain.delivered))
+        commits.append("started")
+        await gate.wait()
+        commits.append("done")
         return True
 
     drain.consumer.commit = commit
+    drain.consumer.resume_flow()
     drain.consumer._commit_every = 10
     drain.consumer._n_acked = 10  # reached before the first fetch
-    await drain.run()
-    assert commits == [0]  # once, before the first fetch's delivery; the count starts over
+    task = asyncio.ensure_future(drain.run())
+    await asyncio.sleep(0.05)
+    assert commits == ["started"]
+    drain.consumer.stop_flow()
+    await asyncio.sleep(0.05)
+    gate.set()
+    drain.consumer.resume_flow()
+    await task
+    assert commits == ["started", "done"]
     assert drain.consumer._n_acked == 0
     assert drain.delivered == [(A, 0), (A, 1)]
+
+
+async def test_another_faust_keeps_its_own_drain(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(faust.transport.consumer.Consumer, "_drain_messages", FAUSTS_DRAIN)
+    monkeypatch.setattr(faust, "__version__", "0.16.0")
+    assert not use_batched_drain()
+    assert faust.transport.consumer.Consumer._drain_messages is FAUSTS_DRAIN
