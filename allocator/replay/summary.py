@@ -8,7 +8,7 @@ import statistics
 from collections import Counter
 from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Generic, TypeVar, get_args
+from typing import Any, Generic, TypeVar, get_args, overload
 
 from allocator.channels import (
     ALLOCATED,
@@ -26,6 +26,7 @@ from allocator.feedback import Applied
 from allocator.models import (
     KINDS,
     STOP_KINDS,
+    ChannelAllocation,
     HealthChange,
     HealthState,
     ScoredLead,
@@ -45,8 +46,6 @@ NO_REASON = "none"
 
 # The counters a lead adds 1 to, each with its key.
 _Counts = tuple[tuple[Counter[Any], Hashable], ...]
-# a lead shape's entries (kept alive), counts, and leads not yet counted
-_Tally = list[Any]
 K = TypeVar("K")
 # Every reason counted, in the order tables list them: none first, then the
 # codes in allocator.reasons' order.
@@ -59,6 +58,8 @@ REASONS: tuple[str, ...] = (NO_REASON, *(why.value for why in Why))
 HEALTH_STATES: tuple[str, ...] = get_args(HealthState)
 REFUND_KINDS: tuple[str, ...] = ("failed", *STOP_KINDS)
 HEALTH_LISTED = 100
+# How many lead shapes add() remembers (and tallies) before it counts them and starts over.
+MEMO_SHAPES = 4096
 # The kind of input a send-events source is, in InputSource.kind.
 SEND_EVENTS = "send-events"
 # ReplaySummary.feedback_counts()' figures in words, as the terminal's and the
@@ -550,26 +551,51 @@ class Comparison:
 # --- the counting -------------------------------------------------------------
 
 
+class _Tally:
+    """A lead shape's entries (kept alive: add() finds the shape by their
+    ids), the counters a lead of it adds 1 to with their keys, and how many
+    of its leads are not counted in them yet."""
+
+    __slots__ = ("counts", "entries", "leads")
+
+    def __init__(self, entries: tuple[ChannelAllocation, ...], counts: _Counts) -> None:
+        self.entries = entries
+        self.counts = counts
+        self.leads = 0
+
+
 class _Tallied(Generic[K]):
     """A counter of Summary's, read with every lead add() has tallied: add()
     counts a lead whose shape it has seen by one on that shape, and the
     shape's counters get the tally when read (a lead touched a dozen counters
-    before, a tenth of a replay's time)."""
+    before, a tenth of a replay's time). Not to be set: add() counts."""
 
     def __set_name__(self, owner: type, name: str) -> None:
         self._private = f"_{name}"
 
-    def __get__(self, summary: Summary | None, owner: type | None = None) -> Counter[K]:
+    @overload
+    def __get__(self, summary: None, owner: type | None = None) -> _Tallied[K]: ...
+
+    @overload
+    def __get__(self, summary: Summary, owner: type | None = None) -> Counter[K]: ...
+
+    def __get__(
+        self, summary: Summary | None, owner: type | None = None
+    ) -> Counter[K] | _Tallied[K]:
         if summary is None:
-            raise AttributeError(self._private[1:])
+            return self
         summary._fold()
         counter: Counter[K] = getattr(summary, self._private)
         return counter
 
+    def __set__(self, summary: Summary, value: object) -> None:
+        raise AttributeError(f"{self._private[1:]} is counted by Summary.add(), not set")
 
-@dataclass
+
+@dataclass(eq=False)  # (its counters are read through _Tallied, which fields do not see)
 class Summary:
-    """Counts of one replay, added to lead by lead; `result()` reads them out."""
+    """Counts of one replay, added lead by lead (add() tallies a lead under its
+    shape, and the counters get the tallies when read); `result()` reads them out."""
 
     rules: dict[str, Any]
     sources: tuple[InputSource, ...] = ()  # where the inputs were read, as the command says
@@ -716,11 +742,13 @@ class Summary:
         )
         tally = self._counted.get(shape)
         if tally is None:
-            if len(self._counted) >= 4096:
+            if len(self._counted) >= MEMO_SHAPES:
                 self._fold()
                 self._counted.clear()
-            tally = self._counted[shape] = [allocation.channels, self._counts_of(decision, lead), 0]
-        tally[2] += 1
+            tally = self._counted[shape] = _Tally(
+                allocation.channels, self._counts_of(decision, lead)
+            )
+        tally.leads += 1
         if setup.client.client_id in self._capacity_of:
             return  # one setup per client in a run: its capacity is counted once
         self._capacity_of.add(setup.client.client_id)
@@ -737,11 +765,11 @@ class Summary:
     def _fold(self) -> None:
         """Count the leads add() tallied into their counters."""
         for tally in self._counted.values():
-            n = tally[2]
+            n = tally.leads
             if n:
-                for counter, counted in tally[1]:
+                for counter, counted in tally.counts:
                     counter[counted] += n
-                tally[2] = 0
+                tally.leads = 0
 
     def _counts_of(self, decision: Decision, lead: ScoredLead) -> _Counts:
         """The counters one lead adds 1 to, and under which keys."""

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import allocator.batch
+import allocator.replay.summary
 from allocator.batch import BatchDecider, event_time
 from allocator.decision import Decision, Schedule
 from allocator.directory import ClientDirectory, build_setup, build_snapshot, unknown_client
@@ -84,7 +85,9 @@ def test_capacity_needed_is_the_busiest_day_against_capacity() -> None:
     assert rows["direct_mail"]["shortfall"] == 0  # unlimited
 
 
-async def test_metrics_and_the_replay_summary_count_the_same_statuses() -> None:
+async def test_metrics_and_the_replay_summary_count_the_same_statuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # One email domain with room for one send a day, for three hot leads of the
     # same instant: the first is sent that day, the other two on later days.
     snapshot = build_snapshot([client()], [resource("email", "d1", limit=1)])
@@ -102,6 +105,15 @@ async def test_metrics_and_the_replay_summary_count_the_same_statuses() -> None:
         assert isinstance(decision, Decision)
         summary.add(decision, one, snapshot["acme"])
     assert dict(summary.entries) == expected
+    # The same leads again, the memo starting over after every shape: the
+    # tallies are counted before it forgets them.
+    monkeypatch.setattr(allocator.replay.summary, "MEMO_SHAPES", 1)
+    again = Summary({"name": "t"})
+    for _ in range(3):
+        for one, decision in zip(leads, decisions, strict=True):
+            assert isinstance(decision, Decision)
+            again.add(decision, one, snapshot["acme"])
+    assert dict(again.entries) == {key: 3 * n for key, n in expected.items()}
     assert summary.to_json()["statuses"] == {
         "allocated": 1,
         "deferred": 2,
@@ -502,3 +514,10 @@ def test_pacing_spreads_the_sends_of_a_slot_over_the_minutes_after_it(tmp_path: 
     assert sum(m["count"] for m in paced["send_minutes"]) == sum(
         t["count"] for t in paced["send_times"]
     )
+
+
+def test_a_tallied_counter_is_read_with_every_lead_and_never_set() -> None:
+    summary = Summary({"name": "t"})
+    with pytest.raises(AttributeError, match=r"counted by Summary\.add"):
+        summary.tiers = Counter({"A": 1})  # type: ignore[misc]
+    assert hasattr(Summary, "tiers")  # the descriptor, from the class
