@@ -286,7 +286,10 @@ async def _seek_start(consumer: Any, tps: list[Any], start: Bound | None) -> Non
             # are passed over as they come), and a partition wrongly taken
             # as having nothing from the bound on would lose its window.
             at = found.get(tp)
-            consumer.seek(tp, 0 if at is None else at.offset)
+            if at is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, at.offset)
 
 
 def _before(start: Bound | None, offset: int, timestamp_ms: int) -> bool:
