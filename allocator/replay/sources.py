@@ -198,7 +198,9 @@ async def read_topic(
     without committing anything. Ordered by (timestamp, partition, offset).
 
     A partition ends at its end offset as reported when reading starts (so a
-    topic that keeps being written to still ends). Tansu 0.6 under-reports end
+    topic that keeps being written to still ends), or at an end bound given
+    as an offset; an end in time filters records, never ends a partition
+    (record times need not grow with offsets). Tansu 0.6 under-reports end
     offsets by up to a batch, but a fetch returns whole batches, so the records
     up to the true end of what was there arrive with the one that reaches the
     reported end. A slow fetch on a busy machine is no end; if no partition
@@ -246,12 +248,19 @@ async def read_topic(
             quiet_since = time.monotonic()
             for tp, messages in batch.items():
                 for m in messages:
-                    if _past(end, m.offset, m.timestamp):
+                    if end is not None and end.offset is not None and m.offset >= end.offset:
                         done.add(tp.partition)
                         break
-                    # The seek is only a head start: Tansu 0.6 answers a
-                    # time lookup with the partition's start.
-                    if not _before(start, m.offset, m.timestamp):
+                    # A record past an end in time does not end its
+                    # partition: record times are the producers' and need
+                    # not grow with offsets (a producer sets them; a batch
+                    # retried after a newer one lands after it, the
+                    # suspected cause of windows that lacked records on a
+                    # busy Kafka). The seek is only a head start: Tansu 0.6
+                    # answers a time lookup with the partition's start.
+                    if not _before(start, m.offset, m.timestamp) and not _past(
+                        end, m.offset, m.timestamp
+                    ):
                         records.append((tp.partition, m.offset, m.timestamp, m.value))
         short = [
             f"partition {tp.partition} at offset {await consumer.position(tp)} of {ends[tp]}"

@@ -13,7 +13,7 @@ import redis as redis_sync
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from allocator.replay.sources import read_topic
+from allocator.replay.sources import Bound, read_topic
 from streams.cli import main
 from tests.replay_data import replay_args, write_history
 
@@ -138,3 +138,25 @@ async def test_a_topic_is_read_to_its_true_end(broker_bootstrap: str, broker_kin
     assert producer.flush(30) == 0
     records = await read_topic(broker_bootstrap, topic, None, None, idle_ms=5_000)
     assert sorted(json.loads(r[3])["n"] for r in records) == list(range(40))
+
+
+async def test_a_time_window_holds_records_whose_times_are_out_of_order(
+    broker_bootstrap: str,
+) -> None:
+    """Record times are the producers': a record inside the window may come
+    after one past its end (a producer's own times, or a batch retried after
+    a newer one). The window holds every record inside it, in time order."""
+    topic = f"replay-order-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": broker_bootstrap})
+    for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+        future.result(30)
+    base_ms = int(datetime(2026, 11, 26, tzinfo=UTC).timestamp() * 1000)
+    times = [50, 120, 300, 150, 90, 199, 200, 170]  # ms after base, in offset order
+    producer = Producer({"bootstrap.servers": broker_bootstrap})
+    for n, at in enumerate(times):
+        producer.produce(topic, key=f"k{n}", value=json.dumps({"n": n}), timestamp=base_ms + at)
+        producer.flush(30)  # one batch each, in this order
+    start = Bound(at=datetime.fromtimestamp((base_ms + 100) / 1000, UTC))
+    end = Bound(at=datetime.fromtimestamp((base_ms + 200) / 1000, UTC))
+    records = await read_topic(broker_bootstrap, topic, start, end, idle_ms=5_000)
+    assert [r[2] - base_ms for r in records] == [120, 150, 170, 199]
