@@ -130,7 +130,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--to",
         dest="end",
         metavar="TIME|OFFSET",
-        help="topic sources: stop before this record time or offset",
+        help="topic sources: only records before this record time, or this offset",
     )
     parser.add_argument("--clients", metavar="FILE", help="clients, JSON Lines (default: database)")
     parser.add_argument(
