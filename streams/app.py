@@ -13,7 +13,7 @@ import gc
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -152,15 +152,6 @@ class AllocatorApp(faust.App):
         super().__init__(*args, **kwargs)
         self.closers: list[Callable[[], Awaitable[None]]] = []
         self.commits: list[Commits] = []
-
-    def on_init_dependencies(self) -> Iterable[Any]:
-        dependencies = super().on_init_dependencies()
-        # faust's Monitor, a sensor, keeps statistics of every event for
-        # faust's own web pages, which the worker does not serve (its figures
-        # are /metrics): about 2.6% of a busy worker's time. faust still
-        # calls it directly where it needs it (end offsets).
-        self.sensors.remove(self.monitor)
-        return dependencies
 
     async def on_stop(self) -> None:
         stopped = [c for c in self.commits if c.failure is not None]
