@@ -1,0 +1,28 @@
+"""What the worker's App changes in faust as it is built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faust.transport.consumer
+import pytest
+
+from allocator.config import Settings
+from streams.app import create_app
+from streams.faust_adapt import _drain_in_batches
+
+
+def test_the_worker_drains_a_fetch_in_one_race(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = faust.transport.consumer.Consumer
+    monkeypatch.setattr(consumer, "_drain_messages", consumer._drain_messages)  # undone after
+    settings = Settings.from_environment(
+        {
+            "ALLOCATOR_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/a.db",
+            "ALLOCATOR_REDIS_URL": "memory://",
+            "ALLOCATOR_DATA_DIR": str(tmp_path),
+        }
+    )
+    create_app(settings, 4)
+    assert consumer._drain_messages is _drain_in_batches
