@@ -65,9 +65,9 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:
     as faust cancels the one record's callback, and faust's `getmany` stops
     yielding records once the flow stops or the generation changes, as
     before. faust's commit every N acks is checked once a fetch, outside the
-    race. The fetch itself is awaited outside the
-    race, as faust awaits it: a suspended flow waits there for its resumption.
-    Acks are untouched: a record is acked by whoever acked it before."""
+    race. The fetch itself is awaited outside the race, as faust awaits it: a
+    suspended flow waits there for its resumption. Acks are untouched: a
+    record is acked by whoever acked it before."""
     callback = self.callback
     getmany = self.getmany
     consumer_should_stop = self._stopped.is_set

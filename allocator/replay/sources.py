@@ -248,19 +248,20 @@ async def read_topic(
             quiet_since = time.monotonic()
             for tp, messages in batch.items():
                 for m in messages:
-                    if end is not None and end.offset is not None and m.offset >= end.offset:
-                        done.add(tp.partition)
-                        break
-                    # A record past an end in time does not end its
-                    # partition: record times are the producers' and need
-                    # not grow with offsets (a producer sets them; a batch
-                    # retried after a newer one lands after it, the
-                    # suspected cause of windows that lacked records on a
-                    # busy Kafka). The seek is only a head start: Tansu 0.6
-                    # answers a time lookup with the partition's start.
-                    if not _before(start, m.offset, m.timestamp) and not _past(
-                        end, m.offset, m.timestamp
-                    ):
+                    if _past(end, m.offset, m.timestamp):
+                        assert end is not None
+                        if end.offset is not None:  # offsets grow: the rest is past too
+                            done.add(tp.partition)
+                            break
+                        # An end in time does not end the partition: record
+                        # times are the producers' and need not grow with
+                        # offsets (a producer sets them; a batch retried
+                        # after a newer one lands after it, the suspected
+                        # cause of windows that lacked records on a busy Kafka).
+                        continue
+                    # The seek is only a head start: Tansu 0.6 answers a
+                    # time lookup with the partition's start.
+                    if not _before(start, m.offset, m.timestamp):
                         records.append((tp.partition, m.offset, m.timestamp, m.value))
         short = [
             f"partition {tp.partition} at offset {await consumer.position(tp)} of {ends[tp]}"
