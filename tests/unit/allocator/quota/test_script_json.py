@@ -1,0 +1,57 @@
+"""The quota script's JSON (redis_store _dumps/_loads): orjson where it can,
+json where orjson refuses, and the same values either way."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from allocator.quota.redis_store import _dumps, _loads
+
+
+def json_values(numbers: st.SearchStrategy[int]) -> st.SearchStrategy[Any]:
+    """Text of any code point (lone surrogates included), `numbers`, lists of those."""
+    return st.recursive(
+        numbers | st.text() | st.booleans() | st.none(),
+        lambda inner: st.lists(inner, max_size=5),
+        max_leaves=20,
+    )
+
+
+# A call may hold any whole number (a limit past 64 bits too). An answer holds
+# what Lua writes: its numbers are doubles, whole ones exact up to 2**53
+# (orjson reads a number past 64 bits as a float, where json reads an int).
+calls = json_values(st.integers())
+answers = json_values(st.integers(-(2**53), 2**53))
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, and of the same types all the way down (1 is not 1.0 here)."""
+    return bool(a == b and json.dumps(a) == json.dumps(b))
+
+
+@given(calls)
+def test_a_call_reads_back_as_json_wrote_it(value: Any) -> None:
+    assert same(json.loads(_dumps(value)), json.loads(json.dumps(value)))
+
+
+@given(answers)
+def test_an_answer_reads_as_json_reads_it(value: Any) -> None:
+    for text in (json.dumps(value), json.dumps(value, ensure_ascii=False)):
+        try:
+            expected = json.loads(text)
+        except ValueError:
+            continue
+        assert same(_loads(text), expected)
+        raw = text.encode("utf-8", "surrogatepass")  # json reads bytes so
+        assert same(_loads(raw), json.loads(raw))
+
+
+def test_what_orjson_refuses_goes_to_json() -> None:
+    assert _dumps([2**70, "\ud800"]) == json.dumps([2**70, "\ud800"])
+    assert _loads('["\\ud800", 1]') == ["\ud800", 1]
+    assert _loads("[1e400]") == [float("inf")]
+    assert same(_loads(b"[3, 2.5]"), [3, 2.5])
