@@ -1002,10 +1002,13 @@ def _outcome(request: FeedbackRequest, value: str | bytes) -> FeedbackOutcome:
 
 
 def _dumps(value: Any) -> str:
-    """JSON for the script, by orjson: ~15 times json.dumps on a call's list of
-    numbers, which ran for every call. cjson reads its compact, UTF-8 text as
-    it read json's. What orjson refuses (an integer past 64 bits, a string
-    with a lone surrogate) goes to json, as before."""
+    """reserve.lua's call as JSON, by orjson: ~15 times json.dumps on a call's
+    list of numbers, which ran for every call. cjson reads orjson's compact
+    UTF-8 text as it read json's ASCII escapes. Every number of a call is an
+    int (orjson would write a float's NaN as null, json as NaN). What orjson
+    refuses (an integer past 64 bits, a string with a lone surrogate) goes to
+    json, as before. (feedback.lua's calls keep json: a few per send-event,
+    and they carry a float.)"""
     try:
         return orjson.dumps(value).decode()
     except orjson.JSONEncodeError:
@@ -1013,9 +1016,11 @@ def _dumps(value: Any) -> str:
 
 
 def _loads(text: str | bytes) -> Any:
-    """The script's JSON, by orjson: ~3 times json.loads on a call's answers,
-    which a worker read for every lead (5% of its time). What orjson refuses
-    (a lone surrogate's escape, in a plan) goes to json, as before."""
+    """reserve.lua's answers, by orjson: ~3 times json.loads on a call's
+    answers, which a worker read for every lead (5% of its time). Their
+    numbers are Lua's, written with %d (orjson would read one past 64 bits as
+    a float, json as an int). What orjson refuses (a lone surrogate's escape,
+    in a plan) goes to json, as before."""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:

@@ -113,9 +113,11 @@ async def check_concurrent_processes_keep_weekly_and_pool_limits(url: str, prefi
     await redis.aclose()
 
 
-# Clients of the parity check: plain ids, and ids with the characters a hash
-# tag is made of, which must still keep each client's keys in one slot.
-CLIENTS = ("acme", "globex", "{x}", "a}b{c", "%7B", "ü {")
+# Clients of the parity check: plain ids, ids with the characters a hash tag
+# is made of, which must still keep each client's keys in one slot, and text
+# past ASCII and past the BMP (in resource ids too: the script's call carries
+# them as UTF-8).
+CLIENTS = ("acme", "globex", "{x}", "a}b{c", "%7B", "ü {", "seat-\U0001f600")
 
 
 def parity_requests() -> list[LeadRequest]:
