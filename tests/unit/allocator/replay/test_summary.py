@@ -519,5 +519,5 @@ def test_pacing_spreads_the_sends_of_a_slot_over_the_minutes_after_it(tmp_path: 
 def test_a_tallied_counter_cannot_be_set_and_reads_from_the_class() -> None:
     summary = Summary({"name": "t"})
     with pytest.raises(AttributeError, match=r"counted by Summary\.add"):
-        summary.tiers = Counter({"A": 1})  # type: ignore[misc]
+        summary.tiers = Counter({"A": 1})
     assert hasattr(Summary, "tiers")  # the descriptor, from the class
