@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import faust
 import faust.transport.consumer
@@ -43,7 +43,8 @@ class Drain:
 
     def __init__(self, fetches: list[list[ConsumerMessage]]) -> None:
         self.app = faust.App("test-drain", broker="kafka://127.0.0.1:9", store="memory://")
-        self.consumer: Any = self.app.consumer
+        # faust's private parts, which its types do not name
+        self.consumer: Any = cast(Any, self.app.consumer)
         self.fetcher = Service()
         self.fetches = list(fetches)
         self.delivered: list[tuple[TP, int]] = []
@@ -102,7 +103,7 @@ async def test_a_record_below_the_read_offset_is_dropped() -> None:
 
 async def test_a_gap_in_the_offsets_is_noted_as_faust_notes_it() -> None:
     drain = Drain([[_message(A, 0), _message(A, 1), _message(A, 5), _message(A, 6)]])
-    drain.app.topics._acking_topics.add("leads")  # as when the conductor subscribes it
+    cast(Any, drain.app.topics)._acking_topics.add("leads")  # as when the conductor subscribes it
     drain.consumer._committed_offset[A] = 0
     await drain.run()
     assert sorted((i.begin, i.end) for i in drain.consumer._gap[A]) == [(2, 6)]
