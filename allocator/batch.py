@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from allocator.decision import Decision, LeadPlan, Plan, Schedule, complete, plan_lead
 from allocator.directory import ClientDirectory, ClientSetup, unknown_client
 from allocator.errors import UndecidableLead
+from allocator.frozen import fast_init
 from allocator.models import Allocation, ScoredLead
 from allocator.patterns import PatternSet
 from allocator.quota.base import Held, LeadRequest, QuotaStore
@@ -44,7 +45,8 @@ def event_time(lead: ScoredLead) -> datetime:
     return lead.scored_at
 
 
-@dataclass(frozen=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class Undecidable:
     """A valid lead the rules could not decide; it goes to the DLQ, the rest go on."""
 

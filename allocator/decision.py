@@ -27,6 +27,7 @@ from allocator.channels import (
     EntryStatus,
 )
 from allocator.directory import ClientSetup
+from allocator.frozen import fast_init
 from allocator.intervals import SpanCache
 from allocator.models import (
     Allocation,
@@ -70,7 +71,8 @@ def channel_sequence(tier: Tier, how: HowPattern | None) -> tuple[list[Channel],
     return default_sequence(tier), "default"
 
 
-@dataclass(frozen=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class Paced:
     """Pacing of a channel (CONTRACT.md section 9): the k-th send of a resource
     on a day goes out at its slot + k * gap + jitter seconds."""
@@ -95,7 +97,8 @@ def jitter(event_id: str, channel: Channel, gap: int) -> int:
     return int.from_bytes(digest[:8], "big") % ((gap + 1) // 2)
 
 
-@dataclass(frozen=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class ChannelPlan:
     channel: Channel
     timing_source: Source
@@ -158,7 +161,8 @@ def _encode(c: ChannelPlan) -> str:
     return encoded + "]"
 
 
-@dataclass(frozen=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class SlotFacts:
     """What the quota and the held plan need of a channel's slots: the quota
     days, the instants in Unix seconds, and the slots' JSON."""
@@ -205,7 +209,8 @@ def _decode(encoded: list[Any]) -> ChannelPlan:
     )
 
 
-@dataclass(frozen=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class Caps:
     """The client's caps across its resources (CONTRACT.md section 8)."""
 
@@ -271,7 +276,8 @@ _ShapeKey = tuple[int, int, int, Tier, str | None]
 _SHAPES: SpanCache[_ShapeKey, Shape] = SpanCache()
 
 
-@dataclass(frozen=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class LeadPlan:
     """A lead, its plan, and per channel of the plan the resources it may use."""
 
@@ -418,7 +424,8 @@ def _plan_lead(
     return LeadPlan(lead, Plan(tier, sequence_source, tuple(plans)), tuple(quotas), caps), until
 
 
-@dataclass(frozen=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class Decision:
     """An allocation with what the record does not say: how many days each send moved."""
 

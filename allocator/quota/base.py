@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import Protocol
 
 from allocator.channels import Channel
+from allocator.frozen import fast_init
 from allocator.models.records import Rotation
 
 
@@ -50,7 +51,8 @@ class ResourceQuota:
     pool: PoolQuota | None = None
 
 
-@dataclass(frozen=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class Cap:
     """A limit on one named counter of the lead's client per day: the lead's own
     sends (`name` = lead_id) or its recipient domain's (`name` = the domain)."""
@@ -59,7 +61,8 @@ class Cap:
     limit: int
 
 
-@dataclass(frozen=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class ChannelAsk:
     """Reserve one send of `channel`.
 
@@ -89,7 +92,8 @@ class ChannelAsk:
     sticky_require: bool = False
 
 
-@dataclass(frozen=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class LeadRequest:
     """Everything one lead asks of the quota, held under `hold_key`.
 
@@ -118,7 +122,8 @@ class LeadRequest:
     scored_at: int = 0  # Unix seconds
 
 
-@dataclass(frozen=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class Reservation:
     """One ask's outcome: the deferral step taken (0 = the first day), the
     resource, and `k`, the sends of that resource on that day before this one
@@ -129,7 +134,8 @@ class Reservation:
     k: int = 0
 
 
-@dataclass(frozen=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class Blocked:
     """Why an ask found no room on its first day: a reason code (allocator.reasons)
     and how many of its resources that reason blocked (0 for a lead or domain cap)."""
@@ -139,7 +145,8 @@ class Blocked:
     of: int = 0  # the ask's resources
 
 
-@dataclass(frozen=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class Held:
     """The answer to a LeadRequest: the plan it was decided with, and per ask
     its reservation or None (exhausted: every day was full), and per ask what

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from allocator.frozen import fast_init
 from allocator.quota.base import (
     Blocked,
     ChannelAsk,
@@ -59,7 +60,8 @@ def day_cap(resource: ResourceQuota, day: date) -> tuple[int | None, bool]:
     return cap, False
 
 
-@dataclass(frozen=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class DayChoice:
     """The outcome of one day: the index of the resource taken and the keys to
     count it in, or what blocked the day."""

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from allocator.config import kafka_login_refusal
 from allocator.errors import InvalidRecord
 from allocator.files import parse_lines
+from allocator.frozen import fast_init
 from allocator.models import (
     ConversionPattern,
     ScoredLead,
@@ -44,7 +45,8 @@ class Rejected:
         return f"{self.source} {self.where}: [{self.error.code}] {self.error.message}"
 
 
-@dataclass(frozen=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class Origin:
     """Where a record was read: its file and line, or its topic and position."""
 
