@@ -13,6 +13,7 @@ import json
 import re
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from allocator.errors import ErrorCode, InvalidRecord, shown
@@ -113,6 +114,29 @@ def _float_literal(literal: str) -> float:
 # One decoder for every value: json.loads with hooks would build one per call.
 _JSON = json.JSONDecoder(parse_int=_int_literal, parse_float=_float_literal)
 
+# The values orjson is trusted with: where it reads a number as json (and the
+# hooks above) would, and no deeper structure. orjson reads an integer past
+# 64 bits as a float, and cannot bound a literal's length; a 64-bit integer
+# has at most 20 digits, far inside MAX_NUMBER_CHARS.
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _quick_object(raw: bytes) -> dict[str, Any] | None:
+    """The object, if orjson reads it and json would read it the same; else None.
+
+    A flat object of text, integers, booleans and nulls (a lead; issue 15: 0.7
+    us against json's 2.2). Anything else, and whatever orjson refuses (NaN,
+    a lone surrogate, text that is not UTF-8, an integer past 64 bits), goes
+    the json way, which reads it or says what is wrong, as before.
+    """
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(data) is dict and _PLAIN.issuperset(map(type, data.values())):
+        return data
+    return None
+
 
 def decode_object(raw: bytes | str | None) -> dict[str, Any]:
     """Bytes (or text) -> a JSON object, within the bounds above.
@@ -129,6 +153,9 @@ def decode_object(raw: bytes | str | None) -> dict[str, Any]:
         raw = raw.encode("utf-8", "surrogatepass")
     _check_depth(raw)
     _check_size(len(raw))
+    quick = _quick_object(raw)
+    if quick is not None:
+        return quick
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
