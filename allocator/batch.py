@@ -151,6 +151,7 @@ class BatchDecider:
                     self.decided_at(lead),
                     answer.blocked,
                     answer.suppressed,
+                    request.allocation_id,
                 )
             )
         return decided

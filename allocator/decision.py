@@ -437,13 +437,7 @@ class Decision:
 
 def allocation_id_of(lead: ScoredLead) -> str:
     """Deterministic from the event: the same event always gets the same id."""
-    return _allocation_id(lead.key)
-
-
-@lru_cache(maxsize=4096)
-def _allocation_id(event_id: str) -> str:
-    # Cached: a lead's request and its record both name it, a batch apart at most.
-    return derived_id("allocation", event_id)
+    return derived_id("allocation", lead.key)
 
 
 def complete(
@@ -453,9 +447,11 @@ def complete(
     decided_at: datetime,
     blocked: Sequence[Blocked | None] = (),
     suppressed: str = "",
+    allocation_id: str = "",
 ) -> Decision:
     """The allocation record; `picks` answer the plan's channels that have slots,
-    in order, and `blocked` says what blocked each one's first day (None: nothing)."""
+    in order, and `blocked` says what blocked each one's first day (None: nothing).
+    `allocation_id` is the lead's request's, when it made one (derived here if not)."""
     # The record's times say their offset; pydantic used to refuse a naive one.
     assert decided_at.utcoffset() is not None, "decided_at without an offset"
     answers = iter(picks)
@@ -491,7 +487,7 @@ def complete(
         deferrals.append(pick.step)
         entries.append(_allocated(channel_plan, pick, first))
     allocation = Allocation(
-        allocation_id=allocation_id_of(lead),
+        allocation_id=allocation_id or allocation_id_of(lead),
         event_id=lead.key,
         lead_id=lead.lead_id,
         client_id=lead.client_id,

@@ -15,6 +15,7 @@ from json.encoder import encode_basestring  # the C one: escapes as pydantic doe
 from typing import Literal
 
 from allocator.channels import Channel, EntryStatus, ResourceType
+from allocator.frozen import fast_init
 from allocator.models.fields import Instant
 from allocator.tiers import Tier
 
@@ -48,6 +49,7 @@ class _CachedJson:
     _json: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ChannelAllocation(_CachedJson):
     """One channel's entry of an allocation (CONTRACT.md section 3)."""
@@ -84,6 +86,7 @@ class ChannelAllocation(_CachedJson):
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Allocation:
     """A lead's allocation record (CONTRACT.md section 3)."""

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from allocator.decision import Decision, LeadPlan
 from allocator.frozen import fast_init
+from allocator.models import Allocation
 from allocator.quota.base import Blocked, ChannelAsk, Held, LeadRequest, Reservation
 
 
@@ -130,6 +131,15 @@ def test_a_class_it_cannot_build_is_refused_when_decorated() -> None:
 
 def test_the_per_lead_classes_use_it() -> None:
     # The classes built once or more per lead (the measured 3.4% of a worker's samples).
-    for cls in (LeadRequest, ChannelAsk, Reservation, Blocked, Held, LeadPlan, Decision):
+    for cls in (
+        LeadRequest,
+        ChannelAsk,
+        Reservation,
+        Blocked,
+        Held,
+        LeadPlan,
+        Decision,
+        Allocation,
+    ):
         assert cls.__init__.__code__.co_filename == "<string>", cls
         assert "__slots__" in cls.__dict__, cls
