@@ -64,9 +64,10 @@ def fast_init(cls: type[T]) -> type[T]:
         else:
             params_src.append(f.name)
     for name in names:
-        # The slot's member descriptor: its __set__ is what object.__setattr__
-        # ends in, without the lookup on the way.
-        scope[f"_set_{name}"] = cls.__dict__[name].__set__
+        # The slot's member descriptor (the class's own, or a slotted base's):
+        # its __set__ is what object.__setattr__ ends in, without the lookup.
+        slot = next(c.__dict__[name] for c in cls.__mro__ if name in c.__dict__)
+        scope[f"_set_{name}"] = slot.__set__
         body.append(f"    _set_{name}(self, {name})\n")
     source = f"def __init__(self, {', '.join(params_src)}) -> None:\n{''.join(body)}"
     exec(source, scope)  # as dataclasses itself builds __init__

@@ -129,6 +129,20 @@ def test_a_class_it_cannot_build_is_refused_when_decorated() -> None:
             x: int = field(kw_only=True)
 
 
+def test_a_field_of_a_slotted_base_is_set() -> None:
+    @dataclass(frozen=True, slots=True)
+    class Base:
+        x: int
+
+    @fast_init
+    @dataclass(frozen=True, slots=True)
+    class Derived(Base):
+        y: int = 2
+
+    made = Derived(1)
+    assert (made.x, made.y) == (1, 2) and made == Derived(x=1, y=2)
+
+
 def test_the_per_lead_classes_use_it() -> None:
     # The classes built once or more per lead (the measured 3.4% of a worker's samples).
     for cls in (
