@@ -77,12 +77,16 @@ def _parse_timestamp(value: Any) -> datetime:
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?")
 
 
+# Built once: building it in the check below was a third of the check's time.
+_MINUTE = timedelta(minutes=1)
+
+
 def _input_timestamp(value: Any) -> datetime:
     if isinstance(value, str) and not _RFC3339.fullmatch(value):
         fail(ErrorCode.INVALID_TIMESTAMP, f"not an RFC 3339 timestamp: {shown(value)}")
     parsed = _parse_timestamp(value)
     offset = parsed.utcoffset()
-    if offset is not None and offset % timedelta(minutes=1):
+    if offset is not None and offset % _MINUTE:
         # RFC 3339 offsets are whole minutes; Python would accept "+01:00:30.5"
         # and write it back out that way. (Output times may have one: a zone's
         # local mean time, as Monrovia's -00:44:30 until 1972.)
