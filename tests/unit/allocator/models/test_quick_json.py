@@ -32,6 +32,14 @@ def _json_way(raw: bytes) -> Any:
     return data if isinstance(data, dict) else ErrorCode.NOT_AN_OBJECT
 
 
+def _decoded(raw: bytes) -> Any:
+    """decode_object's answer: the object, or the code of what is wrong."""
+    try:
+        return decode_object(raw)
+    except InvalidRecord as err:
+        return err.code
+
+
 def _same(one: Any, other: Any) -> bool:
     """Equal values of the same types, all the way down (1 and 1.0 differ; NaN is NaN)."""
     if type(one) is not type(other):
@@ -70,11 +78,7 @@ VALUES = st.recursive(
 @given(st.dictionaries(TEXT, VALUES, max_size=6), st.booleans())
 def test_an_object_reads_as_the_json_way_reads_it(obj: dict[str, Any], ascii_only: bool) -> None:
     raw = json.dumps(obj, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
-    expected = _json_way(raw)
-    try:
-        got: Any = decode_object(raw)
-    except InvalidRecord as err:
-        got = err.code
+    expected, got = _json_way(raw), _decoded(raw)
     assert _same(got, expected), (raw, got, expected)
 
 
@@ -82,11 +86,7 @@ def test_an_object_reads_as_the_json_way_reads_it(obj: dict[str, Any], ascii_onl
     st.binary(max_size=64) | VALUES.map(lambda v: json.dumps(v).encode("utf-8", "surrogatepass"))
 )
 def test_any_bytes_read_or_fail_as_the_json_way(raw: bytes) -> None:
-    expected = _json_way(raw)
-    try:
-        got: Any = decode_object(raw)
-    except InvalidRecord as err:
-        got = err.code
+    expected, got = _json_way(raw), _decoded(raw)
     assert _same(got, expected), (raw, got, expected)
 
 
@@ -105,12 +105,7 @@ def test_any_bytes_read_or_fail_as_the_json_way(raw: bytes) -> None:
 )
 def test_what_orjson_would_read_differently_goes_the_json_way(raw: bytes) -> None:
     assert _quick_object(raw) is None
-    expected = _json_way(raw)
-    try:
-        got: Any = decode_object(raw)
-    except InvalidRecord as err:
-        got = err.code
-    assert _same(got, expected)
+    assert _same(_decoded(raw), _json_way(raw))
 
 
 def test_a_flat_lead_takes_the_orjson_way() -> None:
