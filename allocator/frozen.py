@@ -24,8 +24,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-# The default of a field with a default_factory: the factory runs when it is passed.
-_FACTORY = object()
+# The default of a field with a default_factory (the factory runs when it is
+# passed): dataclasses' own, so that a signature shows <factory> as theirs does.
+_FACTORY = dataclasses._HAS_DEFAULT_FACTORY  # type: ignore[attr-defined]
 
 
 def fast_init(cls: type[T]) -> type[T]:
@@ -72,6 +73,7 @@ def fast_init(cls: type[T]) -> type[T]:
     source = f"def __init__(self, {', '.join(params_src)}) -> None:\n{''.join(body)}"
     exec(source, scope)  # as dataclasses itself builds __init__
     init = scope["__init__"]
+    init.__annotations__ = cls.__init__.__annotations__  # the dataclass's: the fields' types
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
     cls.__init__ = init  # type: ignore[method-assign]

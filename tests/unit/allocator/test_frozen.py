@@ -64,11 +64,8 @@ def test_defaults_and_factories_are_the_dataclass_s() -> None:
     assert one == other
     assert Quick("a", 1, note="x") == Quick("a", 1, note="y")  # compare=False is kept
     assert repr(one) == repr(Plain("a", 1))
-    quick, plain = inspect.signature(Quick).parameters, inspect.signature(Plain).parameters
-    assert [(p.name, p.kind) for p in quick.values()] == [(p.name, p.kind) for p in plain.values()]
-    assert [quick[n].default for n in ("tags", "note")] == [
-        plain[n].default for n in ("tags", "note")
-    ]
+    assert str(inspect.signature(Quick)) == str(inspect.signature(Plain))  # <factory> too
+    assert Quick.__init__.__annotations__ == Plain.__init__.__annotations__
 
 
 def test_the_instance_stays_frozen() -> None:
@@ -155,5 +152,5 @@ def test_the_per_lead_classes_use_it() -> None:
         Decision,
         Allocation,
     ):
-        assert cls.__init__.__code__.co_filename == "<string>", cls
+        assert any(name.startswith("_set_") for name in cls.__init__.__code__.co_names), cls
         assert "__slots__" in cls.__dict__, cls

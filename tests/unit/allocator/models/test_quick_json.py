@@ -1,6 +1,7 @@
-"""decode_object's orjson path (issue 15): whatever a value holds, it reads the
-same values, of the same types, as the json path alone, or fails with the
-same code; what orjson would read differently never reaches it."""
+"""decode_object's orjson path (issue 15): it reads the same values, of the
+same types, as the json path alone, or fails with the same code, on objects
+json.dumps writes, on any bytes, and on what orjson would read differently
+(duplicate keys, numbers past 64 bits or 100 characters, NaN, surrogates)."""
 
 from __future__ import annotations
 
@@ -90,6 +91,21 @@ def test_any_bytes_read_or_fail_as_the_json_way(raw: bytes) -> None:
     assert _same(got, expected), (raw, got, expected)
 
 
+# A value as its JSON text: what VALUES holds, or a number literal past the bounds.
+LITERALS = VALUES.map(json.dumps) | st.sampled_from(
+    ["9" * 101, "1." + "0" * 120, "-" + "1" * 30, "[" + "2" * 150 + "]"]
+)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), LITERALS), max_size=5))
+def test_keys_given_twice_read_as_the_json_way(members: list[tuple[str, str]]) -> None:
+    raw = ("{" + ", ".join(f'"{key}": {value}' for key, value in members) + "}").encode(
+        "utf-8", "surrogatepass"
+    )
+    expected, got = _json_way(raw), _decoded(raw)
+    assert _same(got, expected), (raw, got, expected)
+
+
 @pytest.mark.parametrize(
     "raw",
     [
@@ -101,6 +117,12 @@ def test_any_bytes_read_or_fail_as_the_json_way(raw: bytes) -> None:
         b'{"score": 0.5}',  # a float: the json way, for any float
         b'{"nested": {"a": 1}}',
         b'{"id": "\xff"}',  # not UTF-8
+        # A key given twice: json's hooks read the value dropped.
+        b'{"als_score": ' + b"9" * 101 + b', "als_score": 3}',
+        b'{"x": 1.' + b"0" * 120 + b', "x": null}',
+        b'{"x": [' + b"1" * 200 + b'], "x": 1}',
+        b'{"a": 1, "a": 2}',
+        b'{"id": "a,b"}',  # a comma in text: the json way, the same answer
     ],
 )
 def test_what_orjson_would_read_differently_goes_the_json_way(raw: bytes) -> None:
@@ -118,4 +140,7 @@ def test_the_number_bound_still_holds() -> None:
     # 101 digits: past MAX_NUMBER_CHARS, as before, whichever way it went.
     with pytest.raises(InvalidRecord) as caught:
         decode_object(b'{"n": ' + b"9" * 101 + b"}")
+    assert caught.value.code is ErrorCode.TOO_LARGE
+    with pytest.raises(InvalidRecord) as caught:
+        decode_object(b'{"n": ' + b"9" * 101 + b', "n": 3}')  # however it ends
     assert caught.value.code is ErrorCode.TOO_LARGE
