@@ -43,28 +43,24 @@ def fast_init(cls: type[T]) -> type[T]:
         # An InitVar is an argument that is not a field; a ClassVar neither.
         # (ClassVars would be harmless, but no class here has one.)
         raise TypeError(f"{cls.__qualname__}: InitVar and ClassVar are not supported")
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    if "self" in names:
-        raise TypeError(f"{cls.__qualname__}: a field named self")
-
     scope: dict[str, Any] = {"_FACTORY": _FACTORY}
     params_src: list[str] = []
     body: list[str] = []
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        name = f.name
+        if name == "self":
+            raise TypeError(f"{cls.__qualname__}: a field named self")
         if not f.init or f.kw_only:
-            raise TypeError(
-                f"{cls.__qualname__}.{f.name}: init=False and kw_only are not supported"
-            )
+            raise TypeError(f"{cls.__qualname__}.{name}: init=False and kw_only are not supported")
         if f.default is not dataclasses.MISSING:
-            scope[f"_default_{f.name}"] = f.default
-            params_src.append(f"{f.name}=_default_{f.name}")
+            scope[f"_default_{name}"] = f.default
+            params_src.append(f"{name}=_default_{name}")
         elif f.default_factory is not dataclasses.MISSING:
-            scope[f"_factory_{f.name}"] = f.default_factory
-            params_src.append(f"{f.name}=_FACTORY")
-            body.append(f"    if {f.name} is _FACTORY:\n        {f.name} = _factory_{f.name}()\n")
+            scope[f"_factory_{name}"] = f.default_factory
+            params_src.append(f"{name}=_FACTORY")
+            body.append(f"    if {name} is _FACTORY:\n        {name} = _factory_{name}()\n")
         else:
-            params_src.append(f.name)
-    for name in names:
+            params_src.append(name)
         # The slot's member descriptor (the class's own, or a slotted base's):
         # its __set__ is what object.__setattr__ ends in, without the lookup.
         slot = next(c.__dict__[name] for c in cls.__mro__ if name in c.__dict__)
