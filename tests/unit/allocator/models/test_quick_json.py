@@ -6,7 +6,6 @@ json.dumps writes, on any bytes, and on what orjson would read differently
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from hypothesis import strategies as st
 from allocator.errors import ErrorCode, InvalidRecord
 from allocator.models import decode_object
 from allocator.models.parsing import _JSON, _quick_object
+from tests.json_values import same_values
 
 
 def _json_way(raw: bytes) -> Any:
@@ -39,19 +39,6 @@ def _decoded(raw: bytes) -> Any:
         return decode_object(raw)
     except InvalidRecord as err:
         return err.code
-
-
-def _same(one: Any, other: Any) -> bool:
-    """Equal values of the same types, all the way down (1 and 1.0 differ; NaN is NaN)."""
-    if type(one) is not type(other):
-        return False
-    if isinstance(one, dict):
-        return list(one) == list(other) and all(_same(one[k], other[k]) for k in one)
-    if isinstance(one, list):
-        return len(one) == len(other) and all(map(_same, one, other))
-    if isinstance(one, float) and math.isnan(one):
-        return math.isnan(other)
-    return bool(one == other)
 
 
 # Text as JSON may carry it: astral characters, and lone surrogates (st.text()
@@ -80,7 +67,7 @@ VALUES = st.recursive(
 def test_an_object_reads_as_the_json_way_reads_it(obj: dict[str, Any], ascii_only: bool) -> None:
     raw = json.dumps(obj, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
     expected, got = _json_way(raw), _decoded(raw)
-    assert _same(got, expected), (raw, got, expected)
+    assert same_values(got, expected), (raw, got, expected)
 
 
 @given(
@@ -88,7 +75,7 @@ def test_an_object_reads_as_the_json_way_reads_it(obj: dict[str, Any], ascii_onl
 )
 def test_any_bytes_read_or_fail_as_the_json_way(raw: bytes) -> None:
     expected, got = _json_way(raw), _decoded(raw)
-    assert _same(got, expected), (raw, got, expected)
+    assert same_values(got, expected), (raw, got, expected)
 
 
 # A value as its JSON text: what VALUES holds, or a number literal past the bounds.
@@ -103,7 +90,7 @@ def test_keys_given_twice_read_as_the_json_way(members: list[tuple[str, str]]) -
         "utf-8", "surrogatepass"
     )
     expected, got = _json_way(raw), _decoded(raw)
-    assert _same(got, expected), (raw, got, expected)
+    assert same_values(got, expected), (raw, got, expected)
 
 
 @pytest.mark.parametrize(
@@ -127,13 +114,13 @@ def test_keys_given_twice_read_as_the_json_way(members: list[tuple[str, str]]) -
 )
 def test_what_orjson_would_read_differently_goes_the_json_way(raw: bytes) -> None:
     assert _quick_object(raw) is None
-    assert _same(_decoded(raw), _json_way(raw))
+    assert same_values(_decoded(raw), _json_way(raw))
 
 
 def test_a_flat_lead_takes_the_orjson_way() -> None:
     raw = b'{"lead_id": "l-\xc3\xa9", "als_score": 3, "vip": true, "timezone": null}\n'
     assert _quick_object(raw) == {"lead_id": "l-é", "als_score": 3, "vip": True, "timezone": None}
-    assert _same(decode_object(raw), _json_way(raw))
+    assert same_values(decode_object(raw), _json_way(raw))
 
 
 def test_the_number_bound_still_holds() -> None:

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from allocator.quota.redis_store import _dumps, _loads
+from tests.json_values import same_values
 
 
 def json_values(numbers: st.SearchStrategy[int]) -> st.SearchStrategy[Any]:
@@ -31,14 +32,9 @@ calls = json_values(st.integers())
 answers = json_values(st.integers(-(2**53), 2**53))
 
 
-def same(a: Any, b: Any) -> bool:
-    """Equal, and of the same types all the way down (1 is not 1.0 here)."""
-    return bool(a == b and json.dumps(a) == json.dumps(b))
-
-
 @given(calls)
 def test_a_call_reads_back_as_json_wrote_it(value: Any) -> None:
-    assert same(json.loads(_dumps(value)), json.loads(json.dumps(value)))
+    assert same_values(json.loads(_dumps(value)), json.loads(json.dumps(value)))
 
 
 @given(answers)
@@ -48,13 +44,13 @@ def test_an_answer_reads_as_json_reads_it(value: Any) -> None:
             expected = json.loads(text)
         except ValueError:
             continue
-        assert same(_loads(text), expected)
+        assert same_values(_loads(text), expected)
         raw = text.encode("utf-8", "surrogatepass")  # json reads bytes so
-        assert same(_loads(raw), json.loads(raw))
+        assert same_values(_loads(raw), json.loads(raw))
 
 
 def test_what_orjson_refuses_goes_to_json() -> None:
     assert _dumps([2**70, "\ud800"]) == json.dumps([2**70, "\ud800"])
     assert _loads('["\\ud800", 1]') == ["\ud800", 1]
     assert _loads("[1e400]") == [float("inf")]
-    assert same(_loads(b"[3, 2.5]"), [3, 2.5])
+    assert same_values(_loads(b"[3, 2.5]"), [3, 2.5])
