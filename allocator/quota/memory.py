@@ -102,7 +102,7 @@ class MemoryQuotaStore:
             full = None
         for step in range(len(ask.days)):
             if full is not None:
-                known = full.get(ask.resources, ask.days[step])
+                known = full.get(ask, client_id, ask.days[step])
                 if known is not None:
                     first = first or known.blocked
                     continue

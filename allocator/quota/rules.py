@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from allocator.channels import Channel
 from allocator.frozen import fast_init
 from allocator.quota.base import (
     Blocked,
@@ -85,21 +86,27 @@ class FullDays:
     lasting reason, remembered until the store gives a count back or records
     a resource's health (`forget`). A replay of a busy history asks for the
     same full days again and again; this answers them without reading a
-    counter. Keyed by the identity of the client's resource tuple, which is
-    kept beside the answer so that the id cannot be reused meanwhile."""
+    counter. Keyed by the identity of the ask's resource tuple, which is kept
+    beside the answer so that the id cannot be reused meanwhile, and by the
+    channel and the client: the counters are a channel's, the pools a
+    client's, and one tuple may serve several channels (it did in a test, and
+    the day one channel filled was taken as full for the next)."""
 
     def __init__(self, size: int = 1 << 16) -> None:
-        self._days: dict[tuple[int, date], tuple[tuple[ResourceQuota, ...], DayChoice]] = {}
+        self._days: dict[
+            tuple[int, Channel, str, date], tuple[tuple[ResourceQuota, ...], DayChoice]
+        ] = {}
         self._size = size
 
-    def get(self, resources: tuple[ResourceQuota, ...], day: date) -> DayChoice | None:
-        found = self._days.get((id(resources), day))
+    def get(self, ask: ChannelAsk, client_id: str, day: date) -> DayChoice | None:
+        resources = ask.resources
+        found = self._days.get((id(resources), ask.channel, client_id, day))
         return found[1] if found is not None and found[0] is resources else None
 
-    def put(self, resources: tuple[ResourceQuota, ...], day: date, choice: DayChoice) -> None:
+    def put(self, ask: ChannelAsk, client_id: str, day: date, choice: DayChoice) -> None:
         if len(self._days) >= self._size:
             self._days.clear()
-        self._days[(id(resources), day)] = (resources, choice)
+        self._days[(id(ask.resources), ask.channel, client_id, day)] = (ask.resources, choice)
 
     def forget(self) -> None:
         self._days.clear()
@@ -138,7 +145,7 @@ def choose_on_day(
         shared.append(key)
     memo = full if health is None and sticky is None else None
     if memo is not None:
-        known = memo.get(ask.resources, day)
+        known = memo.get(ask, client_id, day)
         if known is not None:
             return known
     loaded = ask.rotation == "least_loaded"
@@ -190,7 +197,7 @@ def choose_on_day(
         worst, blocked = min(tally.items(), key=_worst)
         choice = DayChoice(None, blocked=Blocked(worst, blocked, of))
         if memo is not None and _LASTING.issuperset(tally):
-            memo.put(ask.resources, day, choice)
+            memo.put(ask, client_id, day, choice)
         return choice
     taken = ask.resources[best]
     keys = [counter_key("", channel, taken.resource_id, day)]

@@ -17,7 +17,7 @@ from allocator.channels import Channel
 from allocator.directory import ClientDirectory, build_snapshot, resource_quota
 from allocator.models import Allocation, Client, Pool, Resource, ScoredLead
 from allocator.patterns import NO_PATTERNS
-from allocator.quota import MemoryQuotaStore
+from allocator.quota import LeadRequest, MemoryQuotaStore
 from allocator.quota.base import ChannelAsk, ResourceQuota, counter_key
 from allocator.quota.rules import choose_on_day, day_cap
 from tests.factories import lead
@@ -220,6 +220,25 @@ async def test_reasons_for_full_exhausted_and_no_resource() -> None:
         "no room on any of 2 days; first 3 linkedin seats full on 2026-11-27"
     )
     assert out[0].channels[1].reason is None  # at its first slot
+
+
+async def test_a_day_full_on_one_channel_is_not_full_on_another() -> None:
+    """The store remembers days found full; one resource tuple asked on two
+    channels (a library caller may share it) counts each channel apart."""
+    seats = (ResourceQuota("seat", 1),)
+    days = (date(2026, 11, 27), date(2026, 11, 28))
+    store = MemoryQuotaStore()
+
+    async def reserve(event: str, channel: Channel) -> int | None:
+        ask = ChannelAsk(channel, days, seats)
+        [held] = await store.reserve([LeadRequest(event, "p", (ask,), days[-1], "acme")])
+        return None if held.picks[0] is None else held.picks[0].step
+
+    assert await reserve("a", Channel.SMS) == 0
+    assert await reserve("b", Channel.SMS) == 1  # the 27th is full for sms, and remembered
+    assert await reserve("c", Channel.VOICE) == 0  # not for voice
+    assert await reserve("d", Channel.VOICE) == 1
+    assert await reserve("e", Channel.SMS) is None
 
 
 # --- the property: no cap is ever passed ----------------------------------
