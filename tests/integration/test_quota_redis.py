@@ -284,6 +284,44 @@ async def test_increment_and_usage(redis_url: str, redis_prefix: str) -> None:
     await check_increment_and_usage(redis_url, redis_prefix)
 
 
+async def test_a_call_of_many_numbers_agrees_with_the_memory_store(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """One script call whose leads pass more whole numbers than struct.unpack
+    returns at once (reserve.lua reads them 4,000 at a time): 250 leads of 32
+    numbers each, every lead its own cap on 3 channels of 3 days, and email its domain's."""
+    days = tuple(DAY + timedelta(days=n) for n in range(3))
+    seats = tuple(ResourceQuota(f"seat-{i}", 10) for i in range(3))
+    requests = [
+        LeadRequest(
+            f"ev-{i}",
+            "p",
+            tuple(
+                ChannelAsk(
+                    channel,
+                    days,
+                    seats,
+                    lead=Cap(f"lead-{i % 60}", 2),
+                    domain=Cap("d.com", 25) if channel is Channel.EMAIL else None,
+                )
+                for channel in (Channel.EMAIL, Channel.SMS, Channel.LINKEDIN)
+            ),
+            days[-1],
+            "acme",
+        )
+        for i in range(250)
+    ]
+    store = RedisQuotaStore.from_url(redis_url, prefix=redis_prefix, requests_per_call=250)
+    try:
+        expected = await MemoryQuotaStore().reserve(requests)
+        assert await store.reserve(requests) == expected
+        # the lead caps, the domain's and the seats' all bound somewhere in it
+        whys = {b.why for h in expected for b in h.blocked if b is not None}
+        assert {"deferred_lead_limit", "deferred_domain_limit", "deferred_full"} <= whys, whys
+    finally:
+        await store.close()
+
+
 async def test_one_redis_keeps_the_contract_keys(redis_url: str, redis_prefix: str) -> None:
     """No hash tag on one Redis: the keys are exactly the contract's, whatever the client."""
     seats = (ResourceQuota("seat-a", None),)
