@@ -462,13 +462,11 @@ end
 local starts, n_leads = {}, 0
 local held_of = by_key() -- KEYS index of a hold key -> its answer, or false
 do
-  local holds, counters, suppressions, listed = {}, {}, {}, {}
-  local function once(list, index) -- (a key is a counter or a suppression, never both)
-    if not listed[index] then
-      listed[index] = true
-      list[#list + 1] = index
-    end
-  end
+  -- (each once: a key is a counter or a suppression, never both; inline, and
+  -- `listed` an array, because a function call or a `#` per key cost more)
+  local holds, counters, suppressions = {}, {}, {}
+  local n_counters, n_suppressions = 0, 0
+  local listed = by_key()
   local pos, last = 1, n_values
   while pos <= last do
     n_leads = n_leads + 1
@@ -476,14 +474,24 @@ do
     holds[n_leads] = leads[pos]
     local info = leads[pos + 3]
     if info ~= 0 then
-      once(suppressions, infos[info][2])
+      local index = infos[info][2]
+      if not listed[index] then
+        listed[index] = true
+        n_suppressions = n_suppressions + 1
+        suppressions[n_suppressions] = index
+      end
     end
     local n_asks = leads[pos + 4]
     pos = pos + 5
     for _ = 1, n_asks do
       local per_day = (leads[pos + 1] ~= 0 and 1 or 0) + (leads[pos + 2] ~= 0 and 1 or 0)
-      for c = pos + 3, pos + 2 + per_day do -- the first day's, each once
-        once(counters, leads[c])
+      for c = pos + 3, pos + 2 + per_day do -- the first day's
+        local index = leads[c]
+        if not listed[index] then
+          listed[index] = true
+          n_counters = n_counters + 1
+          counters[n_counters] = index
+        end
       end
       pos = pos + 3 + per_day * #shapes[leads[pos]][1]
     end
@@ -503,8 +511,8 @@ do
     end
   end
   read(holds, n_leads, held_of, false)
-  read(counters, #counters, values, 0)
-  read(suppressions, #suppressions, suppression_of, false)
+  read(counters, n_counters, values, 0)
+  read(suppressions, n_suppressions, suppression_of, false)
 end
 
 -- Numbers as JSON writes them (integers), the small ones formatted once.
