@@ -78,6 +78,23 @@ async def batched(
     `lead_info`: also the lead's id and the slot's instant, as the worker asks:
     the suppression check, each resource's health and the lead's index of sends."""
     store = RedisQuotaStore.from_url(url, prefix=prefix)
+    requests = bench_requests(leads, resources, clients, caps, lead_info)
+    start = time.perf_counter()
+    for i in range(0, leads, batch):
+        await store.reserve(requests[i : i + batch])
+    elapsed = time.perf_counter() - start
+    await store.close()
+    return leads / elapsed
+
+
+def bench_requests(
+    leads: int,
+    resources: tuple[ResourceQuota, ...],
+    clients: int = 1,
+    caps: bool = False,
+    lead_info: bool = False,
+) -> list[LeadRequest]:
+    """The leads batched() reserves (its arguments say what they carry)."""
     if clients == 1:
         owned = [resources]
     else:  # each client its own resources, as a cluster wants them (README, "Redis Cluster")
@@ -101,13 +118,7 @@ async def batched(
             f"ev-{i}", "plan", asks(i), DAY, client, f"lead-{i}", f"alloc-{i}", f"ev-{i}", SLOT
         )
 
-    requests = [request(i) for i in range(leads)]
-    start = time.perf_counter()
-    for i in range(0, leads, batch):
-        await store.reserve(requests[i : i + batch])
-    elapsed = time.perf_counter() - start
-    await store.close()
-    return leads / elapsed
+    return [request(i) for i in range(leads)]
 
 
 def _owned(resource: ResourceQuota, client: int) -> ResourceQuota:
