@@ -215,13 +215,15 @@ def _declarer(declared: dict[str, int]) -> Callable[[str], int]:
 @dataclass
 class _Call:
     """One script call: the positions in the batch of its leads, its KEYS, its
-    batch JSON and the ARGV after the flag (reserve.lua: the leads' plans)."""
+    batch JSON, the ARGV after the flag (reserve.lua: the leads' plans) and,
+    for reserve.lua, a last ARGV of the leads' whole numbers (_numbers; None
+    for feedback.lua, which takes none)."""
 
     positions: list[int]
     keys: list[str]
     batch: str
     more: list[str] = field(default_factory=list)
-    numbers: bytes = b""  # reserve.lua: its last ARGV, the leads' whole numbers (_numbers)
+    numbers: bytes | None = None
     packed: bytes = b""  # the command as sent to one Redis, once made
 
     def _text(self, sha: str, flag: str) -> list[str]:
@@ -229,13 +231,13 @@ class _Call:
 
     def args(self, sha: str, flag: str) -> list[str | bytes]:
         args: list[str | bytes] = [*self._text(sha, flag)]
-        if self.numbers:
+        if self.numbers is not None:
             args.append(self.numbers)
         return args
 
     def pack(self, sha: str, flag: str) -> bytes:
         """args() as Redis reads it (RESP)."""
-        return _pack(self._text(sha, flag), self.numbers or None)
+        return _pack(self._text(sha, flag), self.numbers)
 
 
 @dataclass
@@ -1024,7 +1026,7 @@ def _outcome(request: FeedbackRequest, value: str | bytes) -> FeedbackOutcome:
 
 def _dumps(value: Any) -> str:
     """reserve.lua's call as JSON, by orjson: ~15 times json.dumps on a call's
-    list of numbers, which ran for every call. cjson reads orjson's compact
+    list of numbers, when the leads' numbers were JSON too. cjson reads orjson's compact
     UTF-8 text as it read json's ASCII escapes. Every number of a call is an
     int (orjson would write a float's NaN as null, json as NaN). What orjson
     refuses (an integer past 64 bits, a string with a lone surrogate) goes to

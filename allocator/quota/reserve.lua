@@ -12,7 +12,8 @@
 -- key, which Redis Cluster requires (every key of one call is in one slot;
 -- redis_store.py splits a batch per slot).
 --
--- KEYS = every counter and hold key of the call, each once.
+-- KEYS = every key the call reads or writes (counters, holds, health, the leads'
+--   indexes of sends and suppressions), each once.
 -- ARGV[1] = the call as JSON, [shapes, refs, infos]:
 --   shapes: what the asks of the call have in common, each
 --   [[day, ...], [resource_id, ...], least_loaded (1) or least_used (0), extra,
@@ -32,6 +33,13 @@
 --   of reserved sends and its suppression)
 --   [sends index key, suppression key, allocation_id, event_id, scored_at,
 --    the index's expiry].
+-- ARGV[2] = "1" to write an answer found held back unchanged (same value, same
+--   expiry). Only when the client WAITs for replicas after the call: WAIT
+--   waits for this connection's last write, and a call that only read held
+--   answers would otherwise wait for nothing, although the write that made
+--   them (perhaps in an earlier, failed attempt) may not be on a replica yet.
+-- ARGV[3] = the leads' plans as JSON strings (ASCII), one after the other,
+--   each written into its lead's held answer as it is.
 -- ARGV[4] = the leads: whole numbers, lead after lead, each a 4-byte
 --   little-endian signed integer (one flat list: cjson decoded the same leads
 --   as nested lists in three times the time, and as a flat list of text in
@@ -41,13 +49,6 @@
 --   its shape, its lead cap's limit (a ref; 0: none), its recipient domain
 --   cap's limit (a ref; 0: none), then per day of the shape its lead counter
 --   if it has that cap and its domain counter if it has that one.
--- ARGV[2] = "1" to write an answer found held back unchanged (same value, same
---   expiry). Only when the client WAITs for replicas after the call: WAIT
---   waits for this connection's last write, and a call that only read held
---   answers would otherwise wait for nothing, although the write that made
---   them (perhaps in an earlier, failed attempt) may not be on a replica yet.
--- ARGV[3] = the leads' plans as JSON strings (ASCII), one after the other,
---   each written into its lead's held answer as it is.
 -- (The leads of a client share their resources, days and pacing, so the
 -- client encodes a shape once per call and each lead names it with what is
 -- its own, its caps: decoding the whole ask for every lead cost Redis more
@@ -67,7 +68,9 @@ local call = cjson.decode(ARGV[1])
 local shapes, refs, infos = call[1], call[2], call[3]
 -- The leads' whole numbers (ARGV[4]), 4 bytes each: cjson read the same as
 -- text in four times the time. struct.unpack returns them on Lua's stack,
--- which holds some thousands, so a long list is read a part at a time.
+-- which holds 8,000 values (LUAI_MAXCSTACK), so a long list is read 4,000
+-- at a time. (Read at once, `leads` ends with one more value, the position
+-- after the last, which nothing reads: the leads end at n_values.)
 local leads, n_values = nil, #ARGV[4] / 4
 do
   local packed, part = ARGV[4], 4000

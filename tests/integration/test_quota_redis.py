@@ -288,8 +288,9 @@ async def test_a_call_of_many_numbers_agrees_with_the_memory_store(
     redis_url: str, redis_prefix: str
 ) -> None:
     """One script call whose leads pass more whole numbers than struct.unpack
-    returns at once (reserve.lua reads them 4,000 at a time): 250 leads of 32
-    numbers each, every lead its own cap on 3 channels of 3 days, and email its domain's."""
+    returns at once (reserve.lua reads them 4,000 at a time): 250 leads of 26
+    numbers each (6,500), every lead its own cap on 3 channels of 3 days, and
+    email its domain's."""
     days = tuple(DAY + timedelta(days=n) for n in range(3))
     seats = tuple(ResourceQuota(f"seat-{i}", 10) for i in range(3))
     requests = [
@@ -318,6 +319,26 @@ async def test_a_call_of_many_numbers_agrees_with_the_memory_store(
         # the lead caps, the domain's and the seats' all bound somewhere in it
         whys = {b.why for h in expected for b in h.blocked if b is not None}
         assert {"deferred_lead_limit", "deferred_domain_limit", "deferred_full"} <= whys, whys
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("leads", [800, 801, 1600])
+async def test_a_call_reads_its_numbers_whole_at_the_part_edges(
+    redis_url: str, redis_prefix: str, leads: int
+) -> None:
+    """Leads without asks pass 5 numbers each: one call of exactly 4,000 (one
+    part), 4,005 (a part and 5) and 8,000 (two whole parts); a repeat of the
+    first half gets their held answers back."""
+    store = RedisQuotaStore.from_url(redis_url, prefix=redis_prefix, requests_per_call=leads)
+    requests = [LeadRequest(f"ev-{i}", f"plan-{i}", (), DAY, "acme") for i in range(leads)]
+    try:
+        answers = await store.reserve(requests)
+        assert [h.plan for h in answers] == [f"plan-{i}" for i in range(leads)]
+        again = [LeadRequest(f"ev-{i}", "later", (), DAY, "acme") for i in range(leads // 2)]
+        assert [h.plan for h in await store.reserve(again)] == [
+            f"plan-{i}" for i in range(leads // 2)
+        ]
     finally:
         await store.close()
 

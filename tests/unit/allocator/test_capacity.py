@@ -18,7 +18,7 @@ from allocator.directory import ClientDirectory, build_snapshot, resource_quota
 from allocator.models import Allocation, Client, Pool, Resource, ScoredLead
 from allocator.patterns import NO_PATTERNS
 from allocator.quota import LeadRequest, MemoryQuotaStore
-from allocator.quota.base import ChannelAsk, ResourceQuota, counter_key
+from allocator.quota.base import ChannelAsk, PoolQuota, ResourceQuota, counter_key
 from allocator.quota.rules import choose_on_day, day_cap
 from tests.factories import lead
 
@@ -239,6 +239,22 @@ async def test_a_day_full_on_one_channel_is_not_full_on_another() -> None:
     assert await reserve("c", Channel.VOICE) == 0  # not for voice
     assert await reserve("d", Channel.VOICE) == 1
     assert await reserve("e", Channel.SMS) is None
+
+
+async def test_a_pool_full_for_one_client_is_not_full_for_another() -> None:
+    """The same: one resource tuple asked for two clients, whose pools count apart."""
+    seats = (ResourceQuota("seat", 5, pool=PoolQuota("brand", 1)),)
+    days = (date(2026, 11, 27), date(2026, 11, 28))
+    store = MemoryQuotaStore()
+
+    async def reserve(event: str, client: str) -> int | None:
+        ask = ChannelAsk(Channel.SMS, days, seats)
+        [held] = await store.reserve([LeadRequest(event, "p", (ask,), days[-1], client)])
+        return None if held.picks[0] is None else held.picks[0].step
+
+    assert await reserve("a", "acme") == 0
+    assert await reserve("b", "acme") == 1  # acme's pool is full on the 27th
+    assert await reserve("c", "globex") == 0  # globex's is not
 
 
 # --- the property: no cap is ever passed ----------------------------------
