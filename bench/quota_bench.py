@@ -164,7 +164,6 @@ async def cluster_figures(
     redis_url: str, cluster: str, leads: int, batch: int, run: str, rounds: int
 ) -> None:
     """Batched reservations/s: one Redis vs the cluster, medians of `rounds`, interleaved."""
-    roomy = ROOMY_DAY
     cases = {
         "one Redis, 1 client": (redis_url, 1),
         "one Redis, 12 clients": (redis_url, 12),
@@ -176,7 +175,7 @@ async def cluster_figures(
     for r in range(rounds):
         for i, (name, (url, clients)) in enumerate(cases.items()):
             prefix = f"bench:{run}:c{r}-{i}:"
-            rates[name].append(await batched(url, prefix, leads, batch, roomy, clients))
+            rates[name].append(await batched(url, prefix, leads, batch, ROOMY_DAY, clients))
             forget_keys(url, prefix)
     base = statistics.median(rates["one Redis, 12 clients"])
     print(f"{leads} reservations over 5 resources, batches of {batch}, median of {rounds}:")
@@ -195,7 +194,6 @@ async def main() -> None:
     parser.add_argument("--cluster", nargs="?", const="", default=None, metavar="URL")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    roomy = ROOMY_DAY
     tight = tuple(ResourceQuota(f"seat-{i}", 17) for i in range(3))
     run = uuid.uuid4().hex[:8]
     redis = Redis.from_url(args.redis)
@@ -205,7 +203,7 @@ async def main() -> None:
     live: list[float] = []
     for r in range(args.rounds):  # interleaved, so that all see the same load
         prefix = f"bench:{run}:b{r}:"
-        day_only.append(await batched(args.redis, prefix, args.leads, args.batch, roomy))
+        day_only.append(await batched(args.redis, prefix, args.leads, args.batch, ROOMY_DAY))
         forget_keys(args.redis, prefix)
         prefix = f"bench:{run}:r{r}:"
         round2.append(await batched(args.redis, prefix, args.leads, args.batch, ROUND2, caps=True))
@@ -218,7 +216,7 @@ async def main() -> None:
         )
         forget_keys(args.redis, prefix)
     fast, full, worker = (statistics.median(x) for x in (day_only, round2, live))
-    slow, _ = await naive(args.redis, f"bench:{run}:n:", args.leads, roomy)
+    slow, _ = await naive(args.redis, f"bench:{run}:n:", args.leads, ROOMY_DAY)
     _, overshoot = await naive(args.redis, f"bench:{run}:o:", 2000, tight, clients=8)
     await batched(args.redis, f"bench:{run}:t:", 2000, args.batch, tight)
     tight_counts = [

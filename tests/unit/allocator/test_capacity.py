@@ -222,39 +222,41 @@ async def test_reasons_for_full_exhausted_and_no_resource() -> None:
     assert out[0].channels[1].reason is None  # at its first slot
 
 
+async def first_step(
+    store: MemoryQuotaStore,
+    event: str,
+    resources: tuple[ResourceQuota, ...],
+    channel: Channel = Channel.SMS,
+    client: str = "acme",
+) -> int | None:
+    """The deferral step one ask of `resources` on the 27th or the 28th gets (None: neither)."""
+    days = (date(2026, 11, 27), date(2026, 11, 28))
+    ask = ChannelAsk(channel, days, resources)
+    [held] = await store.reserve([LeadRequest(event, "p", (ask,), days[-1], client)])
+    return None if held.picks[0] is None else held.picks[0].step
+
+
 async def test_a_day_full_on_one_channel_is_not_full_on_another() -> None:
     """The store remembers days found full; one resource tuple asked on two
     channels (a library caller may share it) counts each channel apart."""
     seats = (ResourceQuota("seat", 1),)
-    days = (date(2026, 11, 27), date(2026, 11, 28))
     store = MemoryQuotaStore()
-
-    async def reserve(event: str, channel: Channel) -> int | None:
-        ask = ChannelAsk(channel, days, seats)
-        [held] = await store.reserve([LeadRequest(event, "p", (ask,), days[-1], "acme")])
-        return None if held.picks[0] is None else held.picks[0].step
-
-    assert await reserve("a", Channel.SMS) == 0
-    assert await reserve("b", Channel.SMS) == 1  # the 27th is full for sms, and remembered
-    assert await reserve("c", Channel.VOICE) == 0  # not for voice
-    assert await reserve("d", Channel.VOICE) == 1
-    assert await reserve("e", Channel.SMS) is None
+    assert await first_step(store, "a", seats, Channel.SMS) == 0
+    assert await first_step(store, "b", seats, Channel.SMS) == 1  # the 27th is full, remembered
+    assert await first_step(store, "c", seats, Channel.VOICE) == 0  # not for voice
+    assert await first_step(store, "d", seats, Channel.VOICE) == 1
+    assert await first_step(store, "e", seats, Channel.SMS) is None
 
 
 async def test_a_pool_full_for_one_client_is_not_full_for_another() -> None:
     """The same: one resource tuple asked for two clients, whose pools count apart."""
     seats = (ResourceQuota("seat", 5, pool=PoolQuota("brand", 1)),)
-    days = (date(2026, 11, 27), date(2026, 11, 28))
     store = MemoryQuotaStore()
-
-    async def reserve(event: str, client: str) -> int | None:
-        ask = ChannelAsk(Channel.SMS, days, seats)
-        [held] = await store.reserve([LeadRequest(event, "p", (ask,), days[-1], client)])
-        return None if held.picks[0] is None else held.picks[0].step
-
-    assert await reserve("a", "acme") == 0
-    assert await reserve("b", "acme") == 1  # acme's pool is full on the 27th
-    assert await reserve("c", "globex") == 0  # globex's is not
+    assert await first_step(store, "a", seats, client="acme") == 0
+    assert (
+        await first_step(store, "b", seats, client="acme") == 1
+    )  # acme's pool is full on the 27th
+    assert await first_step(store, "c", seats, client="globex") == 0  # globex's is not
 
 
 # --- the property: no cap is ever passed ----------------------------------
