@@ -109,13 +109,20 @@ local function by_key()
   return t
 end
 
--- The counters of this call, by KEYS index: each read from Redis once and
--- counted here, then written back once at the end (see the writes). Nothing
--- else runs during a script, so this leaves what INCR and EXPIREAT per send
--- would, with a few commands per counter instead of up to 27 per lead (a
--- week alone is 13 counters, read for every resource of every lead).
+-- What this call read of its keys, by KEYS index (false: not read yet): a
+-- counter's count, a hold key's answer or a suppression (false: none). A
+-- key is only ever one of the three, so one table holds them: each table made
+-- by by_key() costs a step per key of the call, which with round 2's caps
+-- (a counter and a hold per lead) was 7% of a lead's instructions.
+-- Counters are read from Redis once and counted here, then written back
+-- once at the end (see the writes). Nothing else runs during a script, so
+-- this leaves what INCR and EXPIREAT per send would, with a few commands per
+-- counter instead of up to 27 per lead (a week alone is 13 counters, read
+-- for every resource of every lead).
 local values = by_key()
-local expiries = by_key() -- counters this call changed -> their expiry
+-- The expiries of what this call writes, by KEYS index: counters it changed
+-- and the answers it decided (nil: not written).
+local expiries = by_key()
 local changed, n_changed = {}, 0 -- those, in the order first changed
 
 local function count(index)
@@ -168,14 +175,24 @@ local function watch(index, verdict, j)
   end
 end
 
+local kept = {} -- counters this call changed that were there before -> their count before
+
 local function add(index, expiry)
   local v = values[index] or count(index)
   values[index] = v + 1
-  if not expiries[index] then
+  if not (expiries[index] or kept[index]) then
     n_changed = n_changed + 1
     changed[n_changed] = index
+    -- A counter there before keeps its expiry (every writer of a counter
+    -- sets one, and INCRBY keeps it): its count before is kept, to write it
+    -- by INCRBY. A new one (or a 0) is set with its day's expiry. (A
+    -- counter is only ever added with its own day's expiry.)
+    if v > 0 then
+      kept[index] = v
+    else
+      expiries[index] = expiry
+    end
   end
-  expiries[index] = expiry
   local w = watchers[index]
   if w then
     for m = 1, #w, 3 do
@@ -406,12 +423,10 @@ local function sticky_resource(index, channel, at, days)
   return best_id
 end
 
--- The leads' suppressions by KEYS index (false: none), read before the leads
--- with the hold keys and counters (below): only feedback.lua writes them.
-local suppression_of = by_key()
-
+-- The leads' suppressions are in `values`, read before the leads with the
+-- hold keys and counters (below): only feedback.lua writes them.
 local function suppressed(lead)
-  local found = suppression_of[lead[2]]
+  local found = values[lead[2]]
   if not found then
     return nil
   end
@@ -463,13 +478,12 @@ end
 -- suppressions, by MGET (a command per lead and key cost more than the rules;
 -- unpack() takes a few thousand values at most, so 1,000 a time).
 local starts, n_leads = {}, 0
-local held_of = by_key() -- KEYS index of a hold key -> its answer, or false
 do
-  -- (each once: a key is a counter or a suppression, never both; inline, and
-  -- `listed` an array, because a function call or a `#` per key cost more)
+  -- (each once, marked listed in `values` until read: a key is a counter or
+  -- a suppression, never both; inline, because a function call or a `#` per
+  -- key cost more)
   local holds, counters, suppressions = {}, {}, {}
   local n_counters, n_suppressions = 0, 0
-  local listed = by_key()
   local pos, last = 1, n_values
   while pos <= last do
     n_leads = n_leads + 1
@@ -478,8 +492,8 @@ do
     local info = leads[pos + 3]
     if info ~= 0 then
       local index = infos[info][2]
-      if not listed[index] then
-        listed[index] = true
+      if not values[index] then
+        values[index] = true
         n_suppressions = n_suppressions + 1
         suppressions[n_suppressions] = index
       end
@@ -490,8 +504,8 @@ do
       local per_day = (leads[pos + 1] ~= 0 and 1 or 0) + (leads[pos + 2] ~= 0 and 1 or 0)
       for c = pos + 3, pos + 2 + per_day do -- the first day's
         local index = leads[c]
-        if not listed[index] then
-          listed[index] = true
+        if not values[index] then
+          values[index] = true
           n_counters = n_counters + 1
           counters[n_counters] = index
         end
@@ -513,9 +527,9 @@ do
       end
     end
   end
-  read(holds, n_leads, held_of, false)
+  read(holds, n_leads, values, false)
   read(counters, n_counters, values, 0)
-  read(suppressions, n_suppressions, suppression_of, false)
+  read(suppressions, n_suppressions, values, false)
 end
 
 -- Numbers as JSON writes them (integers), the small ones formatted once.
@@ -530,7 +544,7 @@ local function number(n)
 end
 
 -- Keys as JSON strings, by KEYS index, each encoded once.
-local quoted_keys = by_key()
+local quoted_keys = {}
 local function quoted(index)
   local text = quoted_keys[index]
   if not text then
@@ -540,7 +554,7 @@ local function quoted(index)
   return text
 end
 -- The same after a comma.
-local comma_quoted_keys = by_key()
+local comma_quoted_keys = {}
 local function comma_quoted(index)
   local text = comma_quoted_keys[index]
   if not text then
@@ -552,18 +566,21 @@ end
 
 local no_days = {}
 local out = {}
--- answers decided here, written at the end: their hold keys' indexes, and by
--- index their expiries
-local new_held, new_until, n_new = {}, by_key(), 0
+-- answers decided here, written at the end: their hold keys' indexes (their
+-- expiries in `expiries`)
+local new_held, n_new = {}, 0
 -- The leads' indexes of sends, by KEYS index: the sends this call adds,
 -- written with the rest at the end (a lead may come twice in a call, and a
 -- script that fails part-way must not leave an index naming sends whose
 -- counters it never wrote). Only the sticky sender reads what an index held
 -- already: read then, once per call (most leads of a call need no read).
-local index_of, index_read = by_key(), by_key()
+-- These tables, and the quoted keys', are only filled when leads carry a
+-- lead_id, and then at one key in several: not made by by_key(), whose step
+-- per key of the call cost more than their growing.
+local index_of, index_read = {}, {}
 -- per index (KEYS index) its key and the fields and sends to write, in one
 -- HSET, and its expiry; the indexes written, in the order first written
-local index_sets, index_till, set_order, n_sets = by_key(), by_key(), {}, 0
+local index_sets, index_till, set_order, n_sets = {}, {}, {}, 0
 
 local function index_for(key)
   local index = index_of[key]
@@ -591,7 +608,7 @@ local plans, plan_at = ARGV[3], 1
 for i = 1, n_leads do
   local pos = starts[i]
   local held_index = leads[pos]
-  local held = held_of[held_index]
+  local held = values[held_index]
   local info = leads[pos + 3]
   info = info ~= 0 and infos[info] or 0
   local plan_from = plan_at
@@ -705,11 +722,11 @@ for i = 1, n_leads do
     -- lead's time: the plan comes as JSON (ARGV[3]), the resource ids escaped (shapes).
     held = '[' .. string.sub(plans, plan_from, plan_at - 1) .. ',[' .. (picks or '') .. '],[' .. (blocked or '') .. '],['
       .. (ks or '') .. '],' .. (stopped and cjson.encode(stopped) or '""') .. ']'
-    held_of[held_index] = held
+    values[held_index] = held
     n_new = n_new + 1
     new_held[n_new] = held_index
-    new_until[held_index] = refs[leads[pos + 1]]
-  elseif rewrite_found and not new_until[held_index] then
+    expiries[held_index] = refs[leads[pos + 1]]
+  elseif rewrite_found and not expiries[held_index] then
     redis.call('SET', KEYS[held_index], held, 'KEEPTTL')
   end
   out[i] = held
@@ -736,8 +753,25 @@ local function write(n, indexes, value_of, until_of)
     end
   end
 end
-write(n_new, new_held, held_of, new_until)
-write(n_changed, changed, values, expiries)
+write(n_new, new_held, values, expiries)
+do
+  -- Counters there before: INCRBY what this call added, one command where
+  -- MSET and PEXPIREAT were two (MSET drops a key's expiry, so each needed
+  -- its PEXPIREAT again). Most a call changes are shared (a resource's, a
+  -- pool's, a recipient domain's), and a few new (a lead's).
+  local fresh, n_fresh = {}, 0
+  for c = 1, n_changed do
+    local index = changed[c]
+    local before = kept[index]
+    if before then
+      redis.call('INCRBY', KEYS[index], values[index] - before)
+    else
+      n_fresh = n_fresh + 1
+      fresh[n_fresh] = index
+    end
+  end
+  write(n_fresh, fresh, values, expiries)
+end
 for w = 1, n_sets do
   local key = set_order[w]
   redis.call('HSET', unpack(index_sets[key]))

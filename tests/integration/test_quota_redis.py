@@ -260,6 +260,37 @@ async def check_increment_and_usage(url: str, prefix: str) -> None:
         await store.close()
 
 
+async def check_counters_there_before_keep_their_expiry(url: str, prefix: str) -> None:
+    """A call writes a counter that was there before by INCRBY (reserve.lua),
+    which keeps its expiry, and sets a new one with its day's expiry: after
+    three calls the seat's counter has every send and the expiry it was first
+    given, and the lead's counter of a later call has its day's."""
+    seat = (ResourceQuota("seat-a", 100),)
+    store = RedisQuotaStore.from_url(url, prefix=prefix)
+    redis = raw_redis(url)
+    counter = acme_key(url, prefix, "ratelimit:linkedin:seat-a:daily:2026-11-27")
+    lead = acme_key(url, prefix, cap_key("", "lead", "acme", "lead-3", DAY))
+
+    def request(n: int) -> LeadRequest:
+        ask = ChannelAsk(Channel.LINKEDIN, (DAY,), seat, lead=Cap(f"lead-{n}", 5))
+        return LeadRequest(f"ev-{n}", "p", (ask,), DAY, "acme")
+
+    try:
+        await store.reserve([request(0)])
+        first = await redis.pexpiretime(counter)
+        assert first > 0
+        await redis.pexpireat(counter, first - 60_000)  # a minute earlier: to tell them apart
+        await store.reserve([request(1), request(2)])
+        await store.reserve([request(3)])
+        assert await redis.get(counter) == "4"
+        assert await redis.pexpiretime(counter) == first - 60_000  # kept, not set again
+        assert await redis.get(lead) == "1"
+        assert await redis.pexpiretime(lead) == first  # a new counter: its day's expiry
+    finally:
+        await redis.aclose()
+        await store.close()
+
+
 async def test_concurrent_processes_never_exceed_seat_limits(
     redis_url: str, redis_prefix: str
 ) -> None:
@@ -270,6 +301,10 @@ async def test_concurrent_processes_keep_weekly_and_pool_limits(
     redis_url: str, redis_prefix: str
 ) -> None:
     await check_concurrent_processes_keep_weekly_and_pool_limits(redis_url, redis_prefix)
+
+
+async def test_counters_there_before_keep_their_expiry(redis_url: str, redis_prefix: str) -> None:
+    await check_counters_there_before_keep_their_expiry(redis_url, redis_prefix)
 
 
 async def test_redis_and_memory_stores_agree(redis_url: str, redis_prefix: str) -> None:

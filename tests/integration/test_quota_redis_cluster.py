@@ -39,6 +39,7 @@ from tests.integration.test_quota_redis import (
     check_a_repeat_gets_the_first_plan_and_picks,
     check_concurrent_processes_keep_weekly_and_pool_limits,
     check_concurrent_processes_never_exceed_seat_limits,
+    check_counters_there_before_keep_their_expiry,
     check_increment_and_usage,
     check_redis_and_memory_stores_agree,
     parity_requests,
@@ -89,6 +90,12 @@ async def test_a_repeat_gets_the_first_plan_and_picks(
     redis_cluster_url: str, cluster_prefix: str
 ) -> None:
     await check_a_repeat_gets_the_first_plan_and_picks(redis_cluster_url, cluster_prefix)
+
+
+async def test_counters_there_before_keep_their_expiry(
+    redis_cluster_url: str, cluster_prefix: str
+) -> None:
+    await check_counters_there_before_keep_their_expiry(redis_cluster_url, cluster_prefix)
 
 
 async def test_increment_and_usage(redis_cluster_url: str, cluster_prefix: str) -> None:
