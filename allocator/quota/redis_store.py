@@ -562,7 +562,6 @@ class RedisQuotaStore:
         # This runs for every lead: a few microseconds here are as many as
         # Redis spends on the lead, so the hot path avoids calls it can.
         declared: dict[str, int] = {}  # KEYS, each once: key -> its 1-based index
-        at = _declarer(declared)
 
         keys = self.keys
         expiry_of: dict[date, int] = {}  # a batch names the same few days again and again
@@ -590,14 +589,23 @@ class RedisQuotaStore:
         leads: list[int] = []  # reserve.lua's flat list
         add, more = leads.append, leads.extend
         plans = []  # as JSON: the script writes each into its held answer as it is
+        # per client, what comes before the escaped lead id in the keys of a
+        # lead's index of sends and of its suppression
+        lead_heads: dict[str, tuple[str, str]] = {}
         for position in positions:
             request = requests[position]
             client = request.client_id
             info = 0
             if request.lead_id:
-                lead_id = request.lead_id
-                index = at(keys.named(client, sends_key(client, lead_id)))
-                stop = at(keys.named(client, suppressed_key(client, lead_id)))
+                heads = lead_heads.get(client)
+                if heads is None:
+                    heads = lead_heads[client] = (
+                        keys.named(client, sends_key(client, "")),
+                        keys.named(client, suppressed_key(client, "")),
+                    )
+                escaped = escape(request.lead_id)
+                index = declared.setdefault(heads[0] + escaped, len(declared) + 1)
+                stop = declared.setdefault(heads[1] + escaped, len(declared) + 1)
                 # The index outlives the held answer: feedback may name a
                 # send for weeks, and a sticky sender looks back sticky_days.
                 till = expiry(request.hold_day + _index_days(request))
@@ -912,7 +920,10 @@ _INDEX_DAYS = timedelta(days=INDEX_DAYS)
 
 
 def _index_days(request: LeadRequest) -> timedelta:
-    longest = max([0, *(a.sticky_days for a in request.asks)])
+    longest = 0
+    for ask in request.asks:  # (a loop: max() over a list made per lead cost twice as much)
+        if ask.sticky_days > longest:
+            longest = ask.sticky_days
     return _INDEX_DAYS if longest <= INDEX_DAYS else timedelta(days=longest)
 
 
@@ -1076,9 +1087,11 @@ def _read_held(answer: list[Any]) -> Held:
             if pick == "-":
                 chosen.append(None)
             else:
-                step, _, resource_id = pick.partition(":")
-                chosen.append(Reservation(int(step), resource_id, int(k)))
-        return Held(plan, tuple(chosen), tuple([_blocked(b) for b in blocked]), suppressed)
+                step, resource_id = _step_and_resource(pick)
+                chosen.append(Reservation(step, resource_id, int(k)))
+        # (most leads have one ask, not blocked: no Blocked to look up)
+        whys = _NOT_BLOCKED if blocked == _ONE_EMPTY else tuple([_blocked(b) for b in blocked])
+        return Held(plan, tuple(chosen), whys, suppressed)
     # [plan, picks] held before round 2; [plan, picks, blocked, ks, suppressed] since.
     plan, picks, *rest = answer
     # cjson encodes an empty list as {} (a lead with nothing to reserve)
@@ -1092,6 +1105,16 @@ def _read_held(answer: list[Any]) -> Held:
         ]
     suppressed = rest[2] if len(rest) > 2 else ""
     return Held(plan, tuple(chosen), blocked, suppressed)
+
+
+_ONE_EMPTY = [""]
+_NOT_BLOCKED: tuple[Blocked | None, ...] = (None,)
+
+
+@lru_cache(maxsize=4096)  # a pick names a step and one of a client's resources
+def _step_and_resource(pick: str) -> tuple[int, str]:
+    step, _, resource_id = pick.partition(":")
+    return int(step), resource_id
 
 
 @lru_cache(maxsize=4096)  # a handful of reasons and counts; a Blocked never changes
