@@ -318,9 +318,11 @@ _shape_fields = attrgetter(
 )
 
 
-# Leads in one script call at most (a batch of more is split, _ramped): a
-# call blocks Redis for a few milliseconds at this size (about 20-35 us a
-# lead with every check), and its shared counters are read and written once.
+# Requests in one script call at most, by default: a batch of more is split
+# (on one Redis in ramped sizes, _ramped; on a cluster per slot, _chunks;
+# send-events for feedback.lua too). A call blocks Redis while it runs, 8-14
+# ms at this size with every check (20-35 us a lead), and reads and writes
+# the batch's shared counters once.
 REQUESTS_PER_CALL = 400
 
 
@@ -979,7 +981,7 @@ def _ramped(positions: list[int], size: int) -> list[list[int]]:
     if len(positions) <= size:
         return [positions]
     small = min(len(positions) // 16, size // 8)
-    if small == 0:  # calls of fewer than 8: nothing to ramp
+    if small == 0:  # fewer than 16 leads, or calls of fewer than 8: nothing to ramp
         return _chunks(positions, size)
     head = [positions[:small], positions[small : 4 * small]]
     body = positions[4 * small : len(positions) - small]

@@ -109,21 +109,24 @@ local function by_key()
   return t
 end
 
--- What this call read of its keys, by KEYS index (false: not read yet): a
--- counter's count, a hold key's answer or a suppression (false: none). A
--- key is only ever one of the three, so one table holds them: each table made
--- by by_key() costs a step per key of the call, which with round 2's caps
--- (a counter and a hold per lead) was 7% of a lead's instructions.
+-- What this call knows of its keys, by KEYS index (false: not read yet): a
+-- counter's count, a hold key's answer (false: none held; then the answer
+-- decided here) or a suppression (false: none); `true` only while the
+-- pre-read lists the keys it reads. A key is only ever one of the three, so
+-- one table holds them: each table made by by_key() costs a step per key of
+-- the call, and the thirteen there were (three now) cost about 9% of a
+-- lead's instructions with round 2's caps (a counter and a hold per lead).
 -- Counters are read from Redis once and counted here, then written back
--- once at the end (see the writes). Nothing else runs during a script, so
--- this leaves what INCR and EXPIREAT per send would, with a few commands per
+-- once at the end (see the writes): nothing else runs during a script, so
+-- the counts are those INCR per send would leave, with a few commands per
 -- counter instead of up to 27 per lead (a week alone is 13 counters, read
 -- for every resource of every lead).
 local values = by_key()
--- The expiries of what this call writes, by KEYS index: counters it changed
--- and the answers it decided (nil: not written).
+-- The expiries of what this call writes anew, by KEYS index (false: none):
+-- the counters it sets (not those there before, see add()) and the answers
+-- it decided.
 local expiries = by_key()
-local changed, n_changed = {}, 0 -- those, in the order first changed
+local changed, n_changed = {}, 0 -- the counters it changed, in the order first changed
 
 local function count(index)
   local v = values[index]
@@ -175,7 +178,7 @@ local function watch(index, verdict, j)
   end
 end
 
-local kept = {} -- counters this call changed that were there before -> their count before
+local kept = {} -- counters this call changed that were there before (KEYS index -> true)
 
 local function add(index, expiry)
   local v = values[index] or count(index)
@@ -183,12 +186,15 @@ local function add(index, expiry)
   if not (expiries[index] or kept[index]) then
     n_changed = n_changed + 1
     changed[n_changed] = index
-    -- A counter there before keeps its expiry (every writer of a counter
-    -- sets one, and INCRBY keeps it): its count before is kept, to write it
-    -- by INCRBY. A new one (or a 0) is set with its day's expiry. (A
-    -- counter is only ever added with its own day's expiry.)
+    -- A counter there before keeps the expiry it has (every writer of a
+    -- counter gives it one: this script, increment(), and feedback.lua's
+    -- refunds keep it), written by SET ... KEEPTTL. A new one (or a 0) is
+    -- set with its day's expiry. (A counter is only ever added with its own
+    -- day's expiry.) So a counter of a day already over, whose expiry counts
+    -- from now (RedisQuotaStore.expires_at), lives the retention from its
+    -- first write rather than its last.
     if v > 0 then
-      kept[index] = v
+      kept[index] = true
     else
       expiries[index] = expiry
     end
@@ -748,11 +754,17 @@ for i = 1, n_leads do
   out[i] = held
 end
 
--- The writes, last: new held answers and changed counters, by MSET (200
--- keys a command) and each its PEXPIREAT: the same keys, values and expiries
--- as SET ... EXAT per answer and INCR and EXPIREAT per send left, for less
--- (measured: ~12% of the call less than SET ... PXAT per key; the ms forms
--- because Redis rewrites EXAT and EXPIREAT into them for replication).
+-- The writes, last: new counters and held answers by MSET (200 keys a
+-- command) and each its PEXPIREAT (measured: ~12% of the call less than
+-- SET ... PXAT per key; the ms forms because Redis rewrites EXAT and
+-- EXPIREAT into them for replication); counters there before by SET ...
+-- KEEPTTL, one command where MSET, which drops a key's expiry, needed a
+-- PEXPIREAT again (most counters a call changes are shared: a resource's, a
+-- pool's, a recipient domain's; a lead's is new). Counters first, then the
+-- answers, then the indexes of sends that name them: Redis does not undo a
+-- script that fails part-way, and a count without its answer only makes a
+-- retry count again (limits hold), where an answer without its count would
+-- let a limit be passed.
 local function write(n, indexes, value_of, until_of)
   for from = 1, n, 200 do
     local upto = math.min(from + 199, n)
@@ -769,18 +781,12 @@ local function write(n, indexes, value_of, until_of)
     end
   end
 end
-write(n_new, new_held, values, expiries)
 do
-  -- Counters there before: INCRBY what this call added, one command where
-  -- MSET and PEXPIREAT were two (MSET drops a key's expiry, so each needed
-  -- its PEXPIREAT again). Most a call changes are shared (a resource's, a
-  -- pool's, a recipient domain's), and a few new (a lead's).
   local fresh, n_fresh = {}, 0
   for c = 1, n_changed do
     local index = changed[c]
-    local before = kept[index]
-    if before then
-      redis.call('INCRBY', KEYS[index], values[index] - before)
+    if kept[index] then
+      redis.call('SET', KEYS[index], values[index], 'KEEPTTL')
     else
       n_fresh = n_fresh + 1
       fresh[n_fresh] = index
@@ -788,6 +794,7 @@ do
   end
   write(n_fresh, fresh, values, expiries)
 end
+write(n_new, new_held, values, expiries)
 for w = 1, n_sets do
   local key = set_order[w]
   redis.call('HSET', unpack(index_sets[key]))

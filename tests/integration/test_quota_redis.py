@@ -261,31 +261,39 @@ async def check_increment_and_usage(url: str, prefix: str) -> None:
 
 
 async def check_counters_there_before_keep_their_expiry(url: str, prefix: str) -> None:
-    """A call writes a counter that was there before by INCRBY (reserve.lua),
-    which keeps its expiry, and sets a new one with its day's expiry: after
-    three calls the seat's counter has every send and the expiry it was first
-    given, and the lead's counter of a later call has its day's."""
+    """A call writes a counter that was there before (SET ... KEEPTTL in
+    reserve.lua) keeping its expiry, and sets a new one, or one at 0, with its
+    day's: a seat's counter read when a later call's verdict is made, a
+    lead's cap counter read before the leads, and a counter left at 0."""
+    day = date.today() + timedelta(days=1)  # not over: its expiry does not count from now
     seat = (ResourceQuota("seat-a", 100),)
     store = RedisQuotaStore.from_url(url, prefix=prefix)
     redis = raw_redis(url)
-    counter = acme_key(url, prefix, "ratelimit:linkedin:seat-a:daily:2026-11-27")
-    lead = acme_key(url, prefix, cap_key("", "lead", "acme", "lead-3", DAY))
+    counter = acme_key(url, prefix, counter_key("", Channel.LINKEDIN, "seat-a", day))
 
-    def request(n: int) -> LeadRequest:
-        ask = ChannelAsk(Channel.LINKEDIN, (DAY,), seat, lead=Cap(f"lead-{n}", 5))
-        return LeadRequest(f"ev-{n}", "p", (ask,), DAY, "acme")
+    def lead_counter(n: int) -> str:
+        return acme_key(url, prefix, cap_key("", "lead", "acme", f"lead-{n}", day))
+
+    def request(event: str, n: int) -> LeadRequest:
+        ask = ChannelAsk(Channel.LINKEDIN, (day,), seat, lead=Cap(f"lead-{n}", 5))
+        return LeadRequest(event, "p", (ask,), day, "acme")
 
     try:
-        await store.reserve([request(0)])
+        await store.reserve([request("ev-0", 0)])
         first = await redis.pexpiretime(counter)
-        assert first > 0
-        await redis.pexpireat(counter, first - 60_000)  # a minute earlier: to tell them apart
-        await store.reserve([request(1), request(2)])
-        await store.reserve([request(3)])
+        assert first > 0 and await redis.pexpiretime(lead_counter(0)) == first
+        for key in (counter, lead_counter(0)):  # a minute earlier: to tell them apart
+            await redis.pexpireat(key, first - 60_000)
+        await redis.set(lead_counter(2), 0)  # at 0 and without an expiry
+        await store.reserve([request("ev-1", 0), request("ev-2", 1)])
+        await store.reserve([request("ev-3", 2)])
         assert await redis.get(counter) == "4"
         assert await redis.pexpiretime(counter) == first - 60_000  # kept, not set again
-        assert await redis.get(lead) == "1"
-        assert await redis.pexpiretime(lead) == first  # a new counter: its day's expiry
+        assert await redis.get(lead_counter(0)) == "2"
+        assert await redis.pexpiretime(lead_counter(0)) == first - 60_000
+        for new in (1, 2):  # new, and at 0: set with the day's expiry
+            assert await redis.get(lead_counter(new)) == "1"
+            assert await redis.pexpiretime(lead_counter(new)) == first
     finally:
         await redis.aclose()
         await store.close()
