@@ -1146,5 +1146,5 @@ def _blocked(text: str) -> Blocked | None:
 def _pick(text: str) -> Reservation | None:
     if text == "-":
         return None
-    step, resource_id = text.split(":", 1)
-    return Reservation(int(step), resource_id)
+    step, resource_id = _step_and_resource(text)
+    return Reservation(step, resource_id)
