@@ -306,7 +306,7 @@ class LeadPlan:
     def _request(self, asks: tuple[ChannelAsk, ...], latest: date, plan: str) -> LeadRequest:
         lead = self.lead
         return LeadRequest(
-            hold_key=derived_id("held", lead.client_id, lead.key),
+            hold_key="",  # held_name derives it from client_id and event_id when asked
             plan=plan,
             asks=asks,
             hold_day=latest,

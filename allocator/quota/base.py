@@ -11,7 +11,7 @@ from typing import Protocol
 
 from allocator.channels import Channel
 from allocator.frozen import fast_init
-from allocator.models.records import Rotation
+from allocator.models.records import Rotation, derived_id
 
 
 @dataclass(frozen=True)
@@ -98,9 +98,12 @@ class LeadRequest:
     """Everything one lead asks of the quota, held under `hold_key`.
 
     `hold_key` names the event within its client (two clients may reuse an
-    event id); `plan` is the lead's encoded plan, stored beside the answers and
-    handed back unchanged on a redelivery, so that the allocation is rebuilt
-    from what was decided then, not from today's setup and patterns.
+    event id); empty, it is derived from `client_id` and `event_id` by the
+    store that needs a name (`held_name`), so that a store which keeps
+    answers in memory need not hash one per lead. `plan` is the lead's
+    encoded plan, stored beside the answers and handed back unchanged on a
+    redelivery, so that the allocation is rebuilt from what was decided then,
+    not from today's setup and patterns.
     `hold_day` is the latest quota day of the plan: the held answer lives as
     long as that day's counters. `client_id` is the lead's client: on Redis
     Cluster its keys carry the client's hash tag, so that one script call can
@@ -303,6 +306,12 @@ def health_stat_key(
         f"allocator:hstat:{key_part(client_id)}:{channel}:{key_part(resource_id)}:{kind}:"
         f"{day.isoformat()}"
     )
+
+
+def held_name(request: LeadRequest) -> str:
+    """The name a lead's answer is held under: its hold_key, or the one derived
+    from its client and event (as decision.py's requests leave it empty)."""
+    return request.hold_key or derived_id("held", request.client_id, request.event_id)
 
 
 def feedback_key(hold_key: str) -> str:

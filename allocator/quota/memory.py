@@ -37,7 +37,9 @@ class MemoryQuotaStore:
     def __init__(self) -> None:
         # Every day counter by its key (resources, pools, leads, domains, health stats).
         self.counters: dict[str, int] = {}
-        self._held: dict[str, Held] = {}
+        # Answers by hold_key, or by client and event where the request leaves
+        # hold_key to be derived (base.held_name): the same lead either way.
+        self._held: dict[str | tuple[str, str], Held] = {}
         self.state = FeedbackState(self.counters)
         # Days found full; forgotten whenever feedback may give a count back or
         # record a health (feedback_now, resume, lapse).
@@ -48,10 +50,11 @@ class MemoryQuotaStore:
 
     def reserve_now(self, request: LeadRequest) -> Held:
         """One lead, synchronously (nothing here awaits)."""
-        held = self._held.get(request.hold_key)
+        key = request.hold_key or (request.client_id, request.event_id)
+        held = self._held.get(key)
         if held is None:
             held = self._suppressed(request) or self._reserve(request)
-            self._held[request.hold_key] = held
+            self._held[key] = held
         return held
 
     def _suppressed(self, request: LeadRequest) -> Held | None:
@@ -100,8 +103,11 @@ class MemoryQuotaStore:
         full = self._full if health is None and not ask.sticky_days else None
         if ask.lead is not None or ask.domain is not None:
             full = None
-        for step in range(len(ask.days)):
-            if full is not None:
+        start = 0
+        if full is not None:
+            start, first = full.skip(ask, client_id)
+        for step in range(start, len(ask.days)):
+            if full is not None and step > start:  # the first is known not full
                 known = full.get(ask, client_id, ask.days[step])
                 if known is not None:
                     first = first or known.blocked

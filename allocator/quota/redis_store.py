@@ -71,6 +71,7 @@ from allocator.quota.base import (
     feedback_key,
     health_key,
     health_stat_key,
+    held_name,
     sends_key,
     suppressed_key,
 )
@@ -642,7 +643,7 @@ class RedisQuotaStore:
             plans.append(plan)
             more(
                 (
-                    declared.setdefault(keys.held(client, request.hold_key), len(declared) + 1),
+                    declared.setdefault(keys.held(client, held_name(request)), len(declared) + 1),
                     until,
                     len(plan),
                     info,

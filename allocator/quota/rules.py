@@ -97,6 +97,12 @@ class FullDays:
             tuple[int, Channel, str, date], tuple[tuple[ResourceQuota, ...], DayChoice]
         ] = {}
         self._size = size
+        # Per ask and client, how many of its first days are known full, as
+        # of `_version` (one more at every put and forget): leads of one
+        # shape share their ask, and most of a busy replay's leads pass over
+        # the same full days before the one they get.
+        self._skips: dict[tuple[int, str], tuple[ChannelAsk, int, int, Blocked | None]] = {}
+        self._version = 0
 
     def get(self, ask: ChannelAsk, client_id: str, day: date) -> DayChoice | None:
         resources = ask.resources
@@ -107,9 +113,31 @@ class FullDays:
         if len(self._days) >= self._size:
             self._days.clear()
         self._days[(id(ask.resources), ask.channel, client_id, day)] = (ask.resources, choice)
+        self._version += 1
+
+    def skip(self, ask: ChannelAsk, client_id: str) -> tuple[int, Blocked | None]:
+        """How many of the ask's days, from its first, are known full, and what
+        blocked the first of them (None when none is)."""
+        held = self._skips.get((id(ask), client_id))
+        if held is not None and held[0] is ask and held[1] == self._version:
+            return held[2], held[3]
+        step, first = 0, None
+        for day in ask.days:
+            known = self.get(ask, client_id, day)
+            if known is None:
+                break
+            first = first or known.blocked
+            step += 1
+        if len(self._skips) >= self._size:
+            self._skips.clear()
+        # The ask is kept beside the answer, so that its id cannot be reused meanwhile.
+        self._skips[(id(ask), client_id)] = (ask, self._version, step, first)
+        return step, first
 
     def forget(self) -> None:
         self._days.clear()
+        self._skips.clear()
+        self._version += 1
 
 
 def choose_on_day(

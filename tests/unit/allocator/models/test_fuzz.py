@@ -44,7 +44,7 @@ from allocator.models import (
     validate,
 )
 from allocator.patterns import PatternSet
-from allocator.quota.base import Reservation
+from allocator.quota.base import Reservation, held_name
 from allocator.store.schema import UtcTimestamp
 
 T = TypeVar("T")
@@ -94,7 +94,7 @@ def decide(lead: ScoredLead, setup: ClientSetup, patterns: PatternSet) -> None:
     picks: list[Reservation | None] = []
     if request is not None:
         # what the Redis store sends: the hold key and the plan as UTF-8 JSON
-        json.dumps([request.hold_key, request.plan]).encode("utf-8")
+        json.dumps([held_name(request), request.plan]).encode("utf-8")
         plan = Plan.decode(request.plan)
         picks = [
             Reservation(len(ask.days) - 1, ask.resources[-1].resource_id) for ask in request.asks
