@@ -18,8 +18,8 @@ from allocator.directory import ClientDirectory, build_snapshot, resource_quota
 from allocator.models import Allocation, Client, Pool, Resource, ScoredLead
 from allocator.patterns import NO_PATTERNS
 from allocator.quota import LeadRequest, MemoryQuotaStore
-from allocator.quota.base import ChannelAsk, PoolQuota, ResourceQuota, counter_key
-from allocator.quota.rules import choose_on_day, day_cap
+from allocator.quota.base import Blocked, ChannelAsk, PoolQuota, ResourceQuota, counter_key
+from allocator.quota.rules import DayChoice, FullDays, choose_on_day, day_cap
 from tests.factories import lead
 
 THURSDAY = "2026-11-26T12:00:00+00:00"
@@ -257,6 +257,41 @@ async def test_a_pool_full_for_one_client_is_not_full_for_another() -> None:
         await first_step(store, "b", seats, client="acme") == 1
     )  # acme's pool is full on the 27th
     assert await first_step(store, "c", seats, client="globex") == 0  # globex's is not
+
+
+async def test_leads_sharing_an_ask_pass_over_the_days_found_full() -> None:
+    """Leads of one plan shape share their ask, and the store passes over the
+    days it found full for it in one lookup (FullDays.skip); each new full day
+    moves the next lead on, and the first day's reason stays the first's."""
+    days = (date(2026, 11, 27), date(2026, 11, 28), date(2026, 11, 29))
+    ask = ChannelAsk(Channel.SMS, days, (ResourceQuota("seat", 1),))
+    store = MemoryQuotaStore()
+    steps = []
+    for event in "abcde":
+        [held] = await store.reserve([LeadRequest(event, "p", (ask,), days[-1], "acme")])
+        steps.append(None if held.picks[0] is None else held.picks[0].step)
+        if event == "e":
+            assert held.blocked[0] is not None and held.blocked[0].why == "deferred_full"
+    assert steps == [0, 1, 2, None, None]
+
+
+def test_full_days_skip_is_forgotten_with_the_days() -> None:
+    """A skip counts the days known full from the ask's first, and is never
+    answered from before a put or a forget."""
+    days = (date(2026, 11, 27), date(2026, 11, 28), date(2026, 11, 29))
+    ask = ChannelAsk(Channel.SMS, days, (ResourceQuota("seat", 1),))
+    full = FullDays()
+    full_day = DayChoice(None, blocked=Blocked("deferred_full", 1, 1))
+    assert full.skip(ask, "acme") == (0, None)
+    full.put(ask, "acme", days[0], full_day)
+    assert full.skip(ask, "acme") == (1, full_day.blocked)
+    full.put(ask, "acme", days[2], full_day)  # not next to the first: still one
+    assert full.skip(ask, "acme") == (1, full_day.blocked)
+    full.put(ask, "acme", days[1], full_day)
+    assert full.skip(ask, "acme") == (3, full_day.blocked)
+    assert full.skip(ask, "globex") == (0, None)
+    full.forget()  # a count given back: no day is known full any more
+    assert full.skip(ask, "acme") == (0, None)
 
 
 # --- the property: no cap is ever passed ----------------------------------
