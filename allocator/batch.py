@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
 
 from allocator.decision import Decision, LeadPlan, Plan, Schedule, complete, plan_lead
 from allocator.directory import ClientDirectory, ClientSetup, unknown_client
@@ -54,17 +53,12 @@ class Undecidable:
     error: UndecidableLead
 
 
-T = TypeVar("T")
 # Per lead of a batch: its plan and quota request, or why it cannot be decided.
 Planned = list["tuple[LeadPlan, LeadRequest | None] | Undecidable"]
 
 
-def _guarded(lead: ScoredLead, step: Callable[..., T], *args: Any) -> T | Undecidable:
-    # Only pure steps run here: any exception is about this lead's data, not I/O.
-    try:
-        return step(*args)
-    except Exception as exc:
-        return Undecidable(lead, UndecidableLead(lead.lead_id, exc))
+def _undecidable(lead: ScoredLead, exc: Exception) -> Undecidable:
+    return Undecidable(lead, UndecidableLead(lead.lead_id, exc))
 
 
 def _planned(
@@ -135,33 +129,40 @@ class BatchDecider:
                 continue
             plan, request = one
             lead = plan.lead
+            at = self.decided_at(lead)
             if request is None:
-                decided.append(_guarded(lead, complete, lead, plan.plan, (), self.decided_at(lead)))
+                try:  # pure: an exception here is about this lead's data, not I/O
+                    decided.append(complete(lead, plan.plan, (), at))
+                except Exception as exc:
+                    decided.append(_undecidable(lead, exc))
                 continue
             answer = next(held)
             # A redelivery: complete from the plan held with the first answer.
             first = plan.plan if answer.plan == request.plan else Plan.decode(answer.plan)
-            decided.append(
-                _guarded(
-                    lead,
-                    complete,
-                    lead,
-                    first,
-                    answer.picks,
-                    self.decided_at(lead),
-                    answer.blocked,
-                    answer.suppressed,
-                    request.allocation_id,
+            try:
+                decided.append(
+                    complete(
+                        lead,
+                        first,
+                        answer.picks,
+                        at,
+                        answer.blocked,
+                        answer.suppressed,
+                        request.allocation_id,
+                    )
                 )
-            )
+            except Exception as exc:
+                decided.append(_undecidable(lead, exc))
         return decided
 
     def _plan(
         self, lead: ScoredLead, setup: ClientSetup | None, patterns: PatternLookup
     ) -> tuple[LeadPlan, LeadRequest | None] | Undecidable:
-        return _guarded(
-            lead, _planned, lead, self._setup(setup, lead), patterns(lead), self.schedule
-        )
+        known, held = self._setup(setup, lead), patterns(lead)
+        try:  # pure: an exception here is about this lead's data, not I/O
+            return _planned(lead, known, held, self.schedule)
+        except Exception as exc:
+            return _undecidable(lead, exc)
 
     def _setup(self, setup: ClientSetup | None, lead: ScoredLead) -> ClientSetup:
         if setup is not None:

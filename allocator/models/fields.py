@@ -82,15 +82,19 @@ _MINUTE = timedelta(minutes=1)
 
 
 def _input_timestamp(value: Any) -> datetime:
-    if isinstance(value, str) and not _RFC3339.fullmatch(value):
-        fail(ErrorCode.INVALID_TIMESTAMP, f"not an RFC 3339 timestamp: {shown(value)}")
-    parsed = _parse_timestamp(value)
-    offset = parsed.utcoffset()
-    if offset is not None and offset % _MINUTE:
-        # RFC 3339 offsets are whole minutes; Python would accept "+01:00:30.5"
-        # and write it back out that way. (Output times may have one: a zone's
-        # local mean time, as Monrovia's -00:44:30 until 1972.)
-        fail(ErrorCode.INVALID_TIMESTAMP, f"timestamp {shown(value)} has a sub-minute offset")
+    if isinstance(value, str):
+        if not _RFC3339.fullmatch(value):
+            fail(ErrorCode.INVALID_TIMESTAMP, f"not an RFC 3339 timestamp: {shown(value)}")
+        parsed = _parse_timestamp(value)  # the pattern's offsets are whole minutes
+    else:
+        parsed = _parse_timestamp(value)
+        offset = parsed.utcoffset()
+        if offset is not None and offset % _MINUTE:
+            # RFC 3339 offsets are whole minutes; Python would accept a
+            # datetime at +01:00:30.5 and write it back out that way. (Output
+            # times may have one: a zone's local mean time, as Monrovia's
+            # -00:44:30 until 1972.)
+            fail(ErrorCode.INVALID_TIMESTAMP, f"timestamp {shown(value)} has a sub-minute offset")
     if not EARLIEST_TIMESTAMP <= parsed < LATEST_TIMESTAMP:
         fail(
             ErrorCode.OUT_OF_RANGE,
