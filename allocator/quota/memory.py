@@ -34,7 +34,12 @@ from allocator.quota.rules import FullDays, choose_on_day
 
 
 class MemoryQuotaStore:
-    def __init__(self) -> None:
+    def __init__(self, index_sends: bool = True) -> None:
+        # False: keep no index of the leads' sends, for a caller that knows
+        # nothing will read one: no send-event will come (refunds, stops) and
+        # no client keeps a sticky sender. A replay of leads alone is one
+        # (replay/runner.py); the index was 3% of its instructions a lead.
+        self.index_sends = index_sends
         # Every day counter by its key (resources, pools, leads, domains, health stats).
         self.counters: dict[str, int] = {}
         # Answers by hold_key, or by client and event where the request leaves
@@ -58,7 +63,7 @@ class MemoryQuotaStore:
         return held
 
     def _suppressed(self, request: LeadRequest) -> Held | None:
-        if not request.lead_id:
+        if not request.lead_id or not self.state.suppressed:
             return None
         found = self.state.suppressed.get(suppressed_key(request.client_id, request.lead_id))
         if found is None:
@@ -72,7 +77,8 @@ class MemoryQuotaStore:
     def _reserve(self, request: LeadRequest) -> Held:
         # The lead's index of sends, made only once it has one (most leads of a
         # busy replay get none).
-        index_key = sends_key(request.client_id, request.lead_id) if request.lead_id else ""
+        index = self.index_sends and request.lead_id
+        index_key = sends_key(request.client_id, request.lead_id) if index else ""
         picks = []
         blocked = []
         for ask in request.asks:

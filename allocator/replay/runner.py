@@ -26,7 +26,7 @@ from allocator.errors import InvalidRecord
 from allocator.feedback import FeedbackApplier, forget_published_health, lapsed_health
 from allocator.models import Client, ConversionPattern, Pool, Resource, ScoredLead
 from allocator.patterns import NO_PATTERNS, PatternSet
-from allocator.quota import QuotaStore
+from allocator.quota import MemoryQuotaStore, QuotaStore
 from allocator.replay.rules import Rules
 from allocator.replay.sources import History, Rejected
 from allocator.replay.summary import (
@@ -76,6 +76,10 @@ async def replay(
     read, for the summary to report. Consecutive leads are decided in batches
     of up to `batch_size`, consecutive send-events applied likewise."""
     setup = rules.apply(clients, resources, pools)
+    if isinstance(quota, MemoryQuotaStore):
+        # Only send-events and sticky senders read a lead's index of sends.
+        sticky = any(client.sticky_days for client in setup.clients)
+        quota.index_sends = bool(history.send_events) or sticky
     snapshot = build_snapshot(setup.clients, setup.resources, setup.pools)
     # One directory and one store for deciding and for feedback.
     directory = ClientDirectory.fixed(snapshot)

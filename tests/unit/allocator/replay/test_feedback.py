@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from allocator.decision import Schedule
-from allocator.models import ScoredLead, SendEvent
+from allocator.models import Client, ScoredLead, SendEvent
 from allocator.quota import MemoryQuotaStore
 from allocator.replay.rules import Rules
 from allocator.replay.runner import replay
@@ -464,6 +464,31 @@ async def test_batches_of_any_size_give_the_same_replay() -> None:
         runs.append((one.lines, one.cancellations, one.health, one.summary.to_json()))
     assert runs[0] == runs[1] == runs[2]
     assert runs[0][1] and runs[0][2]
+
+
+async def test_a_replay_keeps_an_index_of_sends_only_for_what_reads_it() -> None:
+    """A lead's index of sends is read by send-events and sticky senders alone:
+    a replay of leads without either keeps none, and decides the same."""
+    leads = [
+        lead(70, lead_id=f"L{n}", scored_at=at(0, f"07:{n:02d}"), event_id=f"e-{n}")
+        for n in range(3)
+    ]
+    resources = [resource("email", "m1", limit=2), resource("linkedin", "s1")]
+    alone, with_events, sticky = MemoryQuotaStore(), MemoryQuotaStore(), MemoryQuotaStore()
+    bare = await replay(History(leads, [], []), [client()], resources, Rules(), Schedule(), alone)
+    assert bare.lines and not alone.index_sends and alone.state.sends == {}
+    # a send-event (here one naming no reserved send) may read the index: kept
+    event = parse_send_event_data(send_event("r9", "replied", at(1, "09:00"), lead_id="L9"))
+    fed = await replay(
+        History(leads, [], [], [event]), [client()], resources, Rules(), Schedule(), with_events
+    )
+    assert with_events.index_sends
+    assert sum(1 for sends in with_events.state.sends.values() if sends) == 3
+    assert fed.lines == bare.lines
+    # a sticky sender reads it too
+    keeps = Client(client_id="acme", sticky_days=3)
+    await replay(History(leads, [], []), [keeps], resources, Rules(), Schedule(), sticky)
+    assert sticky.index_sends and len(sticky.state.sends) == 3
 
 
 # --- sources ------------------------------------------------------------------
