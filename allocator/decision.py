@@ -305,16 +305,18 @@ class LeadPlan:
 
     def _request(self, asks: tuple[ChannelAsk, ...], latest: date, plan: str) -> LeadRequest:
         lead = self.lead
+        event_id = lead.key
+        # By position, as the fields are declared: keywords cost 0.4 us a lead.
         return LeadRequest(
-            hold_key="",  # held_name derives it from client_id and event_id when asked
-            plan=plan,
-            asks=asks,
-            hold_day=latest,
-            client_id=lead.client_id,
-            lead_id=lead.lead_id,
-            allocation_id=allocation_id_of(lead),
-            event_id=lead.key,
-            scored_at=int(lead.scored_at.timestamp()),
+            "",  # hold_key: held_name derives it from client_id and event_id when asked
+            plan,
+            asks,
+            latest,  # hold_day
+            lead.client_id,
+            lead.lead_id,
+            derived_id("allocation", event_id),  # allocation_id_of(lead)
+            event_id,
+            int(lead.scored_at.timestamp()),
         )
 
     def _asks(self) -> tuple[tuple[ChannelAsk, ...], date]:
@@ -486,16 +488,17 @@ def complete(
             continue
         deferrals.append(pick.step)
         entries.append(_allocated(channel_plan, pick, first))
+    # By position, as the fields are declared (keywords cost 0.4 us a lead).
     allocation = Allocation(
-        allocation_id=allocation_id or allocation_id_of(lead),
-        event_id=lead.key,
-        lead_id=lead.lead_id,
-        client_id=lead.client_id,
-        als_score=lead.als_score,
-        als_tier=plan.tier,
-        sequence_source=plan.sequence_source,
-        channels=tuple(entries),
-        decided_at=decided_at,
+        allocation_id or allocation_id_of(lead),
+        lead.key,  # event_id
+        lead.lead_id,
+        lead.client_id,
+        lead.als_score,
+        plan.tier,
+        plan.sequence_source,
+        tuple(entries),
+        decided_at,
     )
     return Decision(allocation, tuple(deferrals), plan.first_days)
 
