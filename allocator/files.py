@@ -30,7 +30,7 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
     """(line number, bytes) of every non-blank line; a line ends at b"\\n" (JSON Lines)."""
     with open(path, "rb") as handle:
         for number, line in enumerate(handle, start=1):
-            if line.strip():
+            if not line.isspace():  # never empty: a line holds at least its b"\n" or a byte
                 yield number, line
 
 
