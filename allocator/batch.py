@@ -158,7 +158,8 @@ class BatchDecider:
     def _plan(
         self, lead: ScoredLead, setup: ClientSetup | None, patterns: PatternLookup
     ) -> tuple[LeadPlan, LeadRequest | None] | Undecidable:
-        known, held = self._setup(setup, lead), patterns(lead)
+        known = setup if setup is not None else self._setup(setup, lead)
+        held = patterns(lead)
         try:  # pure: an exception here is about this lead's data, not I/O
             return _planned(lead, known, held, self.schedule)
         except Exception as exc:

@@ -460,7 +460,7 @@ def complete(
     whys = iter(blocked)
     entries = []
     deferrals: list[int | None] = []
-    stopped = _suppressed_reason(suppressed)
+    stopped = _suppressed_reason(suppressed) if suppressed else None
     for channel_plan in plan.channels:
         if stopped is not None:
             entries.append(

@@ -11,6 +11,7 @@ below are still the ones pydantic would write, and a property test holds
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from json.encoder import encode_basestring  # the C one: escapes as pydantic does
 from typing import Literal
 
@@ -20,6 +21,29 @@ from allocator.models.fields import Instant
 from allocator.tiers import Tier
 
 Source = Literal["pattern", "default"]
+
+
+# isoformat() of an aware datetime costs ~11,000 instructions (C's
+# PyUnicode_FromFormat, and a call of its zone's utcoffset): a fifth of
+# writing a record. A UTC instant on a whole second, as nearly every
+# decided_at and send_at is, is written from parts made once instead
+# (~5,000); a property test holds `iso` to isoformat().
+_DAYS: dict[int, str] = {}  # "YYYY-MM-DDT" by the day's ordinal
+_MINUTES = tuple(f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60))
+_SECONDS = tuple(f"{s:02d}+00:00" for s in range(60))
+
+
+def iso(at: datetime) -> str:
+    """at.isoformat(), quicker for a UTC instant on a whole second."""
+    if at.tzinfo is not UTC or at.microsecond:
+        return at.isoformat()
+    ordinal = at.toordinal()
+    day = _DAYS.get(ordinal)
+    if day is None:
+        if len(_DAYS) >= 1 << 16:
+            _DAYS.clear()
+        day = _DAYS[ordinal] = f"{at.date().isoformat()}T"
+    return f"{day}{_MINUTES[at.hour * 60 + at.minute]}{_SECONDS[at.second]}"
 
 
 def _text(value: str | None) -> str:
@@ -72,7 +96,7 @@ class ChannelAllocation(_CachedJson):
             return written
 
     def _write(self) -> str:
-        send_at = None if self.send_at is None else self.send_at.isoformat()
+        send_at = None if self.send_at is None else iso(self.send_at)
         reason = "null" if self.reason is None else self.reason.to_json()
         return (
             f'{{"channel":{encode_basestring(self.channel)},'
@@ -113,5 +137,5 @@ class Allocation:
             f'"als_tier":{encode_basestring(self.als_tier)},'
             f'"sequence_source":{encode_basestring(self.sequence_source)},'
             f'"channels":[{channels}],'
-            f'"decided_at":{encode_basestring(self.decided_at.isoformat())}}}'
+            f'"decided_at":"{iso(self.decided_at)}"}}'  # digits, "-:T+.": nothing to escape
         )

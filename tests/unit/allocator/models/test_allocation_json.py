@@ -13,6 +13,7 @@ from pydantic import TypeAdapter
 
 from allocator.channels import Channel, EntryStatus, ResourceType
 from allocator.models import Allocation, ChannelAllocation, Reason
+from allocator.models.allocation import iso
 from allocator.tiers import Tier
 
 WRITTEN_BY_PYDANTIC = TypeAdapter(Allocation)
@@ -69,3 +70,15 @@ def test_the_characters_json_must_escape_are_escaped_alike() -> None:
     record = Allocation(odd, odd, odd, odd, 7, Tier.COLD, "default", (entry,), datetime.now(UTC))
     assert record.to_json() == WRITTEN_BY_PYDANTIC.dump_json(record).decode()
     assert "\\u001f" in record.to_json() and "é😀" in record.to_json()
+
+
+# UTC on a whole second: the instants `iso` writes from its own parts.
+whole_seconds_utc = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)).map(
+    lambda at: at.replace(microsecond=0, tzinfo=UTC)
+)
+
+
+@settings(max_examples=3000)
+@given(st.one_of(whole_seconds_utc, instants))
+def test_iso_writes_what_isoformat_writes(at: datetime) -> None:
+    assert iso(at) == at.isoformat()
