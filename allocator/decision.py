@@ -314,7 +314,7 @@ class LeadPlan:
             latest,  # hold_day
             lead.client_id,
             lead.lead_id,
-            derived_id("allocation", event_id),  # allocation_id_of(lead)
+            allocation_id_for(event_id),
             event_id,
             int(lead.scored_at.timestamp()),
         )
@@ -439,7 +439,11 @@ class Decision:
 
 def allocation_id_of(lead: ScoredLead) -> str:
     """Deterministic from the event: the same event always gets the same id."""
-    return derived_id("allocation", lead.key)
+    return allocation_id_for(lead.key)
+
+
+def allocation_id_for(event_id: str) -> str:
+    return derived_id("allocation", event_id)
 
 
 def complete(

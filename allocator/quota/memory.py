@@ -43,7 +43,9 @@ class MemoryQuotaStore:
         # Every day counter by its key (resources, pools, leads, domains, health stats).
         self.counters: dict[str, int] = {}
         # Answers by hold_key, or by client and event where the request leaves
-        # hold_key to be derived (base.held_name): the same lead either way.
+        # hold_key to be derived (base.held_name). A caller keeps to one way
+        # per lead: a request with the derived key given and one without it
+        # would be held apart.
         self._held: dict[str | tuple[str, str], Held] = {}
         self.state = FeedbackState(self.counters)
         # Days found full; forgotten whenever feedback may give a count back or

@@ -128,10 +128,11 @@ class FullDays:
                 break
             first = first or known.blocked
             step += 1
-        if len(self._skips) >= self._size:
-            self._skips.clear()
-        # The ask is kept beside the answer, so that its id cannot be reused meanwhile.
-        self._skips[(id(ask), client_id)] = (ask, self._version, step, first)
+        if ask.paced is None:  # a paced lead's ask is its own: no other lead asks it
+            if len(self._skips) >= self._size:
+                self._skips.clear()
+            # The ask is kept beside the answer, so that its id cannot be reused meanwhile.
+            self._skips[(id(ask), client_id)] = (ask, self._version, step, first)
         return step, first
 
     def forget(self) -> None:

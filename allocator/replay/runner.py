@@ -74,7 +74,9 @@ async def replay(
     """Every lead of `history` decided under `rules`, and every send-event
     applied, in event time; `sources` say where the history and the setup were
     read, for the summary to report. Consecutive leads are decided in batches
-    of up to `batch_size`, consecutive send-events applied likewise."""
+    of up to `batch_size`, consecutive send-events applied likewise. An
+    in-memory `quota` is told whether to index the leads' sends: only
+    send-events and sticky senders read the index."""
     setup = rules.apply(clients, resources, pools)
     if isinstance(quota, MemoryQuotaStore):
         # Only send-events and sticky senders read a lead's index of sends.

@@ -295,3 +295,18 @@ def test_a_held_plan_is_the_json_it_always_was() -> None:
         )
         assert plan.encode() == expected
         assert Plan.decode(plan.encode()) == plan
+
+
+def test_a_leads_request_is_held_under_the_name_it_always_was() -> None:
+    """A request leaves its hold key for the store to derive (quota.base.held_name);
+    Redis must find a redelivery's first answer under the name written before:
+    the derived id of ("held", client, event)."""
+    from allocator.decision import Schedule, plan_lead
+    from allocator.models.records import derived_id
+    from allocator.quota.base import held_name
+
+    setup = build_snapshot([client("acme")], [resource("email", "m1")], []).get("acme")
+    assert setup is not None
+    request = plan_lead(lead(25, event_id="ev-1"), setup, NO_PATTERNS, Schedule()).request()
+    assert request is not None and request.hold_key == ""
+    assert held_name(request) == derived_id("held", "acme", "ev-1")

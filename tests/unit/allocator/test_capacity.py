@@ -281,14 +281,15 @@ def test_full_days_skip_is_forgotten_with_the_days() -> None:
     days = (date(2026, 11, 27), date(2026, 11, 28), date(2026, 11, 29))
     ask = ChannelAsk(Channel.SMS, days, (ResourceQuota("seat", 1),))
     full = FullDays()
+    warm = DayChoice(None, blocked=Blocked("deferred_warmup", 1, 1))
     full_day = DayChoice(None, blocked=Blocked("deferred_full", 1, 1))
     assert full.skip(ask, "acme") == (0, None)
-    full.put(ask, "acme", days[0], full_day)
-    assert full.skip(ask, "acme") == (1, full_day.blocked)
+    full.put(ask, "acme", days[0], warm)
+    assert full.skip(ask, "acme") == (1, warm.blocked)
     full.put(ask, "acme", days[2], full_day)  # not next to the first: still one
-    assert full.skip(ask, "acme") == (1, full_day.blocked)
+    assert full.skip(ask, "acme") == (1, warm.blocked)
     full.put(ask, "acme", days[1], full_day)
-    assert full.skip(ask, "acme") == (3, full_day.blocked)
+    assert full.skip(ask, "acme") == (3, warm.blocked)  # the first day's reason
     assert full.skip(ask, "globex") == (0, None)
     full.forget()  # a count given back: no day is known full any more
     assert full.skip(ask, "acme") == (0, None)
