@@ -57,6 +57,10 @@ class Undecidable:
 Planned = list["tuple[LeadPlan, LeadRequest | None] | Undecidable"]
 
 
+# The answer a lead without channels completes from: no picks, nothing blocked.
+_NOTHING_HELD = Held("", ())
+
+
 def _undecidable(lead: ScoredLead, exc: Exception) -> Undecidable:
     return Undecidable(lead, UndecidableLead(lead.lead_id, exc))
 
@@ -130,16 +134,14 @@ class BatchDecider:
             plan, request = one
             lead = plan.lead
             at = self.decided_at(lead)
-            if request is None:
-                try:  # pure: an exception here is about this lead's data, not I/O
-                    decided.append(complete(lead, plan.plan, (), at))
-                except Exception as exc:
-                    decided.append(_undecidable(lead, exc))
-                continue
-            answer = next(held)
-            # A redelivery: complete from the plan held with the first answer.
-            first = plan.plan if answer.plan == request.plan else Plan.decode(answer.plan)
-            try:
+            if request is None:  # a lead without channels: nothing was held
+                first, answer, allocation_id = plan.plan, _NOTHING_HELD, ""
+            else:
+                answer = next(held)
+                # A redelivery: complete from the plan held with the first answer.
+                first = plan.plan if answer.plan == request.plan else Plan.decode(answer.plan)
+                allocation_id = request.allocation_id
+            try:  # pure: an exception here is about this lead's data, not I/O
                 decided.append(
                     complete(
                         lead,
@@ -148,7 +150,7 @@ class BatchDecider:
                         at,
                         answer.blocked,
                         answer.suppressed,
-                        request.allocation_id,
+                        allocation_id,
                     )
                 )
             except Exception as exc:
@@ -158,16 +160,15 @@ class BatchDecider:
     def _plan(
         self, lead: ScoredLead, setup: ClientSetup | None, patterns: PatternLookup
     ) -> tuple[LeadPlan, LeadRequest | None] | Undecidable:
-        known = setup if setup is not None else self._setup(setup, lead)
+        known = setup if setup is not None else self._unknown(lead)
         held = patterns(lead)
         try:  # pure: an exception here is about this lead's data, not I/O
             return _planned(lead, known, held, self.schedule)
         except Exception as exc:
             return _undecidable(lead, exc)
 
-    def _setup(self, setup: ClientSetup | None, lead: ScoredLead) -> ClientSetup:
-        if setup is not None:
-            return setup
+    def _unknown(self, lead: ScoredLead) -> ClientSetup:
+        """The setup of a lead whose client the directory has not."""
         # Not bad input: decided with no resources, counted and logged so that
         # operators notice the missing setup (contract section 5).
         self.unknown_client_leads += 1

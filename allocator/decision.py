@@ -437,12 +437,8 @@ class Decision:
     wanted_days: tuple[date | None, ...]
 
 
-def allocation_id_of(lead: ScoredLead) -> str:
-    """Deterministic from the event: the same event always gets the same id."""
-    return allocation_id_for(lead.key)
-
-
 def allocation_id_for(event_id: str) -> str:
+    """Deterministic from the event: the same event always gets the same id."""
     return derived_id("allocation", event_id)
 
 
@@ -494,7 +490,7 @@ def complete(
         entries.append(_allocated(channel_plan, pick, first))
     # By position, as the fields are declared (keywords cost 0.4 us a lead).
     allocation = Allocation(
-        allocation_id or allocation_id_of(lead),
+        allocation_id or allocation_id_for(lead.key),
         lead.key,  # event_id
         lead.lead_id,
         lead.client_id,
@@ -556,10 +552,8 @@ def _exhausted(
     return _unallocated(channel, EXHAUSTED, timing_source, reason)
 
 
-def _suppressed_reason(suppressed: str) -> Reason | None:
+def _suppressed_reason(suppressed: str) -> Reason:
     """ "<kind>:<since>:<until or -1>" as the stopped lead's reason."""
-    if not suppressed:
-        return None
     kind, since, until = suppressed.rsplit(":", 2)
     since_at = datetime.fromtimestamp(int(since), UTC).isoformat()
     lasting = (

@@ -98,7 +98,7 @@ class FullDays:
         ] = {}
         self._size = size
         # Per ask and client, how many of its first days are known full, as
-        # of `_version` (one more at every put and forget): leads of one
+        # of `_version` (one more at every put; forget drops them): leads of one
         # shape share their ask, and most of a busy replay's leads pass over
         # the same full days before the one they get.
         self._skips: dict[tuple[int, str], tuple[ChannelAsk, int, int, Blocked | None]] = {}
@@ -138,7 +138,6 @@ class FullDays:
     def forget(self) -> None:
         self._days.clear()
         self._skips.clear()
-        self._version += 1
 
 
 def choose_on_day(

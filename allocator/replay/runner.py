@@ -79,7 +79,6 @@ async def replay(
     send-events and sticky senders read the index."""
     setup = rules.apply(clients, resources, pools)
     if isinstance(quota, MemoryQuotaStore):
-        # Only send-events and sticky senders read a lead's index of sends.
         sticky = any(client.sticky_days for client in setup.clients)
         quota.index_sends = bool(history.send_events) or sticky
     snapshot = build_snapshot(setup.clients, setup.resources, setup.pools)
