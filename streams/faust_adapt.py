@@ -26,6 +26,7 @@ import faust
 import faust.transport.consumer as _consumer
 import faust.transport.drivers.aiokafka as _driver
 
+from streams.partitions import partitioner_of
 from streams.turns import in_turn
 
 log = logging.getLogger(__name__)
@@ -180,10 +181,11 @@ class BatchSender:
     once the one before it is on its way to the broker). Records of a
     partition keep their order, within a call and across calls.
 
-    A record goes to the partition faust's `send` would pick: the
-    partitioner faust gives its aiokafka producer (`producer.partitioner`,
-    aiokafka's default unless `producer_partitioner` is set) over the
-    topic's partitions as aiokafka lists them. Not for transactions: under
+    A record goes to the partition faust's `send` would pick: that of the
+    partitioner faust gives its aiokafka producer (`producer.partitioner`)
+    over the topic's partitions sorted by id. Unless `producer_partitioner`
+    is set, that is aiokafka's default, worked out by `streams.partitions`
+    with the same result in less time. Not for transactions: under
     exactly_once the worker sends record by record.
     """
 
@@ -211,11 +213,11 @@ class BatchSender:
         self, topic: str, records: Sequence[tuple[bytes, bytes]]
     ) -> list[asyncio.Future[Any]]:
         kafka = self._producer._ensure_producer()  # faust's own aiokafka producer
-        partitioner = self._producer.partitioner
-        partitions = list(await kafka.partitions_for(topic))
+        partition_of = partitioner_of(self._producer.partitioner)
+        partitions = sorted(await kafka.partitions_for(topic))
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
         for key, value in records:
-            partition = partitioner(key, partitions, partitions)
+            partition = partition_of(key, partitions)
             by_partition.setdefault(partition, []).append((key, value))
         futures = []
         for partition, items in by_partition.items():

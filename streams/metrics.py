@@ -102,22 +102,35 @@ class Metrics:
 
     def record_batch(self, decisions: Sequence[Decision]) -> None:
         # Counted per batch, then one increment per label set: labels() costs
-        # more than the counting.
-        leads: TallyCounter[str] = TallyCounter()
-        entries: TallyCounter[tuple[str, str, str]] = TallyCounter()
-        reasons: TallyCounter[tuple[str, str]] = TallyCounter()
-        for decision in decisions:
-            allocation = decision.allocation
-            tier = allocation.als_tier.value
-            leads[tier] += 1
-            for entry, steps in zip(allocation.channels, decision.deferrals, strict=True):
-                entries[(tier, entry.channel.value, reported_status(entry.status, steps))] += 1
-                if entry.reason is not None:
-                    reasons[(entry.channel.value, entry.reason.code)] += 1
+        # more than the counting. Tallied as the entries' own values (one
+        # C-level Counter pass), turned into label text once per distinct
+        # set: enum values and the reported status per entry cost more.
+        leads = TallyCounter([decision.allocation.als_tier for decision in decisions])
+        entries = TallyCounter(
+            [
+                (
+                    decision.allocation.als_tier,
+                    entry.channel,
+                    entry.status,
+                    steps,
+                    None if entry.reason is None else entry.reason.code,
+                )
+                for decision in decisions
+                for entry, steps in zip(
+                    decision.allocation.channels, decision.deferrals, strict=True
+                )
+            ]
+        )
         for tier, count in leads.items():
-            self.leads.labels(tier).inc(count)
-        for labels, count in entries.items():
+            self.leads.labels(tier.value).inc(count)
+        statuses: TallyCounter[tuple[str, str, str]] = TallyCounter()
+        reasons: TallyCounter[tuple[str, str]] = TallyCounter()
+        for (tier, channel, status, steps, code), count in entries.items():
+            statuses[(tier.value, channel.value, reported_status(status, steps))] += count
+            if code is not None:
+                reasons[(channel.value, code)] += count
+        for labels, count in statuses.items():
             self.allocations.labels(*labels).inc(count)
-        for (channel, code), count in reasons.items():
-            self.reasons.labels(channel, code).inc(count)
+        for (name, code), count in reasons.items():
+            self.reasons.labels(name, code).inc(count)
         self.batch_size.observe(len(decisions))

@@ -133,6 +133,27 @@ async def test_metrics_and_the_replay_summary_count_the_same_statuses(
     }
     assert counted == expected
 
+    def family(name: str) -> dict[tuple[str, ...], int]:
+        return {
+            tuple(s.labels.values()): int(s.value)
+            for f in metrics.registry.collect()
+            if f.name == name
+            for s in f.samples
+            if s.name.endswith("_total")
+        }
+
+    # every entry with a reason, by channel and code, as the decisions say
+    reasons = Counter(
+        (entry.channel.value, entry.reason.code)
+        for d in decisions
+        if isinstance(d, Decision)
+        for entry in d.allocation.channels
+        if entry.reason is not None
+    )
+    assert reasons[("email", "deferred_full")] == 2
+    assert family("allocator_channel_reasons") == dict(reasons)
+    assert family("allocator_leads") == {("hot",): 3}
+
 
 def test_tiers_are_shown_best_first() -> None:
     assert [t.value for t in DISPLAY_ORDER] == ["hot", "warm", "cool", "cold", "unqualified"]
