@@ -291,6 +291,17 @@ class PinnedTopic(faust.Topic):
     def _compile_decode(self) -> None:
         super()._compile_decode()
         decode = self.decode
+        if self._raw():
+            # faust's decode of raw bytes (two codec lookups, each handing
+            # the bytes back as they are) is the event faust makes of them.
+            create_event = self.app.create_event
+
+            async def decode_raw(message: Any, *, propagate: bool = False) -> Any:
+                message.incref()
+                return create_event(message.key, message.value, message.headers, message)
+
+            self.decode = decode_raw  # type: ignore[method-assign]
+            return
 
         async def decode_pinned(message: Any, *, propagate: bool = False) -> Any:
             event = await decode(message, propagate=propagate)
@@ -298,3 +309,11 @@ class PinnedTopic(faust.Topic):
             return event
 
         self.decode = decode_pinned  # type: ignore[method-assign]
+
+    def _raw(self) -> bool:
+        return (
+            self.key_type is None
+            and self.value_type is None
+            and self.key_serializer == "raw"
+            and self.value_serializer == "raw"
+        )

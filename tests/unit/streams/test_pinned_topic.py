@@ -211,3 +211,30 @@ async def test_released_records_become_committable_in_order(iterator: str) -> No
     assert agent.committable == [0, 1, 2, 3]
     # Released and acked by faust's take_events: nothing holds them any more.
     assert not agent.app.consumer._unacked_messages
+
+
+async def test_a_raw_record_decodes_as_faust_decodes_it_with_one_pin() -> None:
+    app = faust.App("test-pinned-raw", broker="kafka://127.0.0.1:9", store="memory://")
+    ours = PinnedTopic(app, topics=["leads"], **RAW).clone(is_iterator=True)
+    faust_own = app.topic("leads", **RAW).clone(is_iterator=True)
+    for key, value in ((b"k", b"v"), (None, b'{"a": 1}'), (b"k", None)):
+        message = ConsumerMessage(
+            "leads", 0, 7, 0.0, 0, [("h", b"1")], key, value, None, 1, 1, LEADS
+        )
+        before = message.refcount
+        event = await ours.decode(message, propagate=True)
+        assert message.refcount == before + 1  # the pin
+        expected = await faust_own.decode(message, propagate=True)
+        assert (event.key, event.value, event.headers, event.message) == (
+            expected.key,
+            expected.value,
+            expected.headers,
+            message,
+        )
+        assert type(event) is type(expected)
+    # a topic with a codec of its own keeps faust's decode, pinned
+    json_topic = PinnedTopic(app, topics=["leads"], value_serializer="json").clone(is_iterator=True)
+    message = ConsumerMessage("leads", 0, 8, 0.0, 0, None, None, b'{"a": 1}', None, 1, 1, LEADS)
+    event = await json_topic.decode(message, propagate=True)
+    assert event.value == {"a": 1}
+    assert message.refcount == 1
