@@ -442,6 +442,13 @@ def run_worker(argv: list[str]) -> int:
     counts = run_to_end(prepare(settings))
     partitions = counts[settings.topic_scored_leads]
     app = create_app(settings, partitions)
+    # faust's Kafka consumer runs in a thread of its own, and every fetch
+    # passes between it and the agents' thread. Python hands the GIL to a
+    # waiting thread every switch interval (5 ms by default), so while the
+    # agents decide, a fetch's hand-over could wait that long. At 1 ms the
+    # worker allocated 4.5-22% more leads a second on Kafka (median of 3
+    # and of 4 alternated runs, 30,000 leads each).
+    sys.setswitchinterval(0.001)
     sys.argv = ["allocator", "worker", *argv]
     app.main()
     return 0
