@@ -1,12 +1,15 @@
 """The baseline: a bare faust agent that forwards every record, with the
 allocator worker's batching. BENCH_AWAIT=1 also waits for each batch's
 deliveries (the allocator's commit discipline); otherwise it relies on faust's
-flush-before-commit, as in ../shared/guides/broker.md. Environment: BENCH_*."""
+flush-before-commit, as in ../shared/guides/broker.md. BENCH_SWITCH_INTERVAL
+sets Python's GIL switch interval, as the worker sets its own (1 ms; Python's
+default is 5 ms). Environment: BENCH_*."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import tempfile
 from typing import Any
 
@@ -17,6 +20,9 @@ from streams.faust_adapt import use_fetch_max_wait
 # The same consumer fetch wait as the allocator's workers, so that latency
 # compares the agents, not the settings.
 use_fetch_max_wait(int(os.environ.get("ALLOCATOR_CONSUMER_FETCH_MAX_WAIT_MS", "100")))
+
+if os.environ.get("BENCH_SWITCH_INTERVAL"):
+    sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
 
 app = faust.App(
     os.environ["BENCH_APP_ID"],

@@ -11,6 +11,10 @@ running, leads are produced at a steady rate (by default half the allocator's
 throughput measured just before, the same rate for every variant of a round)
 and each output's timestamp is compared with its input's (both producer create
 times on this machine).
+
+The bare agents (bench/bare_forward.py): bare sends each record with faust's
+send, bare-await also waits for each batch's deliveries, and bare-1ms is bare
+with the worker's GIL switch interval (1 ms, where Python's default is 5 ms).
 """
 
 from __future__ import annotations
@@ -195,7 +199,12 @@ async def bench_on(kind: str, bootstrap: str, args: argparse.Namespace) -> None:
     await prepare(settings)
     load = Load(bootstrap, args.leads, args.paced, workdir)
     bare_cmd = [sys.executable, str(ROOT / "bench" / "bare_forward.py")]
-    rounds: dict[str, list[Result]] = {"allocator": [], "bare": [], "bare-await": []}
+    rounds: dict[str, list[Result]] = {
+        "allocator": [],
+        "bare": [],
+        "bare-await": [],
+        "bare-1ms": [],
+    }
     for n in range(args.rounds):
         # The allocator first: half its throughput is this round's paced rate.
         tag = f"allocator-{n}"
@@ -212,11 +221,17 @@ async def bench_on(kind: str, bootstrap: str, args: argparse.Namespace) -> None:
             args.rate,
         )
         rounds["allocator"].append(allocator)
-        for name, wait in (("bare", "0"), ("bare-await", "1")):
+        # bare-1ms: bare with the worker's GIL switch interval (streams/app.py run_worker)
+        for name, wait, switch in (
+            ("bare", "0", ""),
+            ("bare-await", "1", ""),
+            ("bare-1ms", "0", "0.001"),
+        ):
             tag = f"{name}-{n}"
             env = {
                 **base,
                 "BENCH_AWAIT": wait,
+                "BENCH_SWITCH_INTERVAL": switch,
                 "BENCH_APP_ID": f"{tag}-{run}",
                 "BENCH_SOURCE": f"{tag}-in-{run}",
                 "BENCH_SINK": f"{tag}-out-{run}",
@@ -248,6 +263,7 @@ async def bench_on(kind: str, bootstrap: str, args: argparse.Namespace) -> None:
     bare, bare_await, alloc = medians["bare"], medians["bare-await"], medians["allocator"]
     print(f"allocator / bare throughput:       {alloc.rate / bare.rate:.2f}")
     print(f"allocator / bare-await throughput: {alloc.rate / bare_await.rate:.2f}")
+    print(f"allocator / bare-1ms throughput:   {alloc.rate / medians['bare-1ms'].rate:.2f}")
     print(f"allocator / bare p99 latency:      {alloc.p99_ms / max(bare.p99_ms, 0.1):.2f}")
 
 
