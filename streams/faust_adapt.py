@@ -26,7 +26,7 @@ import faust
 import faust.transport.consumer as _consumer
 import faust.transport.drivers.aiokafka as _driver
 
-from streams.partitions import partitioner_of
+from streams.partitions import partitioner_for
 from streams.turns import in_turn
 
 log = logging.getLogger(__name__)
@@ -213,11 +213,11 @@ class BatchSender:
         self, topic: str, records: Sequence[tuple[bytes, bytes]]
     ) -> list[asyncio.Future[Any]]:
         kafka = self._producer._ensure_producer()  # faust's own aiokafka producer
-        partition_of = partitioner_of(self._producer.partitioner)
         partitions = sorted(await kafka.partitions_for(topic))
+        partition_of = partitioner_for(self._producer.partitioner, partitions)
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
         for key, value in records:
-            partition = partition_of(key, partitions)
+            partition = partition_of(key)
             by_partition.setdefault(partition, []).append((key, value))
         futures = []
         for partition, items in by_partition.items():

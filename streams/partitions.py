@@ -10,6 +10,7 @@ holds it to aiokafka's on any bytes).
 
 from __future__ import annotations
 
+import random
 import struct
 from collections.abc import Callable, Sequence
 from functools import lru_cache
@@ -54,9 +55,18 @@ def default_partition(key: bytes, partitions: Sequence[int]) -> int:
     return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
 
 
-def partitioner_of(given: Any) -> Callable[[bytes, Sequence[int]], int]:
-    """`default_partition` where `given` (a producer's partitioner) is
-    aiokafka's default one; otherwise `given` itself, as aiokafka calls it."""
-    if given is None or given is DefaultPartitioner or isinstance(given, DefaultPartitioner):
-        return default_partition
-    return lambda key, partitions: int(given(key, list(partitions), list(partitions)))
+def partitioner_for(given: Any, partitions: list[int]) -> Callable[[bytes | None], int]:
+    """A key's partition of `partitions` (sorted) by `given`, a producer's
+    partitioner: where that is aiokafka's default one (None, its class or an
+    instance of exactly it), the same partition by `default_partition`, and
+    for no key a random one, as aiokafka's; otherwise `given` itself, with
+    every partition as available."""
+    if given is None or given is DefaultPartitioner or type(given) is DefaultPartitioner:
+
+        def default(key: bytes | None) -> int:
+            if key is None:
+                return random.choice(partitions)
+            return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+
+        return default
+    return lambda key: int(given(key, partitions, partitions))

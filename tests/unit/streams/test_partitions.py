@@ -7,7 +7,7 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.partitions import default_partition, murmur2, partitioner_of
+from streams.partitions import default_partition, murmur2, partitioner_for
 
 
 @settings(max_examples=2000, deadline=None)
@@ -37,14 +37,28 @@ def test_known_hashes_of_the_java_client() -> None:
         assert murmur2(data) == signed & 0xFFFFFFFF
 
 
-def test_a_partitioner_of_ones_own_is_called_as_aiokafka_calls_it() -> None:
-    calls: list[tuple[bytes, list[int], list[int]]] = []
+def test_a_partitioner_of_ones_own_is_given_every_partition_as_available() -> None:
+    calls: list[tuple[bytes | None, list[int], list[int]]] = []
 
-    def last(key: bytes, all_partitions: list[int], available: list[int]) -> int:
+    def last(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
         calls.append((key, all_partitions, available))
         return all_partitions[-1]
 
-    assert partitioner_of(last)(b"k", [0, 1, 2]) == 2
+    assert partitioner_for(last, [0, 1, 2])(b"k") == 2
     assert calls == [(b"k", [0, 1, 2], [0, 1, 2])]
-    assert partitioner_of(None) is default_partition
-    assert partitioner_of(DefaultPartitioner()) is default_partition
+
+
+class Shifted(DefaultPartitioner):
+    def __call__(self, key: bytes, all_partitions: list[int], available: list[int]) -> int:
+        return all_partitions[0]
+
+
+def test_aiokafkas_default_is_worked_out_here_and_only_it() -> None:
+    partitions = [0, 1, 2, 3, 4, 5, 6]
+    keys = [f"lead-{i}".encode() for i in range(200)]
+    for default in (None, DefaultPartitioner, DefaultPartitioner()):
+        ours = partitioner_for(default, partitions)
+        assert [ours(k) for k in keys] == [default_partition(k, partitions) for k in keys]
+        assert ours(None) in partitions  # no key: any partition, as aiokafka
+    # a subclass keeps its own rule
+    assert {partitioner_for(Shifted(), partitions)(k) for k in keys} == {0}

@@ -155,6 +155,46 @@ async def test_metrics_and_the_replay_summary_count_the_same_statuses(
     assert family("allocator_leads") == {("hot",): 3}
 
 
+async def test_metrics_count_each_tier_and_status_as_the_decisions_say() -> None:
+    # Leads of three tiers for two sends a day on one domain: some sent on
+    # their day, some later, each counted under its own tier.
+    snapshot = build_snapshot([client()], [resource("email", "d1", limit=2)])
+    engine = BatchDecider(
+        ClientDirectory.fixed(snapshot), MemoryQuotaStore(), decided_at=event_time
+    )
+    leads = [lead(score, lead_id=f"l{i}") for i, score in enumerate((90, 90, 65, 65, 40, 90))]
+    decisions = [
+        d
+        for d in await engine.decide_detailed(leads, lambda _: NO_PATTERNS)
+        if isinstance(d, Decision)
+    ]
+    assert len(decisions) == len(leads)
+    metrics = Metrics()
+    metrics.record_batch(decisions)
+
+    def family(name: str) -> dict[tuple[str, ...], int]:
+        return {
+            tuple(s.labels.values()): int(s.value)
+            for f in metrics.registry.collect()
+            if f.name == name
+            for s in f.samples
+            if s.name.endswith("_total")
+        }
+
+    # counted here entry by entry, as record_batch did before issue 15
+    tiers: Counter[tuple[str, ...]] = Counter()
+    statuses: Counter[tuple[str, ...]] = Counter()
+    for d in decisions:
+        tiers[(d.allocation.als_tier.value,)] += 1
+        for entry, steps in zip(d.allocation.channels, d.deferrals, strict=True):
+            status = "deferred" if steps else entry.status
+            statuses[(d.allocation.als_tier.value, entry.channel.value, status)] += 1
+    assert len(tiers) == 3
+    assert {k[2] for k in statuses if k[1] == "email"} >= {"allocated", "deferred"}
+    assert family("allocator_leads") == dict(tiers)
+    assert family("allocator_channel_allocations") == dict(statuses)
+
+
 def test_tiers_are_shown_best_first() -> None:
     assert [t.value for t in DISPLAY_ORDER] == ["hot", "warm", "cool", "cold", "unqualified"]
 
