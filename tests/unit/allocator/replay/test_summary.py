@@ -133,15 +133,6 @@ async def test_metrics_and_the_replay_summary_count_the_same_statuses(
     }
     assert counted == expected
 
-    def family(name: str) -> dict[tuple[str, ...], int]:
-        return {
-            tuple(s.labels.values()): int(s.value)
-            for f in metrics.registry.collect()
-            if f.name == name
-            for s in f.samples
-            if s.name.endswith("_total")
-        }
-
     # every entry with a reason, by channel and code, as the decisions say
     reasons = Counter(
         (entry.channel.value, entry.reason.code)
@@ -151,8 +142,19 @@ async def test_metrics_and_the_replay_summary_count_the_same_statuses(
         if entry.reason is not None
     )
     assert reasons[("email", "deferred_full")] == 2
-    assert family("allocator_channel_reasons") == dict(reasons)
-    assert family("allocator_leads") == {("hot",): 3}
+    assert counted_by(metrics, "allocator_channel_reasons") == dict(reasons)
+    assert counted_by(metrics, "allocator_leads") == {("hot",): 3}
+
+
+def counted_by(metrics: Metrics, name: str) -> dict[tuple[str, ...], int]:
+    """A counter's totals by label values."""
+    return {
+        tuple(s.labels.values()): int(s.value)
+        for f in metrics.registry.collect()
+        if f.name == name
+        for s in f.samples
+        if s.name.endswith("_total")
+    }
 
 
 async def test_metrics_count_each_tier_and_status_as_the_decisions_say() -> None:
@@ -172,15 +174,6 @@ async def test_metrics_count_each_tier_and_status_as_the_decisions_say() -> None
     metrics = Metrics()
     metrics.record_batch(decisions)
 
-    def family(name: str) -> dict[tuple[str, ...], int]:
-        return {
-            tuple(s.labels.values()): int(s.value)
-            for f in metrics.registry.collect()
-            if f.name == name
-            for s in f.samples
-            if s.name.endswith("_total")
-        }
-
     # counted here entry by entry, as record_batch did before issue 15
     tiers: Counter[tuple[str, ...]] = Counter()
     statuses: Counter[tuple[str, ...]] = Counter()
@@ -191,8 +184,8 @@ async def test_metrics_count_each_tier_and_status_as_the_decisions_say() -> None
             statuses[(d.allocation.als_tier.value, entry.channel.value, status)] += 1
     assert len(tiers) == 3
     assert {k[2] for k in statuses if k[1] == "email"} >= {"allocated", "deferred"}
-    assert family("allocator_leads") == dict(tiers)
-    assert family("allocator_channel_allocations") == dict(statuses)
+    assert counted_by(metrics, "allocator_leads") == dict(tiers)
+    assert counted_by(metrics, "allocator_channel_allocations") == dict(statuses)
 
 
 def test_tiers_are_shown_best_first() -> None:
