@@ -221,12 +221,12 @@ async def bench_on(kind: str, bootstrap: str, args: argparse.Namespace) -> None:
             args.rate,
         )
         rounds["allocator"].append(allocator)
-        # bare-1ms: bare with the worker's GIL switch interval (streams/app.py run_worker)
-        for name, wait, switch in (
-            ("bare", "0", ""),
-            ("bare-await", "1", ""),
-            ("bare-1ms", "0", "0.001"),
-        ):
+        # bare-1ms: bare with the worker's GIL switch interval (streams/app.py
+        # run_worker). The bare variants take turns going first, round by
+        # round, so that none always runs on the warmest (or the most tired) VM.
+        bares = [("bare", "0", ""), ("bare-await", "1", ""), ("bare-1ms", "0", "0.001")]
+        shift = n % len(bares)
+        for name, wait, switch in bares[shift:] + bares[:shift]:
             tag = f"{name}-{n}"
             env = {
                 **base,
