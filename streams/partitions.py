@@ -66,7 +66,7 @@ def partitioner_for(given: Any, partitions: list[int]) -> Callable[[bytes | None
         def default(key: bytes | None) -> int:
             if key is None:
                 return random.choice(partitions)
-            return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+            return default_partition(key, partitions)
 
         return default
     return lambda key: int(given(key, partitions, partitions))
