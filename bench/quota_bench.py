@@ -24,6 +24,12 @@ the three primaries at once), and of 12 clients with `wait_replicas=1` (each
 round trip waits for a replica); the same two client mixes on the one Redis
 are the baseline. `--rounds` repeats those figures and prints the medians.
 
+Each batched case also prints Redis's own time a reservation: the time
+INFO commandstats counts in the script's calls (no reset: the difference
+before and after), which bounds what one Redis could serve with the client's
+work taken away, and the rest of the time, the client's and the network's,
+that a lone client does not overlap with it.
+
 The naive path reads every resource's counter (one GET per resource), picks
 the least used, then INCRs it: one round trip per resource per lead plus one,
 and not atomic, so concurrent clients overshoot limits. The script counts that
@@ -63,6 +69,13 @@ ROUND2 = tuple(
     )
     for i in range(5)
 )
+
+
+async def script_usec(redis: Redis) -> int:
+    """Microseconds Redis has spent running scripts (EVAL and EVALSHA) since
+    its statistics were last reset."""
+    stats = await redis.info("commandstats")
+    return sum(int(v["usec"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
 
 
 async def batched(
@@ -198,24 +211,25 @@ async def main() -> None:
     run = uuid.uuid4().hex[:8]
     redis = Redis.from_url(args.redis)
 
-    day_only: list[float] = []
-    round2: list[float] = []
-    live: list[float] = []
+    cases = {  # name -> (resources, caps, lead_info)
+        "day counters only": (ROOMY_DAY, False, False),
+        "round 2's counters": (ROUND2, True, False),
+        "... and lead id, as the worker": (ROUND2, True, True),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in cases}
+    in_redis: dict[str, list[float]] = {name: [] for name in cases}  # us a lead
     for r in range(args.rounds):  # interleaved, so that all see the same load
-        prefix = f"bench:{run}:b{r}:"
-        day_only.append(await batched(args.redis, prefix, args.leads, args.batch, ROOMY_DAY))
-        forget_keys(args.redis, prefix)
-        prefix = f"bench:{run}:r{r}:"
-        round2.append(await batched(args.redis, prefix, args.leads, args.batch, ROUND2, caps=True))
-        forget_keys(args.redis, prefix)
-        prefix = f"bench:{run}:w{r}:"
-        live.append(
-            await batched(
-                args.redis, prefix, args.leads, args.batch, ROUND2, caps=True, lead_info=True
+        for i, (name, (resources, caps, lead_info)) in enumerate(cases.items()):
+            prefix = f"bench:{run}:{i}-{r}:"
+            before = await script_usec(redis)
+            rates[name].append(
+                await batched(
+                    args.redis, prefix, args.leads, args.batch, resources, 1, caps, lead_info
+                )
             )
-        )
-        forget_keys(args.redis, prefix)
-    fast, full, worker = (statistics.median(x) for x in (day_only, round2, live))
+            in_redis[name].append((await script_usec(redis) - before) / args.leads)
+            forget_keys(args.redis, prefix)
+    fast, full, worker = (statistics.median(x) for x in rates.values())
     slow, _ = await naive(args.redis, f"bench:{run}:n:", args.leads, ROOMY_DAY)
     _, overshoot = await naive(args.redis, f"bench:{run}:o:", 2000, tight, clients=8)
     await batched(args.redis, f"bench:{run}:t:", 2000, args.batch, tight)
@@ -240,6 +254,17 @@ async def main() -> None:
     print(f"  ratio round 2 / naive            {full / slow:>10.1f}x")
     print(f"  ratio round 2 / day counters     {full / fast:>10.2f}x")
     print(f"  ratio as the worker / round 2    {worker / full:>10.2f}x")
+    print("Redis's own time a reservation (the scripts' time in INFO commandstats), medians:")
+    for name in cases:
+        own = statistics.median(in_redis[name])
+        # (each round's share of its own time, then their median)
+        share = statistics.median(
+            us * rate / 1e6 for us, rate in zip(in_redis[name], rates[name], strict=True)
+        )
+        print(
+            f"  {name:<32} {own:>5.1f} us: {share:>4.0%} of the time; "
+            f"Redis alone would serve {1e6 / own:>9,.0f}/s"
+        )
     print("2,000 leads, 3 seats of 17, 8 concurrent clients:")
     print(
         f"  naive: {overshoot} reservations past the limits; "
