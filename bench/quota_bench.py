@@ -4,17 +4,24 @@ check-then-increment `select_resource`, against the same Redis in one run.
     python bench/quota_bench.py [--leads 20000] [--batch 500] [--redis URL]
                                 [--cluster [URL]] [--rounds N]
 
-The batched path runs twice, interleaved, `--rounds` times each (medians):
-with day counters only, and with every counter of round 2 (CONTRACT.md
+The batched path runs three cases, interleaved, `--rounds` times each
+(medians): with day counters only, with every counter of round 2 (CONTRACT.md
 section 8): each resource has a rolling-week limit and draws from a pool with
 a day and a week limit, and each lead has its own daily cap and its recipient
 domain's (one of 100 domains). Every limit there is roomy, so nothing is
 refused and every check runs on every reservation: 13 day counters per
 resource for its week, the pool's day and 13 for its week, the lead's and the
-domain's counters, and four increments per send. A third case adds what the
-worker's requests carry besides (the lead's id and the slot's instant): the
+domain's counters, and four increments per send; and a third that adds what
+the worker's requests carry besides (the lead's id and the slot's instant): the
 lead's suppression, each resource's health, and the send written to the
 lead's index of sends.
+
+These three cases also print Redis's own time a reservation: the time INFO
+commandstats counts in script calls (no reset: the difference before and
+after, so nothing else should run scripts on that Redis meanwhile), its
+share of the case's wall time (the rest is the client's and the network's,
+which a lone client does not overlap with Redis), and the rate that time
+allows at most, whatever the client did.
 
 `--cluster` also runs the batched path on a Redis Cluster (URL
 `redis+cluster://host:port`, or without one a cluster of three primaries and
@@ -23,12 +30,6 @@ primary), of 12 clients (a batch split into one script call per slot, sent to
 the three primaries at once), and of 12 clients with `wait_replicas=1` (each
 round trip waits for a replica); the same two client mixes on the one Redis
 are the baseline. `--rounds` repeats those figures and prints the medians.
-
-Each batched case also prints Redis's own time a reservation: the time
-INFO commandstats counts in the script's calls (no reset: the difference
-before and after), which bounds what one Redis could serve with the client's
-work taken away, and the rest of the time, the client's and the network's,
-that a lone client does not overlap with it.
 
 The naive path reads every resource's counter (one GET per resource), picks
 the least used, then INCRs it: one round trip per resource per lead plus one,
