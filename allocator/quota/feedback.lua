@@ -18,6 +18,13 @@
 local events = cjson.decode(ARGV[1])
 local out = {}
 
+-- Numbers go to Redis as decimal text made here: Redis 7.2.0-7.2.4 turn a
+-- Lua number such as 200000000 into 2e+08, which EXPIREAT refuses
+-- (redis/redis#13113).
+local function text(n)
+  return string.format('%d', n)
+end
+
 local function refund_keys(keys)
   for _, key in ipairs(keys) do
     local n = tonumber(redis.call('GET', key) or '0')
@@ -45,7 +52,7 @@ local function cool(ev, till, why)
     end
   end
   redis.call('SET', key, cjson.encode({'cooling', till, why}))
-  redis.call('EXPIREAT', key, till + 8 * 86400)
+  redis.call('EXPIREAT', key, text(till + 8 * 86400))
   return {{ev[9], ev[8], 'cooling', till, why}}
 end
 
@@ -88,7 +95,7 @@ for i, ev in ipairs(events) do
         local which = kind == 'sent' and 1 or (kind == 'bounced' and 2 or 3)
         local today = KEYS[stats[which][7]]
         redis.call('INCR', today)
-        redis.call('EXPIREAT', today, ev[17])
+        redis.call('EXPIREAT', today, text(ev[17]))
         if kind == 'bounced' then
           local sent, bounced = total(stats[1]), total(stats[2])
           if sent >= 20 and bounced > ev[14] * sent then
@@ -150,11 +157,11 @@ for i, ev in ipairs(events) do
         if till == -1 then
           redis.call('PERSIST', key)
         else
-          redis.call('EXPIREAT', key, till + 86400)
+          redis.call('EXPIREAT', key, text(till + 86400))
         end
       end
       local answer_now = cjson.encode({refunded, cancelled, health})
-      redis.call('SET', KEYS[ev[1]], answer_now, 'EXAT', ev[2])
+      redis.call('SET', KEYS[ev[1]], answer_now, 'EXAT', text(ev[2]))
       out[i] = answer_now
     end
   end

@@ -795,7 +795,9 @@ end
 -- answers, then the indexes of sends that name them: Redis does not undo a
 -- script that fails part-way, and a count without its answer only makes a
 -- retry count again (limits hold), where an answer without its count would
--- let a limit be passed.
+-- let a limit be passed. Numbers go to Redis as the text number() makes:
+-- Redis 7.2.0-7.2.4 turn a Lua number such as 200000000 into 2e+08, which
+-- PEXPIREAT refuses and a counter would keep (redis/redis#13113).
 local function write(n, indexes, value_of, until_of)
   for from = 1, n, 200 do
     local upto = math.min(from + 199, n)
@@ -813,17 +815,18 @@ local function write(n, indexes, value_of, until_of)
   end
 end
 do
-  local fresh, n_fresh = {}, 0
+  local fresh, n_fresh, counts = {}, 0, {}
   for c = 1, n_changed do
     local index = changed[c]
     if kept[index] then
-      redis.call('SET', KEYS[index], values[index], 'KEEPTTL')
+      redis.call('SET', KEYS[index], number(values[index]), 'KEEPTTL')
     else
       n_fresh = n_fresh + 1
       fresh[n_fresh] = index
+      counts[index] = number(values[index])
     end
   end
-  write(n_fresh, fresh, values, expiries)
+  write(n_fresh, fresh, counts, expiries)
 end
 write(n_new, new_held, values, expiries)
 for w = 1, n_sets do
@@ -832,7 +835,7 @@ for w = 1, n_sets do
   -- NX: a new index (most are) has no expiry yet; GT: an older one only
   -- ever lives longer. (In ms, as the writes above: Redis rewrites
   -- EXPIREAT into PEXPIREAT, ~1,800 instructions a lead.)
-  local till = index_till[key] * 1000
+  local till = number(index_till[key]) .. '000'
   if redis.call('PEXPIREAT', KEYS[key], till, 'NX') == 0 then
     redis.call('PEXPIREAT', KEYS[key], till, 'GT')
   end
