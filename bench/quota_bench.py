@@ -5,23 +5,26 @@ check-then-increment `select_resource`, against the same Redis in one run.
                                 [--cluster [URL]] [--rounds N]
 
 The batched path runs three cases, interleaved, `--rounds` times each
-(medians): with day counters only, with every counter of round 2 (CONTRACT.md
-section 8): each resource has a rolling-week limit and draws from a pool with
-a day and a week limit, and each lead has its own daily cap and its recipient
-domain's (one of 100 domains). Every limit there is roomy, so nothing is
-refused and every check runs on every reservation: 13 day counters per
-resource for its week, the pool's day and 13 for its week, the lead's and the
-domain's counters, and four increments per send; and a third that adds what
-the worker's requests carry besides (the lead's id and the slot's instant): the
-lead's suppression, each resource's health, and the send written to the
-lead's index of sends.
+(medians): day counters only; round 2's counters; and as the worker asks.
+
+Round 2's counters (CONTRACT.md section 8): each resource has a rolling-week
+limit and draws from a pool with a day and a week limit, and each lead has
+its own daily cap and its recipient domain's (one of 100 domains). Every
+limit there is roomy, so nothing is refused and every check runs on every
+reservation: 13 day counters per resource for its week, the pool's day and
+13 for its week, the lead's and the domain's counters, and four increments
+per send. As the worker asks: the same, plus what the worker's requests
+carry besides (the lead's id and the slot's instant): the lead's
+suppression, each resource's health, and the send written to the lead's
+index of sends.
 
 These three cases also print Redis's own time a reservation: the time INFO
 commandstats counts in script calls (no reset: the difference before and
 after, so nothing else should run scripts on that Redis meanwhile), its
-share of the case's wall time (the rest is the client's and the network's,
-which a lone client does not overlap with Redis), and the rate that time
-allows at most, whatever the client did.
+share of the case's wall time (the rest is the client's and the network's
+time not overlapped with Redis's: the client encodes a batch's next call
+while Redis runs one), and the rate that time allows at most, whatever the
+client did.
 
 `--cluster` also runs the batched path on a Redis Cluster (URL
 `redis+cluster://host:port`, or without one a cluster of three primaries and

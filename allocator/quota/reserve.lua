@@ -21,7 +21,7 @@
 --   extra 0 or [channel, gap, jitter, sticky days, sticky require (1/0),
 --   health key per resource],
 --   one day per candidate day, in order (indexes into KEYS):
---   [counter per resource, cap per resource (-1: none), the counters' expiry (Unix ms),
+--   [counter per resource, cap per resource (-1: none), the counters' expiry (Unix ms, as text),
 --    warm: 0 or per resource 1 if its cap is its warm-up's,
 --    week: 0 or per resource 0 or [weekly limit, 13 counters from 6 days before to 6 after],
 --    pool: 0 or per resource 0 or [pool counter, day limit, week limit (-1: none), 0 or 13 counters],
@@ -568,6 +568,7 @@ end
 -- Numbers as JSON writes them (integers), each formatted once per call: a
 -- count and a send time come again for every resource that reaches them
 -- (a format costs ~5,000 instructions; the table holds a few per lead).
+-- Also the text of every number the script passes to Redis (the writes).
 local digits = {}
 local function number(n)
   local text = digits[n]
@@ -795,9 +796,10 @@ end
 -- answers, then the indexes of sends that name them: Redis does not undo a
 -- script that fails part-way, and a count without its answer only makes a
 -- retry count again (limits hold), where an answer without its count would
--- let a limit be passed. Numbers go to Redis as the text number() makes:
--- Redis 7.2.0-7.2.4 turn a Lua number such as 200000000 into 2e+08, which
--- PEXPIREAT refuses and a counter would keep (redis/redis#13113).
+-- let a limit be passed. Numbers go to Redis as text (number()'s, or the
+-- client's for expiries): Redis 7.2.0-7.2.4 turn a Lua number such as
+-- 200000000 into 2e+08, which PEXPIREAT refuses and a counter would keep
+-- (redis/redis#13113).
 local function write(n, indexes, value_of, until_of)
   for from = 1, n, 200 do
     local upto = math.min(from + 199, n)
