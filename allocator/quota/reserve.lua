@@ -168,6 +168,9 @@ end
 -- read for every resource of every lead before). `open` counts the
 -- resources whose room is known: when it is all of them, choose() only
 -- compares counts.
+-- Each watcher is the verdict's room and why tables, j and the verdict: the
+-- two tables are the verdict's own, kept beside it so that add() reaches
+-- them without a field lookup each (the verdict is only read for `open`).
 local watchers = by_key() -- KEYS index -> {room, why, j, verdict, room, why, j, verdict, ...}
 
 local function watch(index, verdict, j)
