@@ -40,6 +40,8 @@ from typing import Any, Generic, TypeVar
 
 import faust
 
+from streams.offsets import OffsetWatch, Seen
+
 log = logging.getLogger(__name__)
 
 E = TypeVar("E")
@@ -112,14 +114,18 @@ class Commits:
         self.failure: BaseException | None = None
         # Offsets are contiguous without transactions (no control records):
         # a record never seen between two consumed ones is one faust would
-        # commit over without a word. Watched to say so (issue 8's lost lead).
+        # commit over, or never hand over again (streams/offsets.py). Watched,
+        # and a skip is rewound.
         self._watch = watch_offsets
-        self._next_offset: dict[Any, int] = {}
+        self._offsets = OffsetWatch()
+        self._rewinds: dict[Any, int] = {}  # partition -> offset, sought before the work
         self.skipped_offsets = 0
+        self.rewinds = 0
 
     def reassigned(self) -> None:
         """A rebalance: the next record of each partition starts from its committed offset."""
-        self._next_offset.clear()
+        self._offsets.reassigned()
+        self._rewinds.clear()
 
     def bind(self, stream: Any) -> None:
         """The stream the agent's actor iterates (faust may hand a restarted
@@ -136,6 +142,7 @@ class Commits:
         If `work` fails, the batch never finishes and the agent stops."""
         async with self._exclusive or contextlib.nullcontext():
             ticket = self.pin(events)
+            await self.rewind()
             try:
                 deliveries = await work(events)
             except Exception as exc:
@@ -162,27 +169,62 @@ class Commits:
         return self._ledger.add([(event.message.tp, event) for event in events])
 
     def _check_contiguous(self, events: Sequence[Any]) -> None:
-        """Warn when records were skipped: a consumed offset past the one
-        expected (the partition's previous record + 1, or after a rebalance
-        its committed offset). Redeliveries (an offset below) are normal."""
+        """Watch each partition's offsets: a record past the one expected (the
+        partition's previous record + 1, or after a rebalance its committed
+        offset) means records were skipped. faust must not commit over them,
+        and the partition is rewound (`rewind`). Redeliveries are normal."""
         consumer = getattr(getattr(self._stream, "app", None), "consumer", None)
         committed = getattr(consumer, "_committed_offset", {})
         for event in events:
             tp, offset = event.message.tp, event.message.offset
-            expected = self._next_offset.get(tp)
-            if expected is None:
-                expected = committed.get(tp)
-            if expected is not None and offset > expected:
-                self.skipped_offsets += offset - expected
+            known = self._offsets.gap(tp)
+            seen = self._offsets.see(tp, offset, committed.get(tp))
+            if seen is Seen.NEXT or seen is Seen.AGAIN:
+                continue
+            start = (known or self._offsets.gap(tp) or (offset, offset))[0]  # never the last
+            if seen is Seen.EMPTY_GAP:
+                log.info(
+                    "agent %s: offsets %d..%d of %s hold no records (the same record %d "
+                    "came first after two rewinds: compaction or control records)",
+                    self.name, start, offset - 1, tp, offset,
+                )  # fmt: skip
+                continue
+            # faust's fetch loop may have put the gap in its own list of
+            # offsets it commits over (`Consumer._add_gap`); take it out, so
+            # that nothing past `start` is committed before the rewound
+            # records are decided. Done here, before this batch can be acked.
+            gaps = getattr(consumer, "_gap", {}).get(tp)
+            if gaps:
+                gaps.chop(start, offset)
+            if known is None:  # a new gap: said once, however many rewinds it takes
+                self.skipped_offsets += offset - start
                 log.warning(
-                    "agent %s: offsets %d..%d of %s were never consumed (next was %d)",
+                    "agent %s: offsets %d..%d of %s were never consumed (next was %d; "
+                    "faust's read offset %s, committed %s); rewinding to %d",
                     self.name,
-                    expected,
+                    start,
                     offset - 1,
                     tp,
                     offset,
+                    getattr(consumer, "_read_offset", {}).get(tp),
+                    committed.get(tp),
+                    start,
                 )
-            self._next_offset[tp] = max(offset + 1, self._next_offset.get(tp, 0))
+            self._rewinds[tp] = start
+
+    async def rewind(self) -> None:
+        """Seek each partition with skipped records back to the first of them
+        (faust's seek, which also moves faust's read offset back)."""
+        rewinds, self._rewinds = self._rewinds, {}
+        consumer: Any = getattr(getattr(self._stream, "app", None), "consumer", None)
+        for tp, offset in rewinds.items():
+            try:
+                await consumer.seek(tp, offset)
+            except Exception as exc:  # not assigned any more: its next owner seeks
+                log.warning("agent %s: could not rewind %s to %d: %r", self.name, tp, offset, exc)
+                continue
+            self._offsets.sought(tp)
+            self.rewinds += 1
 
     async def release_after(self, ticket: int, deliveries: Sequence[Awaitable[Any]]) -> None:
         """Release the batch once `deliveries` are acknowledged (in the background)."""

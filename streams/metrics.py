@@ -83,6 +83,19 @@ class Metrics:
             ["operation"],
             registry=self.registry,
         )
+        self.skipped_offsets = Gauge(
+            "allocator_skipped_offsets",
+            "Offsets the consumer skipped and the agent rewound to, since the worker "
+            "started (streams/offsets.py); each record came again",
+            ["agent"],
+            registry=self.registry,
+        )
+        self.rewinds = Gauge(
+            "allocator_rewinds",
+            "Seeks back to skipped offsets, since the worker started",
+            ["agent"],
+            registry=self.registry,
+        )
         self.consumer_lag = Gauge(
             "allocator_consumer_lag",
             "Records behind the high watermark, per assigned partition",

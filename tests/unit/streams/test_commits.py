@@ -181,3 +181,74 @@ def test_a_record_acked_before_its_batch_is_pinned_stops_the_agent() -> None:
         commits.pin([FakeEvent(FakeMessage(0, 0)), unpinned])
     assert commits.why is not None and "acked before its batch" in commits.why
     assert commits.waiting == 0  # nothing of that batch can be released
+
+
+@dataclass
+class FakeConsumer:
+    """The parts of faust's consumer the offset watch reads and moves."""
+
+    _committed_offset: dict[int, int] = field(default_factory=dict)
+    _read_offset: dict[int, int] = field(default_factory=dict)
+    _gap: dict[int, Any] = field(default_factory=dict)
+    sought: list[tuple[int, int]] = field(default_factory=list)
+
+    async def seek(self, tp: int, offset: int) -> None:
+        self.sought.append((tp, offset))
+        self._read_offset[tp] = offset
+
+
+@dataclass
+class FakeApp:
+    consumer: FakeConsumer
+
+
+@dataclass
+class ConsumedStream(FakeStream):
+    app: FakeApp = field(default_factory=lambda: FakeApp(FakeConsumer()))
+
+
+async def test_skipped_offsets_are_rewound_and_never_committed_over() -> None:
+    from intervaltree import IntervalTree
+
+    stream = ConsumedStream()
+    consumer = stream.app.consumer
+    consumer._committed_offset[0] = 158
+    # faust saw 552 right after 158 and listed 159..552 as a gap it may commit over
+    consumer._gap[0] = IntervalTree.from_tuples([(159, 553)])
+    commits = Commits("allocate_leads", stream)
+    event = lambda o: FakeEvent(FakeMessage(0, o))  # noqa: E731
+
+    async def decide(events: Any) -> list[Any]:
+        return []
+
+    await commits.run([event(552), event(553)], decide)  # the first records after assignment
+    assert consumer.sought == [(0, 158)]
+    assert not consumer._gap[0].overlaps_range(158, 552)  # no longer committable unseen
+    assert (commits.skipped_offsets, commits.rewinds) == (394, 1)
+    await commits.run([event(554)], decide)  # fetched before the seek: rewound again
+    assert consumer.sought == [(0, 158), (0, 158)]
+    await commits.run([event(o) for o in range(158, 556)], decide)  # they came again
+    await commits.run([event(556)], decide)
+    assert consumer.sought == [(0, 158), (0, 158)] and commits.skipped_offsets == 394
+    await commits.drain()
+    assert [o for _, o in stream.acked][:3] == [552, 553, 554]  # decided, and again below
+    assert [o for _, o in stream.acked][3:] == list(range(158, 557))
+
+
+async def test_a_gap_that_holds_no_records_is_accepted_after_two_rewinds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", "streams.commits")
+    stream = ConsumedStream()
+    commits = Commits("allocate_leads", stream)
+    event = lambda o: FakeEvent(FakeMessage(0, o))  # noqa: E731
+
+    async def decide(events: Any) -> list[Any]:
+        return []
+
+    await commits.run([event(0), event(1)], decide)
+    for _ in range(3):  # offsets 2..4 hold nothing: each rewind brings 5 first
+        await commits.run([event(5)], decide)
+    await commits.run([event(6)], decide)
+    assert stream.app.consumer.sought == [(0, 2), (0, 2)]
+    assert "offsets 2..4 of 0 hold no records" in caplog.text
