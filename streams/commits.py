@@ -179,7 +179,7 @@ class Commits:
             tp, offset = event.message.tp, event.message.offset
             known = self._offsets.gap(tp)
             seen = self._offsets.see(tp, offset, committed.get(tp))
-            if seen is Seen.NEXT or seen is Seen.AGAIN:
+            if seen is Seen.NEXT or seen is Seen.AGAIN or seen is Seen.MARKER:
                 continue
             start = (known or self._offsets.gap(tp) or (offset, offset))[0]  # never the last
             if seen is Seen.EMPTY_GAP:

@@ -2,23 +2,27 @@
 
 Without transactions a partition's offsets are contiguous, so a record that
 arrives past the one expected means the records between were never handed
-to the agent. Measured on Apache Kafka (kill seed 273300): after SIGKILLs and
-the rebalances that followed, a new worker's first record of a partition was
-552 where its committed offset was 158. faust's fetch loop records the offset
-of every record it iterates as read, even of those it drops while flow is
-suspended for a rebalance, and then drops any later record below that read
-offset, the ones a seek to the committed offset fetches again included
-(`Consumer._drain_messages`). The 375 leads between were never decided, and
-nothing but another rebalance would have brought them back.
+to the agent. Seen once in CI on Apache Kafka (kill seed 273300, 2026-11-28):
+after five SIGKILLs and the rebalances that followed, the worker that took a
+partition got 552 as its first record where its committed offset was 158.
+The 375 leads between were never decided, and nothing but another rebalance
+would have brought them back. How the consumer came to skip them is not
+proven. One way exists in faust's fetch loop (and in ours, which keeps its
+steps, streams/faust_adapt.py): it records as read the offset of a record
+whose delivery a suspended flow cancelled, and drops any later record below
+its read offset, so a read offset set after the rebalance's seek to the
+committed offset would drop the records that seek brings again.
 
 So a skip is answered by a rewind: the partition is sought back to the
 expected offset, and the records between come again. Records past the gap
 that are already on their way still come and are decided (a redelivered lead
 gets its held answer again), but the rewind stays wanted until the expected
-offset arrives. A gap can also be real: a compacted topic, or records a
-transactional producer wrote (control records take offsets). Then each
-rewind brings the same first record again, and after two the gap is
-accepted. Two, because one can lie: if faust's fetch loop records that very
+offset arrives. A gap of one offset is not rewound: every transaction of a
+transactional producer leaves one (its commit or abort marker takes an
+offset), so rewinding it would fetch again after every transaction, and
+faust commits over a gap of one by design. A longer gap can be real too (a
+compacted topic, transactions back to back). Then each rewind brings the
+same first record again, and after two the gap is accepted. Two, because one can lie: if faust's fetch loop records that very
 record as read just after the seek, the records between are dropped once
 more and it comes first again.
 """
@@ -33,7 +37,8 @@ from enum import Enum
 class Seen(Enum):
     NEXT = "next"  # the expected offset, or the first since an assignment with none known
     AGAIN = "again"  # below the expected offset: a redelivery, normal
-    SKIPPED = "skipped"  # past the expected offset: rewind to `OffsetWatch.rewind_to`
+    MARKER = "marker"  # one offset past the expected one: a transaction marker's place
+    SKIPPED = "skipped"  # further past it: rewind to `OffsetWatch.gap`'s start
     EMPTY_GAP = "empty gap"  # the same record first after two rewinds: those offsets hold none
 
 
@@ -64,6 +69,9 @@ class OffsetWatch:
             return Seen.NEXT
         if offset < expected:
             return Seen.AGAIN
+        if offset == expected + 1 and partition not in self._gaps:
+            self._next[partition] = offset + 1
+            return Seen.MARKER
         self._next[partition] = expected  # and wait for it
         start, first_past = self._gaps.get(partition, (expected, offset))
         if offset < first_past:  # fetched from `start` since: records do live between
