@@ -22,9 +22,10 @@ transactional producer leaves one (its commit or abort marker takes an
 offset), so rewinding it would fetch again after every transaction, and
 faust commits over a gap of one by design. A longer gap can be real too (a
 compacted topic, transactions back to back). Then each rewind brings the
-same first record again, and after two the gap is accepted. Two, because one can lie: if faust's fetch loop records that very
-record as read just after the seek, the records between are dropped once
-more and it comes first again.
+same first record again, and after two the gap is accepted. Two, because
+one can lie: if faust's fetch loop records that very record as read just
+after the seek, the records between are dropped once more and it comes
+first again.
 """
 
 from __future__ import annotations
