@@ -242,6 +242,10 @@ class Settings(BaseSettings):
     # exactly_once needs Kafka transactions, which the embedded test broker
     # (Tansu 0.6.0) does not support; see topics.md, "Delivery guarantees".
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    # The input topics' producers use Kafka transactions: every transaction
+    # leaves its marker at one offset, which an at_least_once worker then
+    # takes as such instead of rewinding to it (streams/offsets.py).
+    transactional_inputs: bool = False
 
     @field_validator(
         "kafka_ssl_cafile",

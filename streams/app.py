@@ -41,6 +41,7 @@ from streams.agents import (
 from streams.commits import Commits, PinnedTopic
 from streams.faust_adapt import BatchSender, use_batched_drain, use_fetch_max_wait
 from streams.metrics import Metrics
+from streams.offsets import Rewinds
 from streams.patterns import PatternFeed
 from streams.topics import ensure_topics
 from streams.web import register_pages
@@ -249,11 +250,18 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     )
     feed = PatternFeed(database.load_patterns)
 
+    # Offsets are watched without transactions (which put control records
+    # between a partition's records); skips are rewound by the fetch loop.
+    watch = not exactly_once
+    rewinds = Rewinds(markers=settings.transactional_inputs) if watch else None
+
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         feed.reassigned()  # the next lead batch first merges the database's patterns
         for commits in app.commits:
             commits.reassigned()
+        if rewinds is not None:
+            rewinds.reassigned()
 
     def send(
         topic: str, key: bytes | None, value: bytes, partition: int | None, source: Any
@@ -313,13 +321,16 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     # waiting for the database must not hold up the leads.
     between_batches = asyncio.Lock() if exactly_once else None
     limit = 0 if exactly_once else 4
-    # (Transactions put control records between a partition's records.)
-    watch = not exactly_once
-    lead_commits = Commits("allocate_leads", None, limit, between_batches, watch)
-    pattern_commits = Commits("fan_out_patterns", None, limit, watch_offsets=watch)
+
+    def commits_of(name: str, exclusive: asyncio.Lock | None) -> Commits:
+        skipped = metrics.skipped_offsets.labels(name)
+        return Commits(name, None, limit, exclusive, watch, rewinds, skipped.inc)
+
+    lead_commits = commits_of("allocate_leads", between_batches)
+    pattern_commits = commits_of("fan_out_patterns", None)
     # Feedback batches run under the same lock as lead batches under
     # exactly_once: each sends records that its partition's commit must cover.
-    feedback_commits = Commits("apply_send_events", None, limit, between_batches, watch)
+    feedback_commits = commits_of("apply_send_events", between_batches)
 
     if between_batches is not None:
 
@@ -340,6 +351,13 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
         @app.timer(settings.broker_commit_interval)
         async def commit_now_and_then() -> None:
             await app.consumer.commit()  # between batches (above)
+
+    if rewinds is not None:
+
+        @app.task
+        async def rewind_in_the_fetch_loop() -> None:
+            # read by streams/faust_adapt.py's fetch loop, once a fetch
+            app.consumer.allocator_rewinds = rewinds  # type: ignore[attr-defined]
 
     @app.task
     async def never_wait_for_a_stopped_agent() -> None:

@@ -21,7 +21,8 @@ are now releasable: per partition, the longest run of finished events from
 the oldest pending one. Releasing acks them through the stream, which makes
 their offsets committable. A record faust skipped keeps its pin and is never
 committed; it comes again from the committed offset (a rebalance seeks
-there). A batch that fails is never finished: nothing after it on its
+there), or by a rewind once a later record of its partition shows the skip
+(streams/offsets.py). A batch that fails is never finished: nothing after it on its
 partitions is released, the ledger is broken, and the agent stops (and
 `/health` says so) instead of going on past it. On a restart the pinned
 records come again, and the held quota answers give them the same
@@ -40,7 +41,7 @@ from typing import Any, Generic, TypeVar
 
 import faust
 
-from streams.offsets import OffsetWatch, Seen
+from streams.offsets import OffsetWatch, Rewinds, Seen
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,8 @@ class Commits:
         limit: int = 4,
         exclusive: asyncio.Lock | None = None,
         watch_offsets: bool = True,
+        rewinds: Rewinds | None = None,
+        on_skipped: Callable[[int], None] | None = None,
     ) -> None:
         self.name = name
         self._stream = stream
@@ -115,17 +118,16 @@ class Commits:
         # Offsets are contiguous without transactions (no control records):
         # a record never seen between two consumed ones is one faust would
         # commit over, or never hand over again (streams/offsets.py). Watched,
-        # and a skip is rewound.
+        # and a skip is rewound by the consumer's fetch loop (`rewinds`).
         self._watch = watch_offsets
-        self._offsets = OffsetWatch()
-        self._rewinds: dict[Any, int] = {}  # partition -> offset, sought before the work
+        self._offsets = OffsetWatch(markers=rewinds is not None and rewinds.markers)
+        self._rewinds = rewinds
+        self._on_skipped = on_skipped
         self.skipped_offsets = 0
-        self.rewinds = 0
 
     def reassigned(self) -> None:
         """A rebalance: the next record of each partition starts from its committed offset."""
         self._offsets.reassigned()
-        self._rewinds.clear()
 
     def bind(self, stream: Any) -> None:
         """The stream the agent's actor iterates (faust may hand a restarted
@@ -142,7 +144,6 @@ class Commits:
         If `work` fails, the batch never finishes and the agent stops."""
         async with self._exclusive or contextlib.nullcontext():
             ticket = self.pin(events)
-            await self.rewind()
             try:
                 deliveries = await work(events)
             except Exception as exc:
@@ -172,32 +173,44 @@ class Commits:
         """Watch each partition's offsets: a record past the one expected (the
         partition's previous record + 1, or after a rebalance its committed
         offset) means records were skipped. faust must not commit over them,
-        and the partition is rewound (`rewind`). Redeliveries are normal."""
-        consumer = getattr(getattr(self._stream, "app", None), "consumer", None)
+        and the fetch loop rewinds to them. Redeliveries are normal."""
+        app = getattr(self._stream, "app", None)
+        consumer = getattr(app, "consumer", None)
         committed = getattr(consumer, "_committed_offset", {})
+        generation = getattr(app, "consumer_generation_id", None)
         for event in events:
-            tp, offset = event.message.tp, event.message.offset
+            message = event.message
+            if generation is not None and message.generation_id != generation:
+                continue  # taken before a rebalance: the new assignment starts afresh
+            tp, offset = message.tp, message.offset
             known = self._offsets.gap(tp)
             seen = self._offsets.see(tp, offset, committed.get(tp))
             if seen is Seen.NEXT or seen is Seen.AGAIN or seen is Seen.MARKER:
                 continue
-            start = (known or self._offsets.gap(tp) or (offset, offset))[0]  # never the last
+            gaps = getattr(consumer, "_gap", {}).get(tp)
             if seen is Seen.EMPTY_GAP:
+                assert known is not None  # an empty gap is one being rewound
+                start = known[0]
+                # faust's fetch loop lists no gap of watched offsets; this one
+                # holds nothing, so faust may commit over it.
+                if gaps is not None:
+                    gaps.addi(start, offset)
+                    gaps.merge_overlaps()
                 log.info(
                     "agent %s: offsets %d..%d of %s hold no records (the same record %d "
-                    "came first after two rewinds: compaction or control records)",
+                    "came first after two rewinds: compaction or transactions' markers)",
                     self.name, start, offset - 1, tp, offset,
                 )  # fmt: skip
                 continue
-            # faust's fetch loop may have put the gap in its own list of
-            # offsets it commits over (`Consumer._add_gap`); take it out, so
-            # that nothing past `start` is committed before the rewound
-            # records are decided. Done here, before this batch can be acked.
-            gaps = getattr(consumer, "_gap", {}).get(tp)
-            if gaps:
+            gap = self._offsets.gap(tp)
+            assert gap is not None  # SKIPPED opens or keeps a gap
+            start = gap[0]
+            if gaps:  # listed by faust's own fetch loop (not ours): not committable unseen
                 gaps.chop(start, offset)
             if known is None:  # a new gap: said once, however many rewinds it takes
                 self.skipped_offsets += offset - start
+                if self._on_skipped is not None:
+                    self._on_skipped(offset - start)
                 log.warning(
                     "agent %s: offsets %d..%d of %s were never consumed (next was %d; "
                     "faust's read offset %s, committed %s); rewinding to %d",
@@ -210,21 +223,8 @@ class Commits:
                     committed.get(tp),
                     start,
                 )
-            self._rewinds[tp] = start
-
-    async def rewind(self) -> None:
-        """Seek each partition with skipped records back to the first of them
-        (faust's seek, which also moves faust's read offset back)."""
-        rewinds, self._rewinds = self._rewinds, {}
-        consumer: Any = getattr(getattr(self._stream, "app", None), "consumer", None)
-        for tp, offset in rewinds.items():
-            try:
-                await consumer.seek(tp, offset)
-            except Exception as exc:  # not assigned any more: its next owner seeks
-                log.warning("agent %s: could not rewind %s to %d: %r", self.name, tp, offset, exc)
-                continue
-            self._offsets.sought(tp)
-            self.rewinds += 1
+            if self._rewinds is not None:
+                self._rewinds.want(tp, start)
 
     async def release_after(self, ticket: int, deliveries: Sequence[Awaitable[Any]]) -> None:
         """Release the batch once `deliveries` are acknowledged (in the background)."""

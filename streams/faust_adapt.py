@@ -26,6 +26,7 @@ import faust
 import faust.transport.consumer as _consumer
 import faust.transport.drivers.aiokafka as _driver
 
+from streams.offsets import Rewinds
 from streams.partitions import partitioner_for
 from streams.turns import in_turn
 
@@ -81,14 +82,19 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:
     acks_enabled_for = self.app.topics.acks_enabled_for
     sleep = asyncio.sleep
 
-    async def deliver(tp: Any, message: Any, rest: Any) -> None:
+    async def deliver(tp: Any, message: Any, rest: Any, rewinds: Rewinds | None) -> None:
         since_yield = 0
         while True:
             offset = message.offset
             r_offset = get_read_offset(tp)
-            if r_offset is None or offset >= r_offset:
+            if rewinds is not None and tp in rewinds.wanted:
+                pass  # the seek after this fetch reads it again (streams/offsets.py)
+            elif r_offset is None or offset >= r_offset:
                 gap = offset - (r_offset or 0)
-                if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                # Watched offsets: faust may commit over a transaction's
+                # marker only; any other gap is rewound, never committed over.
+                listed = rewinds is None or (rewinds.markers and gap == 2)
+                if gap > 1 and r_offset and listed and acks_enabled_for(message.topic):
                     # Shielded: faust's gap bookkeeping yields halfway, and
                     # faust runs it outside its race, never cancelled there.
                     await asyncio.shield(self._add_gap(tp, r_offset + 1, offset))
@@ -97,9 +103,12 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:
                 except asyncio.CancelledError:
                     # faust sets the read offset of a record whose callback
                     # the race cancelled (not of one whose callback failed)
-                    set_read_offset(tp, offset)
+                    if rewinds is None or tp not in rewinds.wanted:
+                        set_read_offset(tp, offset)
                     raise
-                set_read_offset(tp, offset)
+                # (a rewind wanted meanwhile keeps the read offset where it is)
+                if rewinds is None or tp not in rewinds.wanted:
+                    set_read_offset(tp, offset)
             # faust lets the event loop run between records (its race
             # yields); a callback that does not wait would otherwise hold it
             # for the whole fetch.
@@ -120,18 +129,23 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:
                 self._n_acked = 0
                 await self.commit()
             set_flag(_consumer.CONSUMER_FETCHING)
+            rewinds: Rewinds | None = getattr(self, "allocator_rewinds", None)
             records = getmany(timeout=1.0)
             await self.sleep(0)
             try:
                 first = None if self.should_stop else await anext(records, None)
                 if first is not None:
                     tp, message = first
-                    await self.wait_first(deliver(tp, message, records), self.suspend_flow.wait())
+                    await self.wait_first(
+                        deliver(tp, message, records, rewinds), self.suspend_flow.wait()
+                    )
             finally:
                 # A delivery the race cancelled leaves the fetch's iterator
                 # at a yield (faust's getmany awaits nothing after its first).
                 await records.aclose()
             unset_flag(_consumer.CONSUMER_FETCHING)
+            if rewinds is not None and rewinds.wanted:
+                await _rewind(self, rewinds)
     except self.consumer_stopped_errors:
         if self.transport.app.should_stop:
             self.log.info("Broker stopped consumer, shutting down...")
@@ -147,6 +161,24 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:
         raise
     finally:
         unset_flag(_consumer.CONSUMER_FETCHING)
+
+
+async def _rewind(consumer: Any, rewinds: Rewinds) -> None:
+    """Seek back the partitions the agents found records skipped on, between
+    fetches. faust's `seek_wait` runs in the consumer's thread (aiokafka's
+    consumer lives there) and sets faust's read offset to the same offset."""
+    wanted = rewinds.take()
+    assigned = consumer.assignment()
+    seeks = {tp: offset for tp, offset in wanted.items() if tp in assigned}
+    if not seeks:
+        return  # a rebalance took them: their next owner starts at the committed offset
+    try:
+        await consumer.seek_wait(seeks)
+    except Exception as exc:  # a rebalance under way; it seeks to the committed offsets
+        log.warning("could not rewind %s: %r", seeks, exc)
+        return
+    for tp, offset in seeks.items():
+        log.info("rewound %s to %d", tp, offset)
 
 
 # The faust-streaming whose `_drain_messages` _drain_in_batches follows.

@@ -83,16 +83,10 @@ class Metrics:
             ["operation"],
             registry=self.registry,
         )
-        self.skipped_offsets = Gauge(
+        self.skipped_offsets = Counter(
             "allocator_skipped_offsets",
-            "Offsets the consumer skipped and the agent rewound to, since the worker "
-            "started (streams/offsets.py); each record came again",
-            ["agent"],
-            registry=self.registry,
-        )
-        self.rewinds = Gauge(
-            "allocator_rewinds",
-            "Seeks back to skipped offsets, since the worker started",
+            "Offsets the consumer skipped, found by an agent, which had the partition "
+            "read again from the first of them (streams/offsets.py)",
             ["agent"],
             registry=self.registry,
         )

@@ -5,27 +5,31 @@ arrives past the one expected means the records between were never handed
 to the agent. Seen once in CI on Apache Kafka (kill seed 273300, 2026-11-28):
 after five SIGKILLs and the rebalances that followed, the worker that took a
 partition got 552 as its first record where its committed offset was 158.
-The 375 leads between were never decided, and nothing but another rebalance
-would have brought them back. How the consumer came to skip them is not
+Of the offsets between, 158..176 had been decided by a worker killed before
+it committed them; 177..551, 375 leads, never were, and nothing but another
+rebalance would have brought them back. How the consumer came to skip them is not
 proven. One way exists in faust's fetch loop (and in ours, which keeps its
 steps, streams/faust_adapt.py): it records as read the offset of a record
 whose delivery a suspended flow cancelled, and drops any later record below
 its read offset, so a read offset set after the rebalance's seek to the
 committed offset would drop the records that seek brings again.
 
-So a skip is answered by a rewind: the partition is sought back to the
-expected offset, and the records between come again. Records past the gap
-that are already on their way still come and are decided (a redelivered lead
-gets its held answer again), but the rewind stays wanted until the expected
-offset arrives. A gap of one offset is not rewound: every transaction of a
-transactional producer leaves one (its commit or abort marker takes an
-offset), so rewinding it would fetch again after every transaction, and
-faust commits over a gap of one by design. A longer gap can be real too (a
-compacted topic, transactions back to back). Then each rewind brings the
-same first record again, and after two the gap is accepted. Two, because
-one can lie: if faust's fetch loop records that very record as read just
-after the seek, the records between are dropped once more and it comes
-first again.
+So a skip is answered by a rewind: the agent (streams/commits.py) asks the
+fetch loop to seek the partition back to the expected offset, and the
+records between come again. Records past the gap already queued for the
+agent still come and are decided (a redelivered lead gets its held answer
+again); the rewind stays wanted until the expected offset arrives. A gap
+can also be real (a compacted topic). Then each rewind brings the same
+first record again, and after two the gap is accepted: only a rewind reads
+a record twice, and two make sure it was not skipped again. A gap of one
+offset is what every transaction of a transactional producer leaves (its
+marker takes an offset): with `markers` (ALLOCATOR_TRANSACTIONAL_INPUTS) it
+is taken as it comes, since a rewind after every transaction would read
+again and again; without, it is rewound like any other, since a lost
+record is as likely. What cannot be seen: a skip at the start of an
+assignment with no committed offset (a new group; faust reads a committed
+offset of 0 as none), and a skip to a partition's end until a record
+arrives after it.
 """
 
 from __future__ import annotations
@@ -38,27 +42,29 @@ from enum import Enum
 class Seen(Enum):
     NEXT = "next"  # the expected offset, or the first since an assignment with none known
     AGAIN = "again"  # below the expected offset: a redelivery, normal
-    MARKER = "marker"  # one offset past the expected one: a transaction marker's place
+    MARKER = "marker"  # one past the expected offset, with transactional inputs: a marker
     SKIPPED = "skipped"  # further past it: rewind to `OffsetWatch.gap`'s start
     EMPTY_GAP = "empty gap"  # the same record first after two rewinds: those offsets hold none
 
 
 @dataclass
 class OffsetWatch:
-    """The next offset expected per partition, and the rewinds still wanted."""
+    """The next offset expected per partition, and the gaps being rewound.
 
+    `markers`: the input producers use transactions, so a gap of one offset
+    is a transaction's marker, taken as it comes."""
+
+    markers: bool = False
     _next: dict[Hashable, int] = field(default_factory=dict)
     # partition -> (the offset to rewind to, the first record seen past it)
     _gaps: dict[Hashable, tuple[int, int]] = field(default_factory=dict)
-    _sought: set[Hashable] = field(default_factory=set)  # a seek back was made since
-    _agreed: dict[Hashable, int] = field(default_factory=dict)  # first_past again, after a seek
+    _again: dict[Hashable, int] = field(default_factory=dict)  # first_past seen again
 
     def reassigned(self) -> None:
         """A rebalance: each partition starts again from its committed offset."""
         self._next.clear()
         self._gaps.clear()
-        self._sought.clear()
-        self._agreed.clear()
+        self._again.clear()
 
     def see(self, partition: Hashable, offset: int, committed: int | None) -> Seen:
         """Classify one consumed record; `committed` is the partition's committed
@@ -71,21 +77,22 @@ class OffsetWatch:
             return Seen.NEXT
         if offset < expected:
             return Seen.AGAIN
-        if offset == expected + 1 and partition not in self._gaps:
-            self._next[partition] = offset + 1
-            return Seen.MARKER
-        self._next[partition] = expected  # and wait for it
-        start, first_past = self._gaps.get(partition, (expected, offset))
-        if offset < first_past:  # fetched from `start` since: records do live between
-            self._agreed.pop(partition, None)
-        first_past = min(first_past, offset)
-        self._gaps[partition] = (start, first_past)
-        if offset == first_past and partition in self._sought:
-            # Sought back, and the broker's first record from there is the
-            # same one again: nothing lives between, once it says so twice.
-            self._sought.discard(partition)
-            self._agreed[partition] = self._agreed.get(partition, 0) + 1
-            if self._agreed[partition] >= 2:
+        gap = self._gaps.get(partition)
+        if gap is None:
+            if self.markers and offset == expected + 1:
+                self._next[partition] = offset + 1
+                return Seen.MARKER
+            self._gaps[partition] = (expected, offset)
+            return Seen.SKIPPED
+        start, first_past = gap
+        if offset < first_past:  # read again from `start`: records do live between
+            self._gaps[partition] = (start, offset)
+            self._again.pop(partition, None)
+        elif offset == first_past:
+            # Only a rewind reads a record twice: it came first again, so
+            # nothing lives between, once it says so twice.
+            self._again[partition] = self._again.get(partition, 0) + 1
+            if self._again[partition] >= 2:
                 self._next[partition] = offset + 1
                 self._forget(partition)
                 return Seen.EMPTY_GAP
@@ -95,12 +102,36 @@ class OffsetWatch:
         """The offset a rewind goes back to, and the first record seen past it."""
         return self._gaps.get(partition)
 
-    def sought(self, partition: Hashable) -> None:
-        """The partition was sought back to its gap's start."""
-        if partition in self._gaps:
-            self._sought.add(partition)
-
     def _forget(self, partition: Hashable) -> None:
         self._gaps.pop(partition, None)
-        self._sought.discard(partition)
-        self._agreed.pop(partition, None)
+        self._again.pop(partition, None)
+
+
+@dataclass
+class Rewinds:
+    """Seeks the agents want, made by the consumer's fetch loop.
+
+    The fetch loop owns the read offset and the fetch under way, so it makes
+    the seek itself, between fetches (streams/faust_adapt.py): a seek made
+    from outside was undone by the loop setting its read offset from records
+    it was still delivering. Offsets are watched where this is in use, so
+    the loop lets faust commit over no gap of its own accord, but a
+    transaction's marker when `markers` (the input producers use
+    transactions)."""
+
+    markers: bool = False
+    wanted: dict[Hashable, int] = field(default_factory=dict)  # partition -> offset
+    made: int = 0
+
+    def want(self, partition: Hashable, offset: int) -> None:
+        self.wanted[partition] = min(offset, self.wanted.get(partition, offset))
+
+    def take(self) -> dict[Hashable, int]:
+        """The seeks to make now; counted as made."""
+        taken, self.wanted = self.wanted, {}
+        self.made += len(taken)
+        return taken
+
+    def reassigned(self) -> None:
+        """A rebalance seeks every partition to its committed offset anyway."""
+        self.wanted.clear()

@@ -81,9 +81,6 @@ def register_pages(app: Any, metrics: Metrics, commits: Sequence[Commits]) -> No
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:
         update_lag(app, metrics)
-        for each in commits:
-            metrics.skipped_offsets.labels(each.name).set(each.skipped_offsets)
-            metrics.rewinds.labels(each.name).set(each.rewinds)
         # aiohttp refuses a charset inside content_type=, so the header goes whole.
         return web.bytes(
             generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}

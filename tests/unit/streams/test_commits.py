@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.commits import BatchFailed, Commits, OffsetLedger
+from streams.offsets import Rewinds
 
 
 @given(st.data())
@@ -60,6 +61,7 @@ class FakeMessage:
     tp: int
     offset: int
     topic: str = "leads"
+    generation_id: int = 0
     refcount: int = 2  # faust's reference and the arrival pin (streams.commits.PinnedTopic)
 
 
@@ -185,16 +187,11 @@ def test_a_record_acked_before_its_batch_is_pinned_stops_the_agent() -> None:
 
 @dataclass
 class FakeConsumer:
-    """The parts of faust's consumer the offset watch reads and moves."""
+    """The parts of faust's consumer the offset watch reads and edits."""
 
     _committed_offset: dict[int, int] = field(default_factory=dict)
     _read_offset: dict[int, int] = field(default_factory=dict)
     _gap: dict[int, Any] = field(default_factory=dict)
-    sought: list[tuple[int, int]] = field(default_factory=list)
-
-    async def seek(self, tp: int, offset: int) -> None:
-        self.sought.append((tp, offset))
-        self._read_offset[tp] = offset
 
 
 @dataclass
@@ -207,48 +204,70 @@ class ConsumedStream(FakeStream):
     app: FakeApp = field(default_factory=lambda: FakeApp(FakeConsumer()))
 
 
+async def _decide(events: Any) -> list[Any]:
+    return []
+
+
 async def test_skipped_offsets_are_rewound_and_never_committed_over() -> None:
     from intervaltree import IntervalTree
 
     stream = ConsumedStream()
     consumer = stream.app.consumer
     consumer._committed_offset[0] = 158
-    # faust saw 552 right after 158 and listed 159..552 as a gap it may commit over
+    # faust's own fetch loop, seeing 552 right after 158, lists 159..552 as a gap
     consumer._gap[0] = IntervalTree.from_tuples([(159, 553)])
-    commits = Commits("allocate_leads", stream)
+    rewinds = Rewinds()
+    skipped: list[int] = []
+    commits = Commits("allocate_leads", stream, rewinds=rewinds, on_skipped=skipped.append)
     event = lambda o: FakeEvent(FakeMessage(0, o))  # noqa: E731
 
-    async def decide(events: Any) -> list[Any]:
-        return []
-
-    await commits.run([event(552), event(553)], decide)  # the first records after assignment
-    assert consumer.sought == [(0, 158)]
+    await commits.run([event(552), event(553)], _decide)  # the first records after assignment
+    assert rewinds.take() == {0: 158}  # the fetch loop seeks there
     assert not consumer._gap[0].overlaps_range(158, 552)  # no longer committable unseen
-    assert (commits.skipped_offsets, commits.rewinds) == (394, 1)
-    await commits.run([event(554)], decide)  # fetched before the seek: rewound again
-    assert consumer.sought == [(0, 158), (0, 158)]
-    await commits.run([event(o) for o in range(158, 556)], decide)  # they came again
-    await commits.run([event(556)], decide)
-    assert consumer.sought == [(0, 158), (0, 158)] and commits.skipped_offsets == 394
+    assert skipped == [394] and commits.skipped_offsets == 394
+    await commits.run([event(554)], _decide)  # queued before the seek: wanted again
+    assert rewinds.take() == {0: 158}
+    await commits.run([event(o) for o in range(158, 556)], _decide)  # they came again
+    await commits.run([event(556)], _decide)
+    assert rewinds.take() == {} and skipped == [394]
     await commits.drain()
-    assert [o for _, o in stream.acked][:3] == [552, 553, 554]  # decided, and again below
-    assert [o for _, o in stream.acked][3:] == list(range(158, 557))
+    acked = [o for _, o in stream.acked]
+    assert acked[:3] == [552, 553, 554]  # decided, and again below (the same answers)
+    assert acked[3:] == list(range(158, 557))
 
 
 async def test_a_gap_that_holds_no_records_is_accepted_after_two_rewinds(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    from intervaltree import IntervalTree
+
     caplog.set_level("INFO", "streams.commits")
     stream = ConsumedStream()
-    commits = Commits("allocate_leads", stream)
+    stream.app.consumer._gap[0] = IntervalTree()
+    rewinds = Rewinds()
+    commits = Commits("allocate_leads", stream, rewinds=rewinds)
     event = lambda o: FakeEvent(FakeMessage(0, o))  # noqa: E731
 
-    async def decide(events: Any) -> list[Any]:
-        return []
-
-    await commits.run([event(0), event(1)], decide)
+    await commits.run([event(0), event(1)], _decide)
     for _ in range(3):  # offsets 2..4 hold nothing: each rewind brings 5 first
-        await commits.run([event(5)], decide)
-    await commits.run([event(6)], decide)
-    assert stream.app.consumer.sought == [(0, 2), (0, 2)]
+        await commits.run([event(5)], _decide)
+        rewinds.take()
+    assert rewinds.made == 2
+    await commits.run([event(6)], _decide)
+    assert rewinds.take() == {}
     assert "offsets 2..4 of 0 hold no records" in caplog.text
+    # listed for faust, which may now commit over them
+    assert [(iv.begin, iv.end) for iv in stream.app.consumer._gap[0]] == [(2, 5)]
+
+
+async def test_records_taken_before_a_rebalance_are_not_watched() -> None:
+    stream = ConsumedStream()
+    stream.app.consumer._committed_offset[0] = 10
+    stream.app.consumer_generation_id = 2  # type: ignore[attr-defined]
+    rewinds = Rewinds()
+    commits = Commits("allocate_leads", stream, rewinds=rewinds)
+    old = FakeEvent(FakeMessage(0, 40, generation_id=1))
+    await commits.run([old], _decide)
+    assert rewinds.take() == {} and commits.skipped_offsets == 0
+    await commits.run([FakeEvent(FakeMessage(0, 10, generation_id=2))], _decide)
+    assert rewinds.take() == {}
