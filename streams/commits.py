@@ -198,7 +198,7 @@ class Commits:
                     gaps.merge_overlaps()
                 log.info(
                     "agent %s: offsets %d..%d of %s hold no records (the same record %d "
-                    "came first after two rewinds: compaction or transactions' markers)",
+                    "came first after two rewinds: deleted, compacted, or transactions' markers)",
                     self.name, start, offset - 1, tp, offset,
                 )  # fmt: skip
                 continue
