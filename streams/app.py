@@ -195,8 +195,17 @@ class AllocatorApp(faust.App):
 def create_app(settings: Settings, lead_partitions: int) -> faust.App:
     """Build the App; `lead_partitions` is the scored-leads topic's partition count."""
     use_fetch_max_wait(settings.consumer_fetch_max_wait_ms)
-    use_batched_drain()
     exactly_once = settings.processing_guarantee == "exactly_once"
+    # Offsets are watched without transactions (which put control records
+    # between a partition's records); skips are rewound by the fetch loop.
+    watch = not exactly_once
+    watched = (
+        settings.topic_scored_leads,
+        settings.topic_conversion_patterns,
+        settings.topic_send_events,
+    )
+    rewinds = Rewinds(frozenset(watched), settings.transactional_inputs) if watch else None
+    use_batched_drain(rewinds)
     app = AllocatorApp(
         settings.app_id,
         broker=_brokers(settings.kafka_bootstrap_servers),
@@ -249,11 +258,6 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
         f"{settings.app_id}-pattern-fanout", partitions=lead_partitions, internal=True, **raw
     )
     feed = PatternFeed(database.load_patterns)
-
-    # Offsets are watched without transactions (which put control records
-    # between a partition's records); skips are rewound by the fetch loop.
-    watch = not exactly_once
-    rewinds = Rewinds(markers=settings.transactional_inputs) if watch else None
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -351,13 +355,6 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
         @app.timer(settings.broker_commit_interval)
         async def commit_now_and_then() -> None:
             await app.consumer.commit()  # between batches (above)
-
-    if rewinds is not None:
-
-        @app.task
-        async def rewind_in_the_fetch_loop() -> None:
-            # read by streams/faust_adapt.py's fetch loop, once a fetch
-            app.consumer.allocator_rewinds = rewinds  # type: ignore[attr-defined]
 
     @app.task
     async def never_wait_for_a_stopped_agent() -> None:

@@ -124,10 +124,14 @@ class Commits:
         self._rewinds = rewinds
         self._on_skipped = on_skipped
         self.skipped_offsets = 0
+        # Events read past an open gap: never acked. faust would commit over
+        # a gap of one at its head, or any gap with no committed offset; the
+        # rewind reads each of them again, and that copy is acked.
+        self._past_gap: set[int] = set()  # id() of the event
 
     def reassigned(self) -> None:
         """A rebalance: the next record of each partition starts from its committed offset."""
-        self._offsets.reassigned()
+        self._offsets.reassigned()  # (events past a gap stay unacked: read again from there)
 
     def bind(self, stream: Any) -> None:
         """The stream the agent's actor iterates (faust may hand a restarted
@@ -187,7 +191,8 @@ class Commits:
             seen = self._offsets.see(tp, offset, committed.get(tp))
             if seen is Seen.NEXT or seen is Seen.AGAIN or seen is Seen.MARKER:
                 continue
-            gaps = getattr(consumer, "_gap", {}).get(tp)
+            gap_lists = getattr(consumer, "_gap", None)  # faust's: a defaultdict
+            gaps = gap_lists[tp] if gap_lists is not None else None
             if seen is Seen.EMPTY_GAP:
                 assert known is not None  # an empty gap is one being rewound
                 start = known[0]
@@ -205,6 +210,7 @@ class Commits:
             gap = self._offsets.gap(tp)
             assert gap is not None  # SKIPPED opens or keeps a gap
             start = gap[0]
+            self._past_gap.add(id(event))
             if gaps:  # listed by faust's own fetch loop (not ours): not committable unseen
                 gaps.chop(start, offset)
             if known is None:  # a new gap: said once, however many rewinds it takes
@@ -223,7 +229,9 @@ class Commits:
                     committed.get(tp),
                     start,
                 )
-            if self._rewinds is not None:
+            # Asked when the gap opens and when its first record past comes
+            # again (a rewind made); not for each record queued before it.
+            if self._rewinds is not None and (known is None or offset <= known[1]):
                 self._rewinds.want(tp, start)
 
     async def release_after(self, ticket: int, deliveries: Sequence[Awaitable[Any]]) -> None:
@@ -241,8 +249,21 @@ class Commits:
         except BaseException as exc:
             self.fail(exc)
             raise
+        past_gap = self._past_gap
         for event in self._ledger.finish(ticket):
+            if past_gap and id(event) in past_gap:
+                past_gap.discard(id(event))
+                self._forget(event)  # read again by the rewind, and acked then
+                continue
             await self._stream.ack(event)
+
+    def _forget(self, event: Any) -> None:
+        """Never ack this event: out of faust's set of unacked messages, so
+        that no rebalance or stop waits for it; its offset stays uncommitted."""
+        app = getattr(self._stream, "app", None)
+        unacked = getattr(getattr(app, "consumer", None), "_unacked_messages", None)
+        if unacked is not None:
+            unacked.discard(event.message)
 
     def fail(self, exc: BaseException) -> None:
         """The batch cannot finish: nothing after it is ever released by this worker."""

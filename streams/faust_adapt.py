@@ -92,8 +92,12 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:
             elif r_offset is None or offset >= r_offset:
                 gap = offset - (r_offset or 0)
                 # Watched offsets: faust may commit over a transaction's
-                # marker only; any other gap is rewound, never committed over.
-                listed = rewinds is None or (rewinds.markers and gap == 2)
+                # marker only; any other gap is rewound (streams/offsets.py).
+                listed = (
+                    rewinds is None
+                    or message.topic not in rewinds.topics
+                    or (rewinds.markers and gap == 2)
+                )
                 if gap > 1 and r_offset and listed and acks_enabled_for(message.topic):
                     # Shielded: faust's gap bookkeeping yields halfway, and
                     # faust runs it outside its race, never cancelled there.
@@ -129,7 +133,7 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:
                 self._n_acked = 0
                 await self.commit()
             set_flag(_consumer.CONSUMER_FETCHING)
-            rewinds: Rewinds | None = getattr(self, "allocator_rewinds", None)
+            rewinds = _REWINDS
             records = getmany(timeout=1.0)
             await self.sleep(0)
             try:
@@ -144,7 +148,10 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:
                 # at a yield (faust's getmany awaits nothing after its first).
                 await records.aclose()
             unset_flag(_consumer.CONSUMER_FETCHING)
-            if rewinds is not None and rewinds.wanted:
+            # Not while the flow is suspended: a rebalance is under way, its
+            # seek to the committed offsets replaces ours (`reassigned`), and a
+            # delivery it cancelled may still set its read offset.
+            if rewinds is not None and rewinds.wanted and self.flow_active:
                 await _rewind(self, rewinds)
     except self.consumer_stopped_errors:
         if self.transport.app.should_stop:
@@ -166,18 +173,18 @@ async def _drain_in_batches(self: Any, fetcher: Any) -> None:
 async def _rewind(consumer: Any, rewinds: Rewinds) -> None:
     """Seek back the partitions the agents found records skipped on, between
     fetches. faust's `seek_wait` runs in the consumer's thread (aiokafka's
-    consumer lives there) and sets faust's read offset to the same offset."""
-    wanted = rewinds.take()
-    assigned = consumer.assignment()
-    seeks = {tp: offset for tp, offset in wanted.items() if tp in assigned}
-    if not seeks:
-        return  # a rebalance took them: their next owner starts at the committed offset
-    try:
-        await consumer.seek_wait(seeks)
-    except Exception as exc:  # a rebalance under way; it seeks to the committed offsets
-        log.warning("could not rewind %s: %r", seeks, exc)
-        return
-    for tp, offset in seeks.items():
+    consumer lives there) and sets faust's read offset to the same offset.
+    A seek that fails is asked again while the partition stays assigned."""
+    for tp, offset in rewinds.take().items():
+        if tp not in consumer.assignment():
+            continue  # a rebalance took it: its next owner starts at the committed offset
+        try:
+            await consumer.seek_wait({tp: offset})
+        except Exception as exc:
+            log.warning("could not rewind %s to %d (asked again): %r", tp, offset, exc)
+            rewinds.want(tp, offset)
+            continue
+        rewinds.made += 1
         log.info("rewound %s to %d", tp, offset)
 
 
@@ -185,10 +192,18 @@ async def _rewind(consumer: Any, rewinds: Rewinds) -> None:
 DRAIN_OF_FAUST = "0.15.3"
 
 
-def use_batched_drain() -> bool:
+# The rewinds the fetch loop makes (one app a process): set with the drain,
+# before any fetch, so that no fetch lists a gap of watched offsets.
+_REWINDS: Rewinds | None = None
+
+
+def use_batched_drain(rewinds: Rewinds | None = None) -> bool:
     """Every faust consumer in this process delivers a fetch's records in one
-    task (`_drain_in_batches`) from now on; whether it does. Only on the faust
-    it follows: another keeps its own drain, and a warning says so."""
+    task (`_drain_in_batches`) from now on, and makes the seeks `rewinds`
+    asks for; whether it does. Only on the faust it follows: another keeps
+    its own drain (no rewinds), and a warning says so."""
+    global _REWINDS
+    _REWINDS = rewinds
     if faust.__version__ != DRAIN_OF_FAUST:
         log.warning(
             "faust-streaming %s, not %s: its own drain is kept (one race per record)",

@@ -114,22 +114,21 @@ class Rewinds:
     The fetch loop owns the read offset and the fetch under way, so it makes
     the seek itself, between fetches (streams/faust_adapt.py): a seek made
     from outside was undone by the loop setting its read offset from records
-    it was still delivering. Offsets are watched where this is in use, so
-    the loop lets faust commit over no gap of its own accord, but a
-    transaction's marker when `markers` (the input producers use
-    transactions)."""
+    it was still delivering. On the watched `topics` the loop lists no gap
+    for faust to commit over, but a transaction's marker when `markers` (the
+    input producers use transactions)."""
 
+    topics: frozenset[str] = frozenset()  # the watched ones
     markers: bool = False
     wanted: dict[Hashable, int] = field(default_factory=dict)  # partition -> offset
-    made: int = 0
+    made: int = 0  # seeks made (counted by the fetch loop)
 
     def want(self, partition: Hashable, offset: int) -> None:
         self.wanted[partition] = min(offset, self.wanted.get(partition, offset))
 
     def take(self) -> dict[Hashable, int]:
-        """The seeks to make now; counted as made."""
+        """The seeks to make now."""
         taken, self.wanted = self.wanted, {}
-        self.made += len(taken)
         return taken
 
     def reassigned(self) -> None:

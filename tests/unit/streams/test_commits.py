@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from intervaltree import IntervalTree
 
 from streams.commits import BatchFailed, Commits, OffsetLedger
 from streams.offsets import Rewinds
@@ -56,7 +58,7 @@ def _all(tickets: list[tuple[int, list[tuple[int, int]]]]) -> list[tuple[int, in
     return [event for _, batch in tickets for event in batch]
 
 
-@dataclass
+@dataclass(eq=False)  # hashable as faust's messages are (faust keeps sets of them)
 class FakeMessage:
     tp: int
     offset: int
@@ -191,7 +193,8 @@ class FakeConsumer:
 
     _committed_offset: dict[int, int] = field(default_factory=dict)
     _read_offset: dict[int, int] = field(default_factory=dict)
-    _gap: dict[int, Any] = field(default_factory=dict)
+    _gap: defaultdict[int, IntervalTree] = field(default_factory=lambda: defaultdict(IntervalTree))
+    _unacked_messages: set[Any] = field(default_factory=set)
 
 
 @dataclass
@@ -209,8 +212,6 @@ async def _decide(events: Any) -> list[Any]:
 
 
 async def test_skipped_offsets_are_rewound_and_never_committed_over() -> None:
-    from intervaltree import IntervalTree
-
     stream = ConsumedStream()
     consumer = stream.app.consumer
     consumer._committed_offset[0] = 158
@@ -221,43 +222,46 @@ async def test_skipped_offsets_are_rewound_and_never_committed_over() -> None:
     commits = Commits("allocate_leads", stream, rewinds=rewinds, on_skipped=skipped.append)
     event = lambda o: FakeEvent(FakeMessage(0, o))  # noqa: E731
 
-    await commits.run([event(552), event(553)], _decide)  # the first records after assignment
+    first = [event(552), event(553)]
+    consumer._unacked_messages.update(e.message for e in first)
+    await commits.run(first, _decide)  # the first records after assignment
     assert rewinds.take() == {0: 158}  # the fetch loop seeks there
     assert not consumer._gap[0].overlaps_range(158, 552)  # no longer committable unseen
     assert skipped == [394] and commits.skipped_offsets == 394
-    await commits.run([event(554)], _decide)  # queued before the seek: wanted again
-    assert rewinds.take() == {0: 158}
+    await commits.run([event(554)], _decide)  # queued before the seek: no second seek
+    assert rewinds.take() == {}
     await commits.run([event(o) for o in range(158, 556)], _decide)  # they came again
     await commits.run([event(556)], _decide)
     assert rewinds.take() == {} and skipped == [394]
     await commits.drain()
-    acked = [o for _, o in stream.acked]
-    assert acked[:3] == [552, 553, 554]  # decided, and again below (the same answers)
-    assert acked[3:] == list(range(158, 557))
+    # The copies read past the gap were decided but never acked (faust could
+    # commit over a gap of one at its head); those read again were.
+    assert [o for _, o in stream.acked] == list(range(158, 557))
+    assert not consumer._unacked_messages  # and no rebalance waits for them
 
 
 async def test_a_gap_that_holds_no_records_is_accepted_after_two_rewinds(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from intervaltree import IntervalTree
-
     caplog.set_level("INFO", "streams.commits")
     stream = ConsumedStream()
-    stream.app.consumer._gap[0] = IntervalTree()
     rewinds = Rewinds()
     commits = Commits("allocate_leads", stream, rewinds=rewinds)
     event = lambda o: FakeEvent(FakeMessage(0, o))  # noqa: E731
 
     await commits.run([event(0), event(1)], _decide)
+    asked = []
     for _ in range(3):  # offsets 2..4 hold nothing: each rewind brings 5 first
         await commits.run([event(5)], _decide)
-        rewinds.take()
-    assert rewinds.made == 2
+        asked.append(rewinds.take())
+    assert asked == [{0: 2}, {0: 2}, {}]
     await commits.run([event(6)], _decide)
     assert rewinds.take() == {}
     assert "offsets 2..4 of 0 hold no records" in caplog.text
-    # listed for faust, which may now commit over them
+    # listed for faust (no entry there before), which may now commit over them
     assert [(iv.begin, iv.end) for iv in stream.app.consumer._gap[0]] == [(2, 5)]
+    await commits.drain()
+    assert [o for _, o in stream.acked] == [0, 1, 5, 6]
 
 
 async def test_records_taken_before_a_rebalance_are_not_watched() -> None:

@@ -126,7 +126,7 @@ def test_rewinds_wanted_keep_the_lowest_offset_and_a_rebalance_drops_them() -> N
     rewinds.want(0, 9)
     rewinds.want(0, 4)
     rewinds.want(1, 7)
-    assert rewinds.take() == {0: 4, 1: 7} and rewinds.made == 2
+    assert rewinds.take() == {0: 4, 1: 7}
     assert rewinds.take() == {}
     rewinds.want(0, 3)
     rewinds.reassigned()

@@ -7,6 +7,7 @@ harness of test_batched_drain.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
@@ -21,6 +22,7 @@ from streams.offsets import Rewinds
 from tests.unit.streams.test_batched_drain import FAUSTS_DRAIN, Drain
 
 A, B = TP("leads", 0), TP("leads", 1)
+C = TP("fanout", 0)  # an internal topic, not watched
 
 
 def _message(tp: TP, offset: int) -> ConsumerMessage:
@@ -40,14 +42,18 @@ class Rewinding(Drain):
 
     def __init__(self, fetches: list[list[ConsumerMessage]], markers: bool = False) -> None:
         super().__init__(fetches)
-        self.rewinds = Rewinds(markers=markers)
-        self.consumer.allocator_rewinds = self.rewinds
+        self.rewinds = Rewinds(frozenset({"leads"}), markers=markers)
+        assert use_batched_drain(self.rewinds)
         self.consumer.assignment = lambda: {A, B}
         self.sought: list[dict[TP, int]] = []
+        self.refuse = 0  # seeks that fail first
         self.consumer.seek_wait = self._seek_wait
         cast(Any, self.app.topics)._acking_topics.add("leads")
 
     async def _seek_wait(self, partitions: Mapping[TP, int]) -> None:
+        if self.refuse:
+            self.refuse -= 1
+            raise TimeoutError("the consumer's thread did not answer")
         self.sought.append(dict(partitions))
         for tp, offset in partitions.items():
             self.consumer._read_offset[tp] = offset
@@ -92,3 +98,33 @@ async def test_with_transactional_inputs_a_marker_is_listed_for_faust() -> None:
     await drain.run()
     assert sorted((i.begin, i.end) for i in drain.consumer._gap[A]) == [(2, 4)]
     assert drain.delivered == [(A, 0), (A, 1), (A, 3), (A, 6)]
+
+
+async def test_a_seek_that_fails_is_asked_again() -> None:
+    drain = Rewinding([[_message(A, 10)], [], [_message(A, 11)]])
+    drain.rewinds.want(A, 7)
+    drain.refuse = 1
+    await drain.run()
+    assert drain.sought == [{A: 7}] and drain.rewinds.made == 1
+
+
+async def test_no_seek_while_the_flow_is_suspended() -> None:
+    """A rebalance is under way: its seek to the committed offsets replaces
+    ours (and `Rewinds.reassigned` drops it)."""
+    drain = Rewinding([[_message(A, 10)]])
+    drain.rewinds.want(A, 7)
+    drain.consumer.stop_flow()
+    task = asyncio.ensure_future(drain.run())
+    await asyncio.sleep(0.05)
+    assert drain.sought == []
+    drain.rewinds.reassigned()
+    drain.consumer.resume_flow()
+    await task
+    assert drain.sought == [] and drain.delivered == [(A, 10)]
+
+
+async def test_unwatched_topics_keep_fausts_gaps() -> None:
+    drain = Rewinding([[_message(C, 3), _message(C, 9)]])
+    cast(Any, drain.app.topics)._acking_topics.add("fanout")
+    await drain.run()
+    assert sorted((i.begin, i.end) for i in drain.consumer._gap[C]) == [(4, 10)]
