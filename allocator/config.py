@@ -244,7 +244,8 @@ class Settings(BaseSettings):
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     # The input topics' producers use Kafka transactions: every transaction
     # leaves its marker at one offset, which an at_least_once worker then
-    # takes as such instead of rewinding to it (streams/offsets.py).
+    # takes as such. Left false, it reads the partition again from each
+    # marker, twice, before it accepts it (streams/offsets.py).
     transactional_inputs: bool = False
 
     @field_validator(

@@ -17,9 +17,9 @@ committed offset would drop the records that seek brings again.
 So a skip is answered by a rewind: the agent (streams/commits.py) asks the
 fetch loop to seek the partition back to the expected offset, and the
 records between come again. Records past the gap already queued for the
-agent still come and are decided (a redelivered lead gets its held answer
-again); the rewind stays wanted until the expected offset arrives. A gap
-can also be real (a compacted topic). Then each rewind brings the same
+agent still come and are decided, but never acked (streams/commits.py):
+the seek reads them again, and that copy (the same held answer) is acked
+in order. A gap can also be real (records deleted, a compacted topic). Then each rewind brings the same
 first record again, and after two the gap is accepted: only a rewind reads
 a record twice, and two make sure it was not skipped again. A gap of one
 offset is what every transaction of a transactional producer leaves (its
