@@ -19,9 +19,10 @@ fetch loop to seek the partition back to the expected offset, and the
 records between come again. Records past the gap already queued for the
 agent still come and are decided, but never acked (streams/commits.py):
 the seek reads them again, and that copy (the same held answer) is acked
-in order. A gap can also be real (records deleted, a compacted topic). Then each rewind brings the same
-first record again, and after two the gap is accepted: only a rewind reads
-a record twice, and two make sure it was not skipped again. A gap of one
+in order. A gap can also be real (records deleted, a compacted topic).
+Then each rewind brings the same first record again, and after two the gap
+is accepted: only a rewind reads a record twice, and two make sure it was
+not skipped again. A gap of one
 offset is what every transaction of a transactional producer leaves (its
 marker takes an offset): with `markers` (ALLOCATOR_TRANSACTIONAL_INPUTS) it
 is taken as it comes, since a rewind after every transaction would read
