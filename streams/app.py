@@ -205,7 +205,8 @@ def create_app(settings: Settings, lead_partitions: int) -> faust.App:
         settings.topic_send_events,
     )
     rewinds = Rewinds(frozenset(watched), settings.transactional_inputs) if watch else None
-    use_batched_drain(rewinds)
+    if not use_batched_drain(rewinds):
+        rewinds = None  # faust's own fetch loop makes no rewinds: skips are only said
     app = AllocatorApp(
         settings.app_id,
         broker=_brokers(settings.kafka_bootstrap_servers),

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,10 @@ import faust
 from streams.offsets import OffsetWatch, Rewinds, Seen
 
 log = logging.getLogger(__name__)
+
+# A gap still open this long after its last rewind, with records past it
+# coming: asked again (streams/offsets.py, `OffsetWatch.ask_again`).
+ASK_AGAIN_SECONDS = 5.0
 
 E = TypeVar("E")
 
@@ -128,10 +133,12 @@ class Commits:
         # a gap of one at its head, or any gap with no committed offset; the
         # rewind reads each of them again, and that copy is acked.
         self._past_gap: set[int] = set()  # id() of the event
+        self._asked: dict[Any, float] = {}  # partition -> when a rewind was last asked
 
     def reassigned(self) -> None:
         """A rebalance: the next record of each partition starts from its committed offset."""
         self._offsets.reassigned()  # (events past a gap stay unacked: read again from there)
+        self._asked.clear()
 
     def bind(self, stream: Any) -> None:
         """The stream the agent's actor iterates (faust may hand a restarted
@@ -231,8 +238,20 @@ class Commits:
                 )
             # Asked when the gap opens and when its first record past comes
             # again (a rewind made); not for each record queued before it.
-            if self._rewinds is not None and (known is None or offset <= known[1]):
-                self._rewinds.want(tp, start)
+            # And once more after a while with neither: the first record past
+            # may have been deleted meanwhile, and the rewind's first is later.
+            if self._rewinds is not None:
+                now = time.monotonic()
+                if known is None or offset <= known[1]:
+                    self._want(tp, start, now)
+                elif now - self._asked.get(tp, now) > ASK_AGAIN_SECONDS:
+                    self._offsets.ask_again(tp)
+                    self._want(tp, start, now)
+
+    def _want(self, tp: Any, start: int, now: float) -> None:
+        assert self._rewinds is not None
+        self._rewinds.want(tp, start)
+        self._asked[tp] = now
 
     async def release_after(self, ticket: int, deliveries: Sequence[Awaitable[Any]]) -> None:
         """Release the batch once `deliveries` are acknowledged (in the background)."""

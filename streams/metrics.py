@@ -85,8 +85,8 @@ class Metrics:
         )
         self.skipped_offsets = Counter(
             "allocator_skipped_offsets",
-            "Offsets the consumer skipped, found by an agent, which had the partition "
-            "read again from the first of them (streams/offsets.py)",
+            "Offsets found skipped by an agent, which had the partition read again from "
+            "the first of them; counted as the gap opens (streams/offsets.py)",
             ["agent"],
             registry=self.registry,
         )

@@ -35,6 +35,7 @@ arrives after it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -98,6 +99,15 @@ class OffsetWatch:
                 self._forget(partition)
                 return Seen.EMPTY_GAP
         return Seen.SKIPPED
+
+    def ask_again(self, partition: Hashable) -> None:
+        """A rewind asked once more, its first record past the gap unknown:
+        the one it had may be gone (deleted meanwhile), so that the next
+        record past the start is taken as the first."""
+        gap = self._gaps.get(partition)
+        if gap is not None:
+            self._gaps[partition] = (gap[0], sys.maxsize)
+            self._again.pop(partition, None)
 
     def gap(self, partition: Hashable) -> tuple[int, int] | None:
         """The offset a rewind goes back to, and the first record seen past it."""

@@ -275,3 +275,30 @@ async def test_records_taken_before_a_rebalance_are_not_watched() -> None:
     assert rewinds.take() == {} and commits.skipped_offsets == 0
     await commits.run([FakeEvent(FakeMessage(0, 10, generation_id=2))], _decide)
     assert rewinds.take() == {}
+
+
+async def test_a_gap_whose_first_record_past_was_deleted_is_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Offsets 1..4 skipped, 5 first past them; 5 deleted before the rewind,
+    so the rewind brings 7 first. Asked again after a while, 7 is taken as
+    the first past, and two rewinds later the gap 1..6 is accepted."""
+    stream = ConsumedStream()
+    rewinds = Rewinds()
+    commits = Commits("allocate_leads", stream, rewinds=rewinds)
+    event = lambda o: FakeEvent(FakeMessage(0, o))  # noqa: E731
+
+    await commits.run([event(0)], _decide)
+    await commits.run([event(5)], _decide)
+    assert rewinds.take() == {0: 1}
+    await commits.run([event(7)], _decide)  # the rewind's first: 5 is gone
+    assert rewinds.take() == {}  # not yet: it could be a record queued before the seek
+    monkeypatch.setattr("streams.commits.ASK_AGAIN_SECONDS", -1.0)
+    await commits.run([event(7)], _decide)  # still nothing below it, a while later
+    assert rewinds.take() == {0: 1}
+    for _ in range(3):
+        await commits.run([event(7)], _decide)  # each rewind brings 7 first
+    await commits.run([event(8)], _decide)
+    await commits.drain()
+    assert [o for _, o in stream.acked] == [0, 7, 8]
+    assert [(iv.begin, iv.end) for iv in stream.app.consumer._gap[0]] == [(1, 7)]
