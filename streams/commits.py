@@ -279,10 +279,14 @@ class Commits:
     def _forget(self, event: Any) -> None:
         """Never ack this event: out of faust's set of unacked messages, so
         that no rebalance or stop waits for it; its offset stays uncommitted."""
-        app = getattr(self._stream, "app", None)
-        unacked = getattr(getattr(app, "consumer", None), "_unacked_messages", None)
+        unacked = self._unacked_messages()
         if unacked is not None:
             unacked.discard(event.message)
+
+    def _unacked_messages(self) -> Any:
+        """faust's set of the messages its waits wait for (None without a consumer)."""
+        app = getattr(self._stream, "app", None)
+        return getattr(getattr(app, "consumer", None), "_unacked_messages", None)
 
     def fail(self, exc: BaseException) -> None:
         """The batch cannot finish: nothing after it is ever released by this worker."""
@@ -325,8 +329,7 @@ class Commits:
         """
         if self.failure is None:
             return
-        app = getattr(self._stream, "app", None)
-        unacked = getattr(getattr(app, "consumer", None), "_unacked_messages", None)
+        unacked = self._unacked_messages()
         if unacked is not None:
             topics = set(self._stream.channel.topics)  # the agent's topic
             for message in list(unacked):

@@ -7,12 +7,12 @@ after five SIGKILLs and the rebalances that followed, the worker that took a
 partition got 552 as its first record where its committed offset was 158.
 Of the offsets between, 158..176 had been decided by a worker killed before
 it committed them; 177..551, 375 leads, never were, and nothing but another
-rebalance would have brought them back. How the consumer came to skip them is not
-proven. One way exists in faust's fetch loop (and in ours, which keeps its
-steps, streams/faust_adapt.py): it records as read the offset of a record
-whose delivery a suspended flow cancelled, and drops any later record below
-its read offset, so a read offset set after the rebalance's seek to the
-committed offset would drop the records that seek brings again.
+rebalance would have brought them back. How the consumer came to skip them
+is not proven. One way exists in faust's fetch loop (and in ours, which
+keeps its steps, streams/faust_adapt.py): it records as read the offset of a
+record whose delivery a suspended flow cancelled, and drops any later record
+below its read offset, so a read offset set after the rebalance's seek to
+the committed offset would drop the records that seek brings again.
 
 So a skip is answered by a rewind: the agent (streams/commits.py) asks the
 fetch loop to seek the partition back to the expected offset, and the
@@ -22,15 +22,14 @@ the seek reads them again, and that copy (the same held answer) is acked
 in order. A gap can also be real (records deleted, a compacted topic).
 Then each rewind brings the same first record again, and after two the gap
 is accepted: only a rewind reads a record twice, and two make sure it was
-not skipped again. A gap of one
-offset is what every transaction of a transactional producer leaves (its
-marker takes an offset): with `markers` (ALLOCATOR_TRANSACTIONAL_INPUTS) it
-is taken as it comes, since a rewind after every transaction would read
-again and again; without, it is rewound like any other, since a lost
-record is as likely. What cannot be seen: a skip at the start of an
-assignment with no committed offset (a new group; faust reads a committed
-offset of 0 as none), and a skip to a partition's end until a record
-arrives after it.
+not skipped again. A gap of one offset is what every transaction of a
+transactional producer leaves (its marker takes an offset): with `markers`
+(ALLOCATOR_TRANSACTIONAL_INPUTS) it is taken as it comes, since a rewind
+after every transaction would read again and again; without, it is rewound
+like any other, since a lost record is as likely. What cannot be seen: a
+skip at the start of an assignment with no committed offset (a new group;
+faust reads a committed offset of 0 as none), and a skip to a partition's
+end until a record arrives after it.
 """
 
 from __future__ import annotations

@@ -19,14 +19,10 @@ from faust.types.tuples import ConsumerMessage
 
 from streams.faust_adapt import use_batched_drain
 from streams.offsets import Rewinds
-from tests.unit.streams.test_batched_drain import FAUSTS_DRAIN, Drain
+from tests.unit.streams.test_batched_drain import FAUSTS_DRAIN, Drain, _message
 
 A, B = TP("leads", 0), TP("leads", 1)
 C = TP("fanout", 0)  # an internal topic, not watched
-
-
-def _message(tp: TP, offset: int) -> ConsumerMessage:
-    return ConsumerMessage(tp.topic, tp.partition, offset, 0.0, 0, None, b"k", b"v", None, 1, 1, tp)
 
 
 @pytest.fixture(autouse=True)
