@@ -1,20 +1,27 @@
 """Replay throughput on a generated history.
 
-    python bench/replay_bench.py [--leads 200000] [--rounds 3] [--profile-leads 20000]
+    python bench/replay_bench.py [--leads 200000] [--rounds 3] [--workers N]
+                                 [--profile-leads 20000]
 
 Prints leads per second for the whole replay (read, validate, decide, write)
-next to a baseline measured in the same process: only reading and validating
-the same file. Their ratio is what deciding costs on top of parsing. Each
-round times both, one after the other; every round is printed, then the best
-of each (as timeit reports the best of its repeats: on a shared machine a
-slower round says how busy it was, not how fast the code is). Rounds after
-the first find the module-level caches (key names, zones, the entries of
-exhausted channels) filled: a few thousand entries, against 200,000 leads.
+in one process and split by client across --workers processes (default: one
+per usable CPU; shards.py), next to a baseline measured in the same process:
+only reading and validating the same file. The replay's ratio to that
+baseline is what deciding costs on top of parsing; the split run's ratio to
+the one-process run is what the split gains (the sample's largest client has
+60% of the leads, and one client's leads are decided in one process). Both
+runs must write the same bytes, or the bench stops. Each round times all
+three, one after the other; every round is printed, then the best of each (as
+timeit reports the best of its repeats: on a shared machine a slower round
+says how busy it was, not how fast the code is). Rounds after the first find
+the module-level caches (key names, zones, the entries of exhausted channels)
+filled: a few thousand entries, against 200,000 leads.
 
 Then, unless --profile-leads is 0, replays the first leads of the same
-history under cProfile and prints where a lead's time goes: microseconds per
-lead by module (own time, profiler overhead included, so compare shares, not
-the total, with the timed run), and the costliest functions.
+history in one process under cProfile and prints where a lead's time goes:
+microseconds per lead by module (own time, profiler overhead included, so
+compare shares, not the total, with the timed run), and the costliest
+functions.
 """
 
 from __future__ import annotations
@@ -28,13 +35,14 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from allocator.replay.shards import usable_cpus
 from streams.cli import main
 from streams.samples import SAMPLES_DIR, sample_leads, sample_patterns
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def replay_args(leads: Path, patterns: Path, out: Path) -> list[str]:
+def replay_args(leads: Path, patterns: Path, out: Path, workers: int = 1) -> list[str]:
     return [
         "replay",
         "--leads",
@@ -47,6 +55,8 @@ def replay_args(leads: Path, patterns: Path, out: Path) -> list[str]:
         str(SAMPLES_DIR / "resources.jsonl"),
         "--out",
         str(out),
+        "--workers",
+        str(workers),
         "--quiet",
     ]
 
@@ -96,10 +106,13 @@ def main_bench() -> None:
     )
     parser.add_argument("--leads", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds; the best is kept")
+    parser.add_argument(
+        "--workers", type=int, default=usable_cpus(), help="processes of the split run"
+    )
     parser.add_argument("--profile-leads", type=int, default=20_000)
     args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error("--rounds must be 1 or more")
+    if args.rounds < 1 or args.workers < 1:
+        parser.error("--rounds and --workers must be 1 or more")
     workdir = Path(tempfile.mkdtemp(prefix="allocator-replay-bench-"))
     rows = sample_leads(max(args.leads, args.profile_leads), seed=42)
     leads = workdir / "leads.jsonl"
@@ -110,36 +123,48 @@ def main_bench() -> None:
     from allocator.replay.sources import from_file, parse_lead_data
 
     print(f"{args.leads:,} leads ({leads.stat().st_size / 1e6:.0f} MB of JSON Lines)")
-    parse_times, replay_times = [], []
+    split = f"{args.workers} processes"
+    times: dict[str, list[float]] = {"parse": [], "one": [], "split": []}
     for round_ in range(1, args.rounds + 1):
         start = time.perf_counter()
         parsed, _ = from_file(leads, parse_lead_data)
-        parse_times.append(time.perf_counter() - start)
+        times["parse"].append(time.perf_counter() - start)
         assert len(parsed) == args.leads
         del parsed
-
-        start = time.perf_counter()
-        code = main(replay_args(leads, patterns, workdir / "out.jsonl"))
-        replay_times.append(time.perf_counter() - start)
-        assert code == 0
-        written = sum(1 for _ in (workdir / "out.jsonl").open())
-        assert written == args.leads
+        for run, workers in (("one", 1), ("split", args.workers)):
+            out = workdir / f"out-{run}.jsonl"
+            start = time.perf_counter()
+            code = main(replay_args(leads, patterns, out, workers))
+            times[run].append(time.perf_counter() - start)
+            assert code == 0
+            assert out.read_bytes().count(b"\n") == args.leads
+        same = (workdir / "out-one.jsonl").read_bytes() == (
+            workdir / "out-split.jsonl"
+        ).read_bytes()
+        assert same, "the split replay wrote other bytes than the one-process replay"
         print(
-            f"  round {round_}: read + validate {args.leads / parse_times[-1]:>8,.0f} leads/s,"
-            f" full replay {args.leads / replay_times[-1]:>8,.0f} leads/s"
+            f"  round {round_}: read + validate {args.leads / times['parse'][-1]:>8,.0f} leads/s,"
+            f" replay in one process {args.leads / times['one'][-1]:>8,.0f},"
+            f" in {split} {args.leads / times['split'][-1]:>8,.0f}"
         )
 
-    parse_seconds, replay_seconds = min(parse_times), min(replay_times)
-    parse_rate, replay_rate = args.leads / parse_seconds, args.leads / replay_seconds
-    for label, rate, seconds in (
-        ("read + validate only", parse_rate, parse_seconds),
-        ("full replay", replay_rate, replay_seconds),
+    best = {run: min(seconds) for run, seconds in times.items()}
+    rate = {run: args.leads / seconds for run, seconds in best.items()}
+    for label, run in (
+        ("read + validate only", "parse"),
+        ("replay, one process", "one"),
+        (f"replay, {split}", "split"),
     ):
-        print(f"  {label:<22} {rate:>10,.0f} leads/s  ({seconds:.1f} s, best of {args.rounds})")
-    print(f"  replay / parse ratio   {replay_rate / parse_rate:>10.2f}")
-    deciding = (replay_seconds - parse_seconds) / args.leads * 1e6
-    print(f"  deciding and writing   {deciding:>10.1f} us/lead  (the two bests' difference)")
-    print(f"  a million leads: about {1_000_000 / replay_rate:.0f} s")
+        print(
+            f"  {label:<22} {rate[run]:>10,.0f} leads/s  ({best[run]:.1f} s, best of {args.rounds})"
+        )
+    print(f"  one process / parse    {rate['one'] / rate['parse']:>10.2f}")
+    print(f"  {split} / one {rate['split'] / rate['one']:>10.2f}  (the same bytes written)")
+    deciding = (best["one"] - best["parse"]) / args.leads * 1e6
+    print(
+        f"  deciding and writing   {deciding:>10.1f} us/lead in one process (the bests' difference)"
+    )
+    print(f"  a million leads: about {1_000_000 / rate['split']:.0f} s in {split}")
     if args.profile_leads:
         small = workdir / "profiled.jsonl"
         small.write_text("".join(json.dumps(row) + "\n" for row in rows[: args.profile_leads]))

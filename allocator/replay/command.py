@@ -29,6 +29,7 @@ from allocator.replay.options import OptionsError, ReplayOptions, add_arguments
 from allocator.replay.report import write_report
 from allocator.replay.rules import Rules, Setup
 from allocator.replay.runner import ReplayRun, replay, send_changes
+from allocator.replay.shards import plan_shards, replay_in_shards, usable_cpus
 from allocator.replay.sources import (
     Bound,
     History,
@@ -337,6 +338,22 @@ def _run(
     sources: tuple[InputSource, ...],
 ) -> ReplayRun:
     with console.progress(rules.name, len(history.leads), options.quiet) as advance:
+        if not options.redis_namespace:  # counters in Redis are one store: not split
+            resources = rules.apply(given.clients, given.resources, given.pools).resources
+            shards = plan_shards(history, resources, options.workers or usable_cpus())
+            if len(shards) > 1:
+                return replay_in_shards(
+                    history,
+                    shards,
+                    given.clients,
+                    given.resources,
+                    rules,
+                    settings.schedule(),
+                    advance,
+                    keep_outcomes,
+                    sources=sources,
+                    pools=given.pools,
+                )
 
         async def go() -> ReplayRun:
             quota = _quota(options, settings, rules)

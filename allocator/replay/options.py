@@ -47,6 +47,7 @@ class ReplayOptions:
     variant: Rules | None = None  # --compare, already parsed
     compare: Path | None = None  # the rules file it was read from
     redis_namespace: str | None = None  # None: quotas counted in memory
+    workers: int | None = None  # processes deciding; None: one per usable CPU
     quiet: bool = False
 
     @property
@@ -94,6 +95,7 @@ class ReplayOptions:
             variant=_rules(args.compare),
             compare=None if args.compare is None else Path(args.compare),
             redis_namespace=args.redis_namespace,
+            workers=_workers(args.workers),
             quiet=args.quiet,
         )
 
@@ -166,7 +168,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep replay counters in Redis (ALLOCATOR_REDIS_URL) under "
         "replay:NAME: instead of in memory",
     )
+    parser.add_argument(
+        "--workers",
+        metavar="N",
+        help="processes that decide leads, clients split among them (default: one per CPU); "
+        "one with send-events, --redis-namespace or under 10,000 leads",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
+def _workers(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        workers = int(text)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise OptionsError("--workers", text, "not a whole number of 1 or more", "give e.g. 2")
+    return workers
 
 
 def _bound(text: str | None, flag: str, reads_topics: bool) -> Bound | None:

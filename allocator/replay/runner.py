@@ -56,6 +56,8 @@ class ReplayRun:
     health: list[str] = field(default_factory=list)
     # Send-events naming no send this run reserved (unknown_send), as skipped.
     rejected: list[Rejected] = field(default_factory=list)
+    # The leads of `undecidable`, by index in the history's leads, with why.
+    undecided: list[tuple[int, InvalidRecord]] = field(default_factory=list)
 
 
 async def replay(
@@ -96,7 +98,7 @@ async def replay(
     leads = history.leads
     held: dict[str, PatternSet] = {}
     lines: list[str] = [""] * len(leads)
-    undecidable: list[str] = []
+    undecided: list[tuple[int, InvalidRecord]] = []
     outcomes: list[Outcome] = [{} for _ in leads] if keep_outcomes else []
     pending: list[int] = []
 
@@ -109,7 +111,7 @@ async def replay(
         for index, lead, decision in zip(pending, batch, decisions, strict=True):
             if isinstance(decision, Undecidable):
                 summary.skip_undecidable(lead, decision.error)
-                undecidable.append(decision.error.message)
+                undecided.append((index, decision.error))
                 continue
             allocation = decision.allocation
             lines[index] = allocation.to_json()
@@ -184,10 +186,11 @@ async def replay(
         [line for line in lines if line],
         summary,
         outcomes,
-        undecidable,
+        [error.message for _, error in undecided],
         cancellations,
         health,
         rejected,
+        undecided,
     )
 
 

@@ -762,6 +762,32 @@ class Summary:
                 for q in quotas:
                     self.limits[(setup.client.client_id, channel.value, q.resource_id)] = q.limit
 
+    def settle(self) -> None:
+        """Count every tallied lead and drop add()'s memo: the summary as it
+        leaves a shard's process (the memo holds each shape's entries)."""
+        self._fold()
+        self._counted.clear()
+
+    def absorb(self, shard: Summary) -> None:
+        """Add what a shard's replay decided: the same history's leads of other
+        clients, so its counters add up with these. What the history held
+        (read()) is this summary's already; the shard's skips are its
+        undecidable leads, which the caller adds with skip_undecidable() in the
+        order the whole history met them (the listed ones are the first).
+        Shards replay no send-events: the health records those give are listed
+        in the whole history's order (shards.py)."""
+        if shard.kinds or shard.health:
+            raise ValueError("a shard with send-events: its feedback cannot be added")
+        shard.settle()
+        self._fold()
+        self.leads += shard.leads
+        self.unknown_clients |= shard.unknown_clients
+        self.limits.update(shard.limits)
+        self.capacity.update(shard.capacity)
+        self._capacity_of |= shard._capacity_of
+        for name in _TALLIED:
+            getattr(self, name).update(getattr(shard, name))
+
     def _fold(self) -> None:
         """Count the leads add() tallied into their counters."""
         for tally in self._counted.values():
@@ -1007,6 +1033,10 @@ class Summary:
 
     def to_json(self) -> dict[str, Any]:
         return self.result().to_json()
+
+
+# Summary's counters that add() tallies, by their private names.
+_TALLIED = tuple(f"_{name}" for name, value in vars(Summary).items() if isinstance(value, _Tallied))
 
 
 def _share(part: int, whole: int) -> float:

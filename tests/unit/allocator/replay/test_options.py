@@ -42,6 +42,7 @@ def test_file_flags_become_typed_options(tmp_path: Path, files: dict[str, Path])
         "--report", str(tmp_path / "new" / "report"),
         "--compare", str(files["rules"]),
         "--redis-namespace", "trial",
+        "--workers", "3",
         "--quiet",
     )  # fmt: skip
     assert options.leads == files["leads"] and options.patterns == files["patterns"]
@@ -51,7 +52,7 @@ def test_file_flags_become_typed_options(tmp_path: Path, files: dict[str, Path])
     assert not (tmp_path / "new").exists()  # checked, not created
     assert options.variant is not None
     assert (options.variant.name, options.variant.max_defer_days) == ("no deferral", 0)
-    assert options.redis_namespace == "trial" and options.quiet
+    assert options.redis_namespace == "trial" and options.quiet and options.workers == 3
     assert options.compare == files["rules"] and options.pools is None
     assert not options.reads_topics and options.start is None and options.end is None
 
@@ -111,6 +112,8 @@ BAD = [
         "--cancellations writes it too",
         "give --health a file of its own",
     ),
+    (["--workers", "0"], "--workers", "not a whole number of 1 or more", "give e.g. 2"),
+    (["--workers", "two"], "--workers", "not a whole number of 1 or more", "give e.g. 2"),
 ]
 
 

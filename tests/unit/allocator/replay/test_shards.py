@@ -1,0 +1,162 @@
+"""A replay split by client across processes (shards.py) writes what one
+process writes, byte for byte: the allocations, summary.json, the report and
+the comparison; the split keeps clients sharing a resource together; a shard
+that fails or dies fails the replay, naming it."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import allocator.batch
+from allocator.models import Resource
+from allocator.replay import shards
+from allocator.replay.shards import MIN_LEADS, plan_shards
+from allocator.replay.sources import History, from_file, parse_lead_data
+from streams.cli import main
+from tests.replay_data import replay_args, write_history
+
+ROUND2 = Path(__file__).resolve().parents[3] / "data" / "round2"
+
+
+def _round2(tmp_path: Path, share: bool = False) -> list[str]:
+    """Arguments replaying the recorded round-2 history (every round-2 setting,
+    three clients) without its send-events; `share`: globex lists initech's
+    mail domain too."""
+    leads = tmp_path / "leads.jsonl"
+    leads.write_bytes(gzip.decompress((ROUND2 / "leads.jsonl.gz").read_bytes()))
+    resources = tmp_path / "resources.jsonl"
+    rows = (ROUND2 / "resources.jsonl").read_text()
+    if share:
+        shared = {"client_id": "globex", "channel": "email", "resource_id": "initech.jp"}
+        rows += json.dumps({**shared, "daily_limit": 40}) + "\n"
+    resources.write_text(rows)
+    args = ["replay", "--leads", str(leads), "--resources", str(resources)]
+    for name in ("patterns", "clients", "pools"):
+        args += [f"--{name}", str(ROUND2 / f"{name}.jsonl")]
+    return [*args, "--quiet"]
+
+
+def _outputs(tmp_path: Path, args: list[str], workers: int, name: str) -> dict[str, bytes]:
+    out, report = tmp_path / f"{name}.jsonl", tmp_path / name
+    assert main([*args, "--out", str(out), "--report", str(report), "--workers", str(workers)]) == 0
+    found = {"allocations": out.read_bytes()}
+    for page in sorted(report.iterdir()):
+        found[page.name] = page.read_bytes()
+    return found
+
+
+def _history(path: Path) -> History:
+    leads, rejected = from_file(path, parse_lead_data)
+    return History(leads, [], rejected)
+
+
+@pytest.mark.parametrize("share", [False, True], ids=["apart", "sharing a resource"])
+def test_a_split_replay_writes_what_one_process_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, share: bool
+) -> None:
+    monkeypatch.setattr(shards, "MIN_LEADS", 0)  # 4,000 leads: split them anyway
+    args = _round2(tmp_path, share)
+    resources = [
+        Resource.model_validate_json(line) for line in Path(args[4]).read_text().splitlines()
+    ]
+    planned = plan_shards(_history(Path(args[2])), resources, 3)
+    together = {"globex", "initech"} <= planned[1].clients  # acme has most leads: shard 0
+    assert together == share  # initech.jp shared: one shard; else apart among three
+    one = _outputs(tmp_path, args, 1, "one")
+    split = _outputs(tmp_path, args, 3, "split")
+    assert set(one) == {"allocations", "index.html", "summary.json"}
+    assert one["allocations"].count(b"\n") == 4000
+    for name, written in one.items():
+        assert split[name] == written, f"{name} differs"
+
+
+def test_undecidable_leads_unknown_clients_and_a_comparison_come_out_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shards, "MIN_LEADS", 0)
+    planned = allocator.batch._planned
+
+    def failing(lead: Any, *args: Any) -> Any:
+        # Leads of two clients, in two shards, whose rules fail (as in
+        # test_command's undecidable test): listed in the history's order.
+        if lead.lead_id in ("lead-00103", "lead-00007", "lead-00290"):
+            raise OverflowError("date value out of range")
+        return planned(lead, *args)
+
+    monkeypatch.setattr(allocator.batch, "_planned", failing)
+    paths = write_history(tmp_path, leads=400)  # with bad lines; umbrella has no setup
+    rules = tmp_path / "variant.json"
+    rules.write_text(json.dumps({"name": "tight", "type_limits": {"email_domain": 3}}))
+    args = replay_args(paths, tmp_path / "unused.jsonl", "--compare", str(rules))
+    one = _outputs(tmp_path, args, 1, "one")
+    split = _outputs(tmp_path, args, 4, "split")
+    summary = json.loads(one["summary.json"])
+    assert summary["invalid_by_code"]["undecidable"] == 3
+    assert summary["unknown_clients"] == ["umbrella"]
+    assert "compare.json" in one
+    for name, written in one.items():
+        assert split[name] == written, f"{name} differs"
+
+
+def test_clients_go_to_the_shard_with_the_fewest_leads_largest_first(tmp_path: Path) -> None:
+    paths = write_history(tmp_path, leads=MIN_LEADS, bad=False)
+    history = _history(paths["leads"])
+    counts = {c: sum(lead.client_id == c for lead in history.leads) for c in ("acme", "globex")}
+    planned = plan_shards(history, [], 2)
+    assert [sorted(s.clients) for s in planned] == [["acme"], ["globex", "initech", "umbrella"]]
+    assert len(planned[0].leads) == counts["acme"] > len(planned[1].leads) > counts["globex"]
+    assert sorted(i for s in planned for i in s.leads) == list(range(MIN_LEADS))
+    assert len(plan_shards(history, [], 8)) == 4  # no more shards than clients
+
+
+def test_no_split_for_send_events_small_histories_or_one_worker(tmp_path: Path) -> None:
+    paths = write_history(tmp_path, leads=MIN_LEADS, bad=False)
+    history = _history(paths["leads"])
+    assert len(plan_shards(history, [], 1)) == 1
+    small = History(history.leads[:-1], [], [])
+    assert len(plan_shards(small, [], 2)) == 1
+    round2 = History(history.leads, [], [], send_events=_round2_send_events(tmp_path))
+    assert len(plan_shards(round2, [], 2)) == 1
+
+
+def _round2_send_events(tmp_path: Path) -> Any:
+    from allocator.replay.sources import parse_send_event_data
+
+    path = tmp_path / "send-events.jsonl"
+    path.write_bytes(gzip.decompress((ROUND2 / "send-events.jsonl.gz").read_bytes()))
+    return from_file(path, parse_send_event_data)[0][:5]
+
+
+@pytest.mark.parametrize("how", ["raises", "dies"])
+def test_a_shard_that_fails_fails_the_replay_naming_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    how: str,
+) -> None:
+    monkeypatch.setattr(shards, "MIN_LEADS", 0)
+    planned = allocator.batch._planned
+    parent = os.getpid()
+
+    def failing(lead: Any, *args: Any) -> Any:
+        if lead.client_id == "globex" and os.getpid() != parent:  # shard 1, forked
+            if how == "dies":
+                os._exit(7)
+            raise KeyboardInterrupt  # past the per-lead handler, as a bug in the loop would be
+        return planned(lead, *args)
+
+    monkeypatch.setattr(allocator.batch, "_planned", failing)
+    paths = write_history(tmp_path, leads=200, bad=False)
+    assert main([*replay_args(paths, tmp_path / "out.jsonl"), "--workers", "2"]) == 1
+    err = capsys.readouterr().err
+    if how == "dies":
+        assert "replay shard 1 ended without an answer (exit code 7)" in err
+    else:
+        assert "replay shard 1 failed: KeyboardInterrupt" in err
+    assert not (tmp_path / "out.jsonl").exists()
