@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -46,6 +47,8 @@ from allocator.running import run_to_end
 MIN_LEADS = 10_000
 # How often the parent passes the shards' progress on, in seconds.
 PROGRESS_EVERY = 0.2
+# The shards share the history read by forking (not on Windows; macOS has it).
+_CAN_FORK = "fork" in multiprocessing.get_all_start_methods()
 
 
 def usable_cpus() -> int:
@@ -67,7 +70,7 @@ def plan_shards(history: History, resources: Sequence[Resource], most: int) -> l
     clients that list the same resource id in one; one shard if the history
     cannot be split (send-events) or is too small to be worth it."""
     leads = history.leads
-    if most < 2 or history.send_events or len(leads) < MIN_LEADS:
+    if most < 2 or history.send_events or len(leads) < MIN_LEADS or not _CAN_FORK:
         return [Shard(frozenset(lead.client_id for lead in leads), list(range(len(leads))))]
     groups = _client_groups(Counter(lead.client_id for lead in leads), resources)
     # The largest groups first, each to the shard with the fewest leads so far
@@ -209,6 +212,9 @@ def _run_forked(
     pools: Sequence[Pool],
 ) -> None:
     """In a shard's own process: replay its part and send the answer back."""
+    # The progress bar's proxies of stdout and stderr take a lock its refresh
+    # thread may have held at the fork, in a thread this process has not.
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 
     def count(n: int) -> None:
         with done.get_lock():
