@@ -4,18 +4,20 @@
                                  [--profile-leads 20000]
 
 Prints leads per second for the whole replay (read, validate, decide, write)
-in one process and split by client across --workers processes (default: one
-per usable CPU; shards.py), next to a baseline measured in the same process:
-only reading and validating the same file. The replay's ratio to that
-baseline is what deciding costs on top of parsing; the split run's ratio to
-the one-process run is what the split gains (the sample's largest client has
-60% of the leads, and one client's leads are decided in one process). Both
-runs must write the same bytes, or the bench stops. Each round times all
-three, one after the other; every round is printed, then the best of each (as
-timeit reports the best of its repeats: on a shared machine a slower round
-says how busy it was, not how fast the code is). Rounds after the first find
-the module-level caches (key names, zones, the entries of exhausted channels)
-filled: a few thousand entries, against 200,000 leads.
+in one process and split by client across --workers processes (default: as
+the replay, one per usable CPU up to 8, and at least 2; processes.py), next
+to a baseline measured in the same process: only reading and validating the
+same file. The replay's ratio to that baseline is what deciding costs on top
+of parsing; the split run's ratio to the one-process run is what the split
+gains (the sample's largest client has 60% of the leads, and one client's
+leads are decided in one process). Both runs must write the same allocations
+file, byte for byte, or the bench stops (the summary's and the report's
+bytes are held by tests/unit/allocator/replay/test_shards.py). Each round
+times all three, one after the other; every round is printed, then the best
+of each (as timeit reports the best of its repeats: on a shared machine a
+slower round says how busy it was, not how fast the code is). Rounds after
+the first find the module-level caches (key names, zones, the entries of
+exhausted channels) filled: a few thousand entries, against 200,000 leads.
 
 Then, unless --profile-leads is 0, replays the first leads of the same
 history in one process under cProfile and prints where a lead's time goes:
@@ -35,7 +37,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from allocator.replay.shards import usable_cpus
+from allocator.replay.processes import workers as default_workers
 from streams.cli import main
 from streams.samples import SAMPLES_DIR, sample_leads, sample_patterns
 
@@ -107,12 +109,15 @@ def main_bench() -> None:
     parser.add_argument("--leads", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds; the best is kept")
     parser.add_argument(
-        "--workers", type=int, default=usable_cpus(), help="processes of the split run"
+        "--workers",
+        type=int,
+        default=max(2, default_workers(None)),
+        help="processes of the split run (default: the replay's default, at least 2)",
     )
     parser.add_argument("--profile-leads", type=int, default=20_000)
     args = parser.parse_args()
-    if args.rounds < 1 or args.workers < 1:
-        parser.error("--rounds and --workers must be 1 or more")
+    if args.rounds < 1 or args.workers < 2:
+        parser.error("--rounds must be 1 or more, --workers 2 or more")
     workdir = Path(tempfile.mkdtemp(prefix="allocator-replay-bench-"))
     rows = sample_leads(max(args.leads, args.profile_leads), seed=42)
     leads = workdir / "leads.jsonl"
@@ -131,10 +136,10 @@ def main_bench() -> None:
         times["parse"].append(time.perf_counter() - start)
         assert len(parsed) == args.leads
         del parsed
-        for run, workers in (("one", 1), ("split", args.workers)):
+        for run, processes in (("one", 1), ("split", args.workers)):
             out = workdir / f"out-{run}.jsonl"
             start = time.perf_counter()
-            code = main(replay_args(leads, patterns, out, workers))
+            code = main(replay_args(leads, patterns, out, processes))
             times[run].append(time.perf_counter() - start)
             assert code == 0
             assert out.read_bytes().count(b"\n") == args.leads

@@ -26,10 +26,11 @@ from allocator.models import Client, Pool, Resource, parse_pattern_data, validat
 from allocator.quota import MemoryQuotaStore, QuotaStore
 from allocator.replay import console
 from allocator.replay.options import OptionsError, ReplayOptions, add_arguments
+from allocator.replay.processes import Forked, ShardJob, workers
 from allocator.replay.report import write_report
 from allocator.replay.rules import Rules, Setup
 from allocator.replay.runner import ReplayRun, replay, send_changes
-from allocator.replay.shards import plan_shards, replay_in_shards, usable_cpus
+from allocator.replay.shards import plan_shards
 from allocator.replay.sources import (
     Bound,
     History,
@@ -337,23 +338,27 @@ def _run(
     keep_outcomes: bool,
     sources: tuple[InputSource, ...],
 ) -> ReplayRun:
+    if not options.redis_namespace:  # counters in Redis are one store: not split
+        resources = rules.apply(given.clients, given.resources, given.pools).resources
+        shards = plan_shards(history, resources, workers(options.workers))
+        if len(shards) > 1:
+            job = ShardJob(
+                history,
+                given.clients,
+                given.resources,
+                rules,
+                settings.schedule(),
+                keep_outcomes,
+                sources,
+                tuple(given.pools),
+            )
+            # Forked before the progress bar starts its thread (processes.Forked).
+            with (
+                Forked(job, shards) as forked,
+                console.progress(rules.name, len(history.leads), options.quiet) as advance,
+            ):
+                return forked.finish(advance)
     with console.progress(rules.name, len(history.leads), options.quiet) as advance:
-        if not options.redis_namespace:  # counters in Redis are one store: not split
-            resources = rules.apply(given.clients, given.resources, given.pools).resources
-            shards = plan_shards(history, resources, options.workers or usable_cpus())
-            if len(shards) > 1:
-                return replay_in_shards(
-                    history,
-                    shards,
-                    given.clients,
-                    given.resources,
-                    rules,
-                    settings.schedule(),
-                    advance,
-                    keep_outcomes,
-                    sources=sources,
-                    pools=given.pools,
-                )
 
         async def go() -> ReplayRun:
             quota = _quota(options, settings, rules)

@@ -56,7 +56,8 @@ class ReplayRun:
     health: list[str] = field(default_factory=list)
     # Send-events naming no send this run reserved (unknown_send), as skipped.
     rejected: list[Rejected] = field(default_factory=list)
-    # The leads of `undecidable`, by index in the history's leads, with why.
+    # The leads of `undecidable`, by index in the history's leads, with why
+    # (after a split replay, an InvalidRecord of the code and message only).
     undecided: list[tuple[int, InvalidRecord]] = field(default_factory=list)
 
 

@@ -768,16 +768,18 @@ class Summary:
         self._fold()
         self._counted.clear()
 
-    def absorb(self, shard: Summary) -> None:
+    def absorb(self, shard: Summary, undecidable: int) -> None:
         """Add what a shard's replay decided: the same history's leads of other
         clients, so its counters add up with these. What the history held
-        (read()) is this summary's already; the shard's skips are its
-        undecidable leads, which the caller adds with skip_undecidable() in the
-        order the whole history met them (the listed ones are the first).
-        Shards replay no send-events: the health records those give are listed
-        in the whole history's order (shards.py)."""
-        if shard.kinds or shard.health:
-            raise ValueError("a shard with send-events: its feedback cannot be added")
+        (read()) is this summary's already. The shard's skips are its
+        `undecidable` leads, which the caller adds with skip_undecidable() in
+        the order the whole history met them (the listed ones are the first).
+        Shards replay no send-events (shards.py says why): ValueError for a
+        shard with feedback or other skips, which this would drop."""
+        feedback = (shard.kinds, shard.refunds, shard.cancelled, shard.health)
+        others = sum(shard.invalid.values()) - undecidable
+        if any(feedback) or shard.feedback_days or shard.not_reserved or others:
+            raise ValueError("a shard with send-events or skipped records cannot be added")
         shard.settle()
         self._fold()
         self.leads += shard.leads

@@ -1,7 +1,8 @@
-"""A replay split by client across processes (shards.py) writes what one
-process writes, byte for byte: the allocations, summary.json, the report and
-the comparison; the split keeps clients sharing a resource together; a shard
-that fails or dies fails the replay, naming it."""
+"""A replay split by client across processes (shards.py, processes.py)
+writes what one process writes, byte for byte: the allocations, summary.json,
+the report and the comparison; the split keeps clients sharing a resource
+together (and must: apart, the bytes differ); a shard that fails or dies
+fails the replay, naming it."""
 
 from __future__ import annotations
 
@@ -14,10 +15,17 @@ from typing import Any
 import pytest
 
 import allocator.batch
-from allocator.models import Resource
-from allocator.replay import shards
+from allocator.config import Settings
+from allocator.files import load_all
+from allocator.models import Client, Pool, Resource, ScoredLead, parse_pattern_data, validate
+from allocator.quota import MemoryQuotaStore
+from allocator.replay import processes, shards
+from allocator.replay.processes import Forked, ShardJob
+from allocator.replay.rules import Rules
+from allocator.replay.runner import ReplayRun, replay
 from allocator.replay.shards import MIN_LEADS, plan_shards
 from allocator.replay.sources import History, from_file, parse_lead_data
+from allocator.running import run_to_end
 from streams.cli import main
 from tests.replay_data import replay_args, write_history
 
@@ -42,6 +50,20 @@ def _round2(tmp_path: Path, share: bool = False) -> list[str]:
     return [*args, "--quiet"]
 
 
+@pytest.fixture
+def merged(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many shards each split replay merged: the split really ran."""
+    counts: list[int] = []
+    merge = processes._merge
+
+    def counted(job: ShardJob, planned: Any, runs: Any) -> ReplayRun:
+        counts.append(len(runs))
+        return merge(job, planned, runs)
+
+    monkeypatch.setattr(processes, "_merge", counted)
+    return counts
+
+
 def _outputs(tmp_path: Path, args: list[str], workers: int, name: str) -> dict[str, bytes]:
     out, report = tmp_path / f"{name}.jsonl", tmp_path / name
     assert main([*args, "--out", str(out), "--report", str(report), "--workers", str(workers)]) == 0
@@ -58,7 +80,7 @@ def _history(path: Path) -> History:
 
 @pytest.mark.parametrize("share", [False, True], ids=["apart", "sharing a resource"])
 def test_a_split_replay_writes_what_one_process_writes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, share: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, merged: list[int], share: bool
 ) -> None:
     monkeypatch.setattr(shards, "MIN_LEADS", 0)  # 4,000 leads: split them anyway
     args = _round2(tmp_path, share)
@@ -69,7 +91,9 @@ def test_a_split_replay_writes_what_one_process_writes(
     together = {"globex", "initech"} <= planned[1].clients  # acme has most leads: shard 0
     assert together == share  # initech.jp shared: one shard; else apart among three
     one = _outputs(tmp_path, args, 1, "one")
+    assert merged == []
     split = _outputs(tmp_path, args, 3, "split")
+    assert merged == [len(planned)] and len(planned) > 1
     assert set(one) == {"allocations", "index.html", "summary.json"}
     assert one["allocations"].count(b"\n") == 4000
     for name, written in one.items():
@@ -77,7 +101,7 @@ def test_a_split_replay_writes_what_one_process_writes(
 
 
 def test_undecidable_leads_unknown_clients_and_a_comparison_come_out_the_same(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, merged: list[int]
 ) -> None:
     monkeypatch.setattr(shards, "MIN_LEADS", 0)
     planned = allocator.batch._planned
@@ -96,6 +120,7 @@ def test_undecidable_leads_unknown_clients_and_a_comparison_come_out_the_same(
     args = replay_args(paths, tmp_path / "unused.jsonl", "--compare", str(rules))
     one = _outputs(tmp_path, args, 1, "one")
     split = _outputs(tmp_path, args, 4, "split")
+    assert merged == [4, 4]  # the baseline and the variant, each split in four
     summary = json.loads(one["summary.json"])
     assert summary["invalid_by_code"]["undecidable"] == 3
     assert summary["unknown_clients"] == ["umbrella"]
@@ -160,3 +185,71 @@ def test_a_shard_that_fails_fails_the_replay_naming_it(
     else:
         assert "replay shard 1 failed: KeyboardInterrupt" in err
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_clients_sharing_a_resource_decided_apart_would_write_other_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, merged: list[int]
+) -> None:
+    # The control of the test above: with every client a group of its own,
+    # globex and initech count initech.jp's sends in two processes.
+    monkeypatch.setattr(shards, "MIN_LEADS", 0)
+    group = shards._client_groups
+    monkeypatch.setattr(shards, "_client_groups", lambda leads, resources: group(leads, []))
+    args = _round2(tmp_path, share=True)
+    one = _outputs(tmp_path, args, 1, "one")
+    split = _outputs(tmp_path, args, 3, "split")
+    assert merged == [3]
+    assert split["allocations"] != one["allocations"]
+
+
+def _setup(path: Path, model: Any) -> Any:
+    return load_all(path, lambda data: validate(model, data))
+
+
+def test_a_forked_run_is_one_process_run_lead_by_lead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Below the command: the run's lines, outcomes (what --compare reads, put
+    # back by lead), undecidable leads and summary, against replay() itself.
+    monkeypatch.setattr(shards, "MIN_LEADS", 0)
+    leads = tmp_path / "leads.jsonl"
+    leads.write_bytes(gzip.decompress((ROUND2 / "leads.jsonl.gz").read_bytes()))
+    found, rejected = from_file(leads, parse_lead_data)
+    patterns, _ = from_file(ROUND2 / "patterns.jsonl", parse_pattern_data)
+    history = History(found, patterns, rejected)
+    clients = _setup(ROUND2 / "clients.jsonl", Client)
+    resources = _setup(ROUND2 / "resources.jsonl", Resource)
+    pools = _setup(ROUND2 / "pools.jsonl", Pool)
+    schedule = Settings().schedule()
+    store = MemoryQuotaStore()
+    one = run_to_end(
+        replay(
+            history, clients, resources, Rules(), schedule, store, keep_outcomes=True, pools=pools
+        )
+    )
+    planned = plan_shards(History(found, [], []), resources, 3)
+    assert len(planned) == 3 and max(planned[1].leads) > min(planned[0].leads)  # interleaved
+    job = ShardJob(history, clients, resources, Rules(), schedule, True, (), tuple(pools))
+    counted: list[int] = []
+    with Forked(job, planned) as forked:
+        split = forked.finish(counted.append)
+    assert sum(counted) == len(found)  # the progress bar saw every lead
+    assert split.lines == one.lines and len(one.lines) == len(found)
+    assert split.outcomes == one.outcomes
+    assert split.undecidable == one.undecidable
+    assert split.summary.to_json() == one.summary.to_json()
+
+
+def _lead(client: str, n: int) -> ScoredLead:
+    data = {"lead_id": f"{client}-{n}", "client_id": client, "als_score": 50}
+    return validate(ScoredLead, {**data, "scored_at": "2026-11-26T10:00:00Z"})
+
+
+def test_the_largest_shard_comes_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    # It is decided in the process that read the history.
+    monkeypatch.setattr(shards, "MIN_LEADS", 0)
+    leads = [_lead(c, n) for c, size in (("a", 10), ("b", 9), ("c", 9)) for n in range(size)]
+    planned = plan_shards(History(leads, [], []), [], 2)
+    assert [sorted(s.clients) for s in planned] == [["b", "c"], ["a"]]
+    assert [len(s.leads) for s in planned] == [18, 10]
+    assert len(plan_shards(History([], [], []), [], 2)) == 1

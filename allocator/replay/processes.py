@@ -1,0 +1,264 @@
+"""A split replay's processes (issue 15; which leads go where: shards.py).
+
+The process that read the history forks one process per shard but the
+first; the history reaches them through the fork, not copied. Each replays
+its clients' leads and patterns with an in-memory quota store of its own,
+while the parent decides the first shard. The parent then puts the
+allocation records back in input order, lists the undecidable leads in the
+order the whole history met them, and adds the shards' summaries up: what
+the replay writes is the same bytes as one process writes
+(tests/unit/allocator/replay/test_shards.py).
+
+Only on Linux: macOS's system libraries are not safe in a forked child of a
+process with threads (which is why Python stopped forking by default there),
+and Windows has no fork.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from multiprocessing.sharedctypes import Synchronized
+from types import TracebackType
+
+from allocator.decision import Schedule
+from allocator.errors import InvalidRecord
+from allocator.models import Client, Pool, Resource, ScoredLead
+from allocator.quota import MemoryQuotaStore
+from allocator.replay.rules import Rules
+from allocator.replay.runner import Outcome, ReplayRun, replay
+from allocator.replay.shards import Shard
+from allocator.replay.sources import History
+from allocator.replay.summary import InputSource, Summary
+from allocator.running import run_to_end
+
+# The default number of processes: one per usable CPU, at most this many
+# (each forked process copies the pages of the history it touches).
+MOST_BY_DEFAULT = 8
+# How often the parent passes the shards' progress on, in seconds.
+PROGRESS_EVERY = 0.2
+FORKS = sys.platform.startswith("linux")
+
+
+def workers(asked: int | None) -> int:
+    """How many processes a replay may decide in: as asked, else one per usable
+    CPU up to MOST_BY_DEFAULT; one where forking is not safe."""
+    if not FORKS:
+        return 1
+    if asked is not None:
+        return asked
+    return min(len(os.sched_getaffinity(0)), MOST_BY_DEFAULT)
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """What every shard replays with: the whole history and setup, and the rules."""
+
+    history: History
+    clients: list[Client]
+    resources: list[Resource]
+    rules: Rules
+    schedule: Schedule
+    keep_outcomes: bool = False
+    sources: tuple[InputSource, ...] = ()
+    pools: tuple[Pool, ...] = ()
+
+
+@dataclass
+class _ShardRun:
+    """What a shard's replay gives back."""
+
+    decided: list[int]  # indexes in the whole history's leads, one per line
+    lines: list[str]
+    outcomes: list[Outcome]  # per lead of the shard, when kept
+    # (index in the whole history's leads, code, field, message), in the order
+    # the shard met them: what the summary lists (an UndecidableLead holds its
+    # cause, which may not pickle)
+    undecided: list[tuple[int, str, str | None, str]]
+    summary: Summary
+
+
+class Forked:
+    """The shards but the first, each replaying in a forked process from the
+    moment this is built; `finish()` decides the first here and gives the
+    whole run. Used as a context manager, it kills what still runs on leaving
+    (another shard failed). Built before any other thread starts (a progress
+    bar's): a forked process has only the thread that forked, and a lock
+    another held at the fork stays held in it."""
+
+    def __init__(self, job: ShardJob, shards: Sequence[Shard]) -> None:
+        self.job = job
+        self.shards = shards
+        context = multiprocessing.get_context("fork")
+        self._done = context.Value("q", 0)  # leads the forked shards have decided
+        self._waiting: dict[Connection, int] = {}
+        self._processes: dict[int, BaseProcess] = {}
+        self._runs: dict[int, _ShardRun] = {}
+        try:
+            for k, shard in enumerate(shards[1:], start=1):
+                receive, send = context.Pipe(duplex=False)
+                process = context.Process(
+                    target=_run_forked,
+                    # Under fork, arguments reach the child as they are, unpickled.
+                    args=(send, self._done, job, shard),
+                    name=f"replay-shard-{k}",
+                    daemon=True,
+                )
+                process.start()
+                send.close()  # the child's alone: its end closing tells its exit
+                self._processes[k] = process
+                self._waiting[receive] = k
+        except BaseException:
+            self.__exit__(None, None, None)  # the shards forked so far
+            raise
+
+    def __enter__(self) -> Forked:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        where: TracebackType | None,
+    ) -> None:
+        for process in self._processes.values():
+            if process.is_alive():
+                process.kill()
+            process.join()
+
+    def finish(self, progress: Callable[[int], None] = lambda n: None) -> ReplayRun:
+        """Decide the first shard here, collect the others' answers, merge."""
+        reported = 0
+
+        def count(n: int) -> None:
+            nonlocal reported
+            self._collect(0)  # a shard that failed or died fails the run now
+            now = self._done.value
+            progress(n + now - reported)
+            reported = now
+
+        self._runs[0] = _run_shard(self.job, self.shards[0], count)
+        while self._waiting:
+            self._collect(PROGRESS_EVERY)
+            count(0)
+        return _merge(self.job, self.shards, [self._runs[k] for k in range(len(self.shards))])
+
+    def _collect(self, timeout: float) -> None:
+        """The answers sent so far (a shard's end of its pipe closes when it exits,
+        so one that died is found here too)."""
+        for ready in wait(list(self._waiting), timeout):
+            assert isinstance(ready, Connection)
+            k = self._waiting.pop(ready)
+            self._runs[k] = _answer(ready, k, self._processes[k])
+
+
+def _run_forked(send: Connection, done: Synchronized[int], job: ShardJob, shard: Shard) -> None:
+    """In a shard's own process: replay its part and send the answer back."""
+    # Not a progress bar's proxies of stdout and stderr, should one run.
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+
+    def count(n: int) -> None:
+        with done.get_lock():
+            done.value += n
+
+    try:
+        answer = _run_shard(job, shard, count)
+        answer.summary.settle()  # its memo of shapes stays here
+        send.send(("run", answer))
+    except BaseException:  # whatever it was, the parent says it
+        send.send(("failed", traceback.format_exc()))
+    finally:
+        send.close()
+
+
+def _run_shard(job: ShardJob, shard: Shard, count: Callable[[int], None]) -> _ShardRun:
+    """The replay of the shard's clients' leads and patterns."""
+    part = History(
+        leads=[job.history.leads[i] for i in shard.leads],
+        patterns=[p for p in job.history.patterns if p.client_id in shard.clients],
+        rejected=[],
+    )
+    run = run_to_end(
+        replay(
+            part,
+            job.clients,
+            job.resources,
+            job.rules,
+            job.schedule,
+            MemoryQuotaStore(),
+            count,
+            job.keep_outcomes,
+            sources=job.sources,
+            pools=job.pools,
+        )
+    )
+    undecided = {i for i, _ in run.undecided}
+    return _ShardRun(
+        [shard.leads[i] for i in range(len(shard.leads)) if i not in undecided],
+        run.lines,
+        run.outcomes,
+        [(shard.leads[i], e.code, e.field, e.message) for i, e in run.undecided],
+        run.summary,
+    )
+
+
+def _answer(ready: Connection, k: int, process: BaseProcess) -> _ShardRun:
+    try:
+        kind, payload = ready.recv()
+    except EOFError:
+        process.join()
+        raise RuntimeError(
+            f"replay shard {k} ended without an answer (exit code {process.exitcode})"
+        ) from None
+    if kind != "run":
+        # Its last line says what it was; --debug shows the whole of it.
+        failed = RuntimeError(f"replay shard {k} failed: {payload.strip().splitlines()[-1]}")
+        failed.add_note(f"replay shard {k}'s traceback:\n{payload}")
+        raise failed
+    assert isinstance(payload, _ShardRun)
+    return payload
+
+
+def _merge(job: ShardJob, shards: Sequence[Shard], runs: Sequence[_ShardRun]) -> ReplayRun:
+    """The shards' runs as one process's run of the whole history."""
+    history = job.history
+    leads = history.leads
+    lines = [""] * len(leads)
+    outcomes: list[Outcome] = [{} for _ in leads] if job.keep_outcomes else []
+    summary = Summary(job.rules.describe(), job.sources)
+    summary.read(history)
+    undecided: list[tuple[int, InvalidRecord]] = []
+    for shard, run in zip(shards, runs, strict=True):
+        for index, line in zip(run.decided, run.lines, strict=True):
+            lines[index] = line
+        for index, outcome in zip(shard.leads, run.outcomes, strict=job.keep_outcomes):
+            outcomes[index] = outcome
+        summary.absorb(run.summary, undecidable=len(run.undecided))
+        undecided.extend(
+            (index, InvalidRecord(code, field, None, message))
+            for index, code, field, message in run.undecided
+        )
+    if undecided:
+        # Listed in the order one process meets them: event time, then input order.
+        rank = {
+            index: n
+            for n, (index, event) in enumerate(history.in_event_time())
+            if isinstance(event, ScoredLead)
+        }
+        undecided.sort(key=lambda item: rank[item[0]])
+        for index, error in undecided:
+            summary.skip_undecidable(leads[index], error)
+    return ReplayRun(
+        job.rules,
+        [line for line in lines if line],
+        summary,
+        outcomes,
+        [error.message for _, error in undecided],
+        undecided=undecided,
+    )
