@@ -131,7 +131,7 @@ def _execute(options: ReplayOptions) -> int:
     if options.report is not None:
         console.show_report(write_report(options.report, summary, comparison))
     if not options.quiet:
-        console.show_summary(summary, len(history.leads), seconds)
+        console.show_summary(summary, len(history.leads), seconds, base.processes)
         if comparison is not None:
             console.show_comparison(comparison)
     return 0

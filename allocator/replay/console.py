@@ -98,10 +98,12 @@ def progress(rules_name: str, total: int, quiet: bool) -> Iterator[Callable[[int
         yield lambda n: bar.advance(task, n)
 
 
-def show_summary(summary: ReplaySummary, leads: int, seconds: float) -> None:
-    """The baseline's statuses by tier; `leads` were read in `seconds`."""
+def show_summary(summary: ReplaySummary, leads: int, seconds: float, processes: int = 1) -> None:
+    """The baseline's statuses by tier; `leads` were decided in `seconds` by
+    `processes` (a replay split by client: processes.py)."""
     rate = leads / max(seconds, 1e-9)
-    table = Table(title=f"replay: {leads} leads in {seconds:.1f}s ({rate:,.0f} leads/s)")
+    split = f" in {processes} processes" if processes > 1 else ""
+    table = Table(title=f"replay: {leads} leads in {seconds:.1f}s{split} ({rate:,.0f} leads/s)")
     table.add_column("tier")
     table.add_column("leads", justify="right")
     for status in REPORTED_STATUSES:

@@ -261,4 +261,5 @@ def _merge(job: ShardJob, shards: Sequence[Shard], runs: Sequence[_ShardRun]) ->
         outcomes,
         [error.message for _, error in undecided],
         undecided=undecided,
+        processes=len(runs),
     )

@@ -59,6 +59,7 @@ class ReplayRun:
     # The leads of `undecidable`, by index in the history's leads, with why
     # (after a split replay, an InvalidRecord of the code and message only).
     undecided: list[tuple[int, InvalidRecord]] = field(default_factory=list)
+    processes: int = 1  # that decided the leads (processes.py)
 
 
 async def replay(

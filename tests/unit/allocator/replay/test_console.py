@@ -54,6 +54,11 @@ def test_a_replay_too_fast_to_time_does_not_divide_by_zero(
     assert "replay: 3 leads in 0.0s (3,000,000,000 leads/s)" in capsys.readouterr().out
 
 
+def test_a_split_replay_says_in_how_many_processes(capsys: pytest.CaptureFixture[str]) -> None:
+    console.show_summary(sample(), leads=30000, seconds=1.0, processes=2)
+    assert "replay: 30000 leads in 1.0s in 2 processes (30,000 leads/s)" in capsys.readouterr().out
+
+
 def test_the_comparison_shows_changes_signed_and_how_sends_moved(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -234,6 +234,7 @@ def test_a_forked_run_is_one_process_run_lead_by_lead(
     with Forked(job, planned) as forked:
         split = forked.finish(counted.append)
     assert sum(counted) == len(found)  # the progress bar saw every lead
+    assert (split.processes, one.processes) == (3, 1)
     assert split.lines == one.lines and len(one.lines) == len(found)
     assert split.outcomes == one.outcomes
     assert split.undecidable == one.undecidable
