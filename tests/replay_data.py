@@ -7,6 +7,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from allocator.replay import processes, shards
+from allocator.replay.runner import ReplayRun
 from streams.samples import SAMPLES_DIR, sample_leads, sample_patterns
 
 BAD_LINES = {
@@ -197,3 +201,21 @@ def send_event(
     if lead_id is not None:
         row["lead_id"] = lead_id
     return {**row, **extra}
+
+
+# --- a replay split by client across processes (replay/processes.py) ---------
+
+
+def count_split_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Makes every in-memory replay split, whatever its size; the list gets
+    how many shards each split run merged (so a test sees the split ran)."""
+    monkeypatch.setattr(shards, "MIN_LEADS", 0)
+    merged: list[int] = []
+    merge = processes._merge
+
+    def counted(job: processes.ShardJob, planned: Any, runs: Any) -> ReplayRun:
+        merged.append(len(runs))
+        return merge(job, planned, runs)
+
+    monkeypatch.setattr(processes, "_merge", counted)
+    return merged

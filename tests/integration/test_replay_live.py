@@ -7,17 +7,15 @@ import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis as redis_sync
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from allocator.replay import processes, shards
 from allocator.replay.sources import Bound, read_topic
 from streams.cli import main
-from tests.replay_data import replay_args, write_history
+from tests.replay_data import count_split_runs, replay_args, write_history
 
 LIVE_KEYS = [
     "ratelimit:email:mail.acme.io:daily:2026-11-26",
@@ -42,16 +40,7 @@ def test_replay_never_touches_live_counters(
     before = snapshot_live(client)
     namespace = f"t{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("ALLOCATOR_REDIS_URL", redis_url)
-    # Split whatever the size (processes.py), except with counters in Redis.
-    monkeypatch.setattr(shards, "MIN_LEADS", 0)
-    merged: list[int] = []
-    merge = processes._merge
-
-    def counted(job: Any, planned: Any, runs: Any) -> Any:
-        merged.append(len(runs))
-        return merge(job, planned, runs)
-
-    monkeypatch.setattr(processes, "_merge", counted)
+    merged = count_split_runs(monkeypatch)  # split, except with counters in Redis
     paths = write_history(tmp_path, bad=False)
     extra = ["--redis-namespace", namespace] if mode == "redis-namespace" else []
     try:

@@ -19,15 +19,15 @@ from allocator.config import Settings
 from allocator.files import load_all
 from allocator.models import Client, Pool, Resource, ScoredLead, parse_pattern_data, validate
 from allocator.quota import MemoryQuotaStore
-from allocator.replay import processes, shards
+from allocator.replay import shards
 from allocator.replay.processes import Forked, ShardJob
 from allocator.replay.rules import Rules
-from allocator.replay.runner import ReplayRun, replay
+from allocator.replay.runner import replay
 from allocator.replay.shards import MIN_LEADS, plan_shards
 from allocator.replay.sources import History, from_file, parse_lead_data
 from allocator.running import run_to_end
 from streams.cli import main
-from tests.replay_data import replay_args, write_history
+from tests.replay_data import count_split_runs, replay_args, write_history
 
 ROUND2 = Path(__file__).resolve().parents[3] / "data" / "round2"
 
@@ -52,16 +52,7 @@ def _round2(tmp_path: Path, share: bool = False) -> list[str]:
 
 @pytest.fixture
 def merged(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many shards each split replay merged: the split really ran."""
-    counts: list[int] = []
-    merge = processes._merge
-
-    def counted(job: ShardJob, planned: Any, runs: Any) -> ReplayRun:
-        counts.append(len(runs))
-        return merge(job, planned, runs)
-
-    monkeypatch.setattr(processes, "_merge", counted)
-    return counts
+    return count_split_runs(monkeypatch)
 
 
 def _outputs(tmp_path: Path, args: list[str], workers: int, name: str) -> dict[str, bytes]:
