@@ -172,8 +172,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers",
         metavar="N",
         help="processes that decide leads, clients split among them (default: one per "
-        "CPU, at most 8); one with send-events, --redis-namespace, under 10,000 leads, "
-        "or off Linux",
+        "CPU, at most 8); one with --redis-namespace, under 10,000 leads, or off Linux",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 

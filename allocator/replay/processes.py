@@ -1,13 +1,19 @@
-"""A split replay's processes (issue 15; which leads go where: shards.py).
+"""A split replay's processes (issue 15; which clients go where: shards.py).
 
 The process that read the history forks one process per shard but the
-first; the history reaches them through the fork, not copied. Each replays
-its clients' leads and patterns with an in-memory quota store of its own,
-while the parent decides the first shard. The parent then puts the
-allocation records back in input order, lists the undecidable leads in the
-order the whole history met them, and adds the shards' summaries up: what
+first; the history reaches them through the fork, not copied. Each walks the
+whole history in event time with an in-memory quota store of its own,
+deciding its clients' leads and applying their send-events (runner.replay's
+`only`), while the parent does the same for the first shard. Every shard
+batches the send-events as the whole history does, so each looks for lapsed
+health at the same instants, for its own clients. The parent then puts the
+allocation records back in input order; lists the health found lapsed (by
+client, as lapsed_health does), each send-event's records, and the records
+skipped (undecidable leads, send-events naming no reserved send) in the
+order one process produces them; and adds the shards' summaries up. What
 the replay writes is the same bytes as one process writes
-(tests/unit/allocator/replay/test_shards.py).
+(tests/unit/allocator/replay/test_shards.py, on the recorded round-2 history
+with its send-events among others).
 
 Only on Linux: macOS's system libraries are not safe in a forked child of a
 process with threads (which is why Python stopped forking by default there),
@@ -22,6 +28,8 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property, partial
+from itertools import chain
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import Synchronized
@@ -29,12 +37,13 @@ from types import TracebackType
 
 from allocator.decision import Schedule
 from allocator.errors import InvalidRecord
-from allocator.models import Client, Pool, Resource, ScoredLead
+from allocator.feedback import Applied
+from allocator.models import Client, HealthChange, Pool, Resource, ScoredLead, SendEvent
 from allocator.quota import MemoryQuotaStore
 from allocator.replay.rules import Rules
-from allocator.replay.runner import Outcome, ReplayRun, replay
+from allocator.replay.runner import Application, Outcome, ReplayRun, replay
 from allocator.replay.shards import Shard
-from allocator.replay.sources import History
+from allocator.replay.sources import Event, History, Rejected
 from allocator.replay.summary import InputSource, Summary
 from allocator.running import run_to_end
 
@@ -69,6 +78,16 @@ class ShardJob:
     sources: tuple[InputSource, ...] = ()
     pools: tuple[Pool, ...] = ()
 
+    @cached_property
+    def in_event_time(self) -> list[tuple[int, Event]]:
+        """The history's events in event time, merged once for every shard."""
+        return self.history.in_event_time()
+
+
+# A send-event naming no reserved send, as a shard sends it back: its
+# InvalidRecord's code, field and message (InvalidRecord does not pickle).
+Refused = tuple[str, str | None, str]
+
 
 @dataclass
 class _ShardRun:
@@ -81,6 +100,9 @@ class _ShardRun:
     # the shard met them: what the summary lists (an UndecidableLead holds its
     # cause, which may not pickle)
     undecided: list[tuple[int, str, str | None, str]]
+    # per application of send-events (runner.Application): the health found
+    # lapsed, the batch, and the results of the shard's send-events
+    applications: list[tuple[list[HealthChange], list[int], dict[int, Applied | Refused]]]
     summary: Summary
 
 
@@ -95,6 +117,7 @@ class Forked:
     def __init__(self, job: ShardJob, shards: Sequence[Shard]) -> None:
         self.job = job
         self.shards = shards
+        job.in_event_time  # merged here, before the fork, for all  # noqa: B018
         context = multiprocessing.get_context("fork")
         self._done = context.Value("q", 0)  # leads the forked shards have decided
         self._waiting: dict[Connection, int] = {}
@@ -178,15 +201,14 @@ def _run_forked(send: Connection, done: Synchronized[int], job: ShardJob, shard:
 
 
 def _run_shard(job: ShardJob, shard: Shard, count: Callable[[int], None]) -> _ShardRun:
-    """The replay of the shard's clients' leads and patterns."""
-    part = History(
-        leads=[job.history.leads[i] for i in shard.leads],
-        patterns=[p for p in job.history.patterns if p.client_id in shard.clients],
-        rejected=[],
-    )
+    """The replay of the shard's clients' leads and send-events, walking the
+    whole history (runner.replay's `only`)."""
+    history = job.history
+    # Its rejected records are the whole run's: read by _merge, not here.
+    whole = History(history.leads, history.patterns, [], history.send_events, history.origins)
     run = run_to_end(
         replay(
-            part,
+            whole,
             job.clients,
             job.resources,
             job.rules,
@@ -196,16 +218,28 @@ def _run_shard(job: ShardJob, shard: Shard, count: Callable[[int], None]) -> _Sh
             job.keep_outcomes,
             sources=job.sources,
             pools=job.pools,
+            only=shard.clients,
+            in_event_time=job.in_event_time,
         )
     )
     undecided = {i for i, _ in run.undecided}
     return _ShardRun(
-        [shard.leads[i] for i in range(len(shard.leads)) if i not in undecided],
+        [i for i in shard.leads if i not in undecided],
         run.lines,
-        run.outcomes,
-        [(shard.leads[i], e.code, e.field, e.message) for i, e in run.undecided],
+        [run.outcomes[i] for i in shard.leads] if job.keep_outcomes else [],
+        [(i, e.code, e.field, e.message) for i, e in run.undecided],
+        [
+            (a.lapsed, a.sends, {i: _refused(r) for i, r in a.applied.items()})
+            for a in run.applications
+        ],
         run.summary,
     )
+
+
+def _refused(result: Applied | InvalidRecord) -> Applied | Refused:
+    if isinstance(result, InvalidRecord):
+        return (result.code, result.field, result.message)
+    return result
 
 
 def _answer(ready: Connection, k: int, process: BaseProcess) -> _ShardRun:
@@ -239,27 +273,92 @@ def _merge(job: ShardJob, shards: Sequence[Shard], runs: Sequence[_ShardRun]) ->
             lines[index] = line
         for index, outcome in zip(shard.leads, run.outcomes, strict=job.keep_outcomes):
             outcomes[index] = outcome
-        summary.absorb(run.summary, undecidable=len(run.undecided))
+        refused = sum(
+            not isinstance(result, Applied)
+            for _, _, applied in run.applications
+            for result in applied.values()
+        )
+        summary.absorb(run.summary, skipped=len(run.undecided) + refused)
         undecided.extend(
             (index, InvalidRecord(code, field, None, message))
             for index, code, field, message in run.undecided
         )
-    if undecided:
-        # Listed in the order one process meets them: event time, then input order.
-        rank = {
-            index: n
-            for n, (index, event) in enumerate(history.in_event_time())
-            if isinstance(event, ScoredLead)
-        }
-        undecided.sort(key=lambda item: rank[item[0]])
-        for index, error in undecided:
-            summary.skip_undecidable(leads[index], error)
+    feedback = _Feedback(history, summary)
+    owner = {client: k for k, shard in enumerate(shards) for client in shard.clients}
+    for parts in zip(*(run.applications for run in runs), strict=True):
+        feedback.apply(parts, owner)
+    # The records skipped as they were met, which is the order of event time.
+    rank = {(type(event), index): n for n, (index, event) in enumerate(job.in_event_time)}
+    skips: list[tuple[int, Callable[[], None]]] = [
+        (rank[(ScoredLead, index)], partial(summary.skip_undecidable, leads[index], error))
+        for index, error in undecided
+    ]
+    skips += [
+        (rank[(SendEvent, index)], partial(summary.skip_send_event, history.origin(index), error))
+        for index, error in feedback.refused
+    ]
+    for _, skip in sorted(skips, key=lambda item: item[0]):
+        skip()
+    undecided.sort(key=lambda item: rank[(ScoredLead, item[0])])
     return ReplayRun(
         job.rules,
         [line for line in lines if line],
         summary,
         outcomes,
         [error.message for _, error in undecided],
+        feedback.cancellations,
+        feedback.health,
+        feedback.rejected,
         undecided=undecided,
         processes=len(runs),
+        applications=feedback.applications,
     )
+
+
+class _Feedback:
+    """The records of the shards' applications of send-events, in the order
+    one process produces them (runner.replay): per application, the health
+    found lapsed (by client, as lapsed_health lists it), then each send-event's
+    records in the batch's order."""
+
+    def __init__(self, history: History, summary: Summary) -> None:
+        self.history = history
+        self.summary = summary
+        self.cancellations: list[str] = []
+        self.health: list[str] = []
+        self.rejected: list[Rejected] = []
+        self.refused: list[tuple[int, InvalidRecord]] = []
+        self.applications: list[Application] = []
+
+    def apply(
+        self,
+        parts: Sequence[tuple[list[HealthChange], list[int], dict[int, Applied | Refused]]],
+        owner: dict[str, int],
+    ) -> None:
+        sends = parts[0][1]
+        assert all(batch == sends for _, batch, _ in parts), "shards batched apart"
+        # Each client's lapses come from its one shard, in its order.
+        lapsed = sorted(chain.from_iterable(p[0] for p in parts), key=lambda h: h.client_id)
+        for change in lapsed:
+            self.health.append(change.model_dump_json())
+            self.summary.list_health(change)
+        applied: dict[int, Applied | InvalidRecord] = {}
+        for index in sends:
+            event = self.history.send_events[index]
+            result = parts[owner[event.client_id]][2][index]
+            if not isinstance(result, Applied):
+                code, field, message = result
+                # (with the value the applier named, as one process keeps it)
+                value = getattr(event, field, None) if field is not None else None
+                error = InvalidRecord(code, field, value, message)
+                origin = self.history.origin(index)
+                self.rejected.append(Rejected(origin.source, origin.where, error))
+                self.refused.append((index, error))
+                applied[index] = error
+                continue
+            applied[index] = result
+            self.cancellations.extend(c.model_dump_json() for c in result.cancellations)
+            self.health.extend(h.model_dump_json() for h in result.health)
+            for h in result.health:
+                self.summary.list_health(h)
+        self.applications.append(Application(lapsed, sends, applied))

@@ -23,12 +23,24 @@ from allocator.channels import ALLOCATED, Channel
 from allocator.decision import Schedule
 from allocator.directory import ClientDirectory, build_snapshot, unknown_client
 from allocator.errors import InvalidRecord
-from allocator.feedback import FeedbackApplier, forget_published_health, lapsed_health
-from allocator.models import Client, ConversionPattern, Pool, Resource, ScoredLead
+from allocator.feedback import (
+    Applied,
+    FeedbackApplier,
+    forget_published_health,
+    lapsed_health,
+)
+from allocator.models import (
+    Client,
+    ConversionPattern,
+    HealthChange,
+    Pool,
+    Resource,
+    ScoredLead,
+)
 from allocator.patterns import NO_PATTERNS, PatternSet
 from allocator.quota import MemoryQuotaStore, QuotaStore
 from allocator.replay.rules import Rules
-from allocator.replay.sources import History, Rejected
+from allocator.replay.sources import Event, History, Rejected
 from allocator.replay.summary import (
     NO_REASON,
     REASONS,
@@ -60,6 +72,22 @@ class ReplayRun:
     # (after a split replay, an InvalidRecord of the code and message only).
     undecided: list[tuple[int, InvalidRecord]] = field(default_factory=list)
     processes: int = 1  # that decided the leads (processes.py)
+    # Each application of send-events, in order (what a split replay merges).
+    applications: list[Application] = field(default_factory=list)
+
+
+@dataclass
+class Application:
+    """One application of send-events as the whole history batches them: the
+    resources found active again at its start (lapsed), then each send-event's
+    records. `sends` are the batch's send-events, by index in the history's;
+    `applied` the results of those this run applied (a shard's: its clients').
+    The last application of a run with send-events has none: the lapses at
+    the last send-event's time."""
+
+    lapsed: list[HealthChange]
+    sends: list[int]
+    applied: dict[int, Applied | InvalidRecord]
 
 
 async def replay(
@@ -74,13 +102,22 @@ async def replay(
     batch_size: int = 1000,
     sources: Sequence[InputSource] = (),
     pools: Sequence[Pool] = (),
+    only: frozenset[str] | None = None,
+    in_event_time: Sequence[tuple[int, Event]] | None = None,
 ) -> ReplayRun:
     """Every lead of `history` decided under `rules`, and every send-event
     applied, in event time; `sources` say where the history and the setup were
     read, for the summary to report. Consecutive leads are decided in batches
     of up to `batch_size`, consecutive send-events applied likewise. An
     in-memory `quota` is told whether to index the leads' sends: only
-    send-events and sticky senders read the index."""
+    send-events and sticky senders read the index.
+
+    A shard of a split replay (processes.py) decides and applies `only` its
+    clients' leads and send-events, walking past the others' so that its
+    batches and its checks for lapsed health fall where the whole history's
+    do; its summary counts what it decided and applied, not what the history
+    held (the whole run's summary reads that). `in_event_time`: the history's
+    events in that order, if merged already (history.in_event_time())."""
     setup = rules.apply(clients, resources, pools)
     if isinstance(quota, MemoryQuotaStore):
         sticky = any(client.sticky_days for client in setup.clients)
@@ -91,13 +128,15 @@ async def replay(
     decider = BatchDecider(directory, quota, rules.schedule(schedule), event_time)
     applier = FeedbackApplier(directory, quota)
     summary = Summary(rules.describe(), tuple(sources))
-    summary.read(history)
+    if only is None:
+        summary.read(history)
+    applications: list[Application] = []
     cancellations: list[str] = []
     health: list[str] = []
     rejected: list[Rejected] = []
     sends: list[int] = []  # send-events waiting to be applied, by index
 
-    leads = history.leads
+    leads, events = history.leads, history.send_events
     held: dict[str, PatternSet] = {}
     lines: list[str] = [""] * len(leads)
     undecided: list[tuple[int, InvalidRecord]] = []
@@ -132,7 +171,7 @@ async def replay(
         progress(len(pending))
         pending.clear()
 
-    async def lapses(now: datetime) -> None:
+    async def lapses(now: datetime, batch: list[int]) -> Application:
         # Resources active again by the event time (a cooldown over): the
         # records no send-event produces, at the instant each changed.
         changes = await lapsed_health(directory, quota, now)
@@ -141,12 +180,19 @@ async def replay(
             owner = snapshot.get(change.client_id) or unknown_client(change.client_id)
             summary.add_lapse(change, owner)
         await forget_published_health(quota, changes)
+        application = Application(changes, batch, {})
+        applications.append(application)
+        return application
 
     async def apply_sends() -> None:
-        batch = [history.send_events[i] for i in sends]
-        await lapses(batch[0].occurred_at)
+        # The batch as the whole history makes it: its first event's time is
+        # when lapsed health is looked for, in a shard as in one process.
+        application = await lapses(history.send_events[sends[0]].occurred_at, list(sends))
+        mine = sends if only is None else [i for i in sends if events[i].client_id in only]
+        batch = [events[i] for i in mine]
         results = await applier.apply(batch)
-        for index, event, result in zip(sends, batch, results, strict=True):
+        application.applied.update(zip(mine, results, strict=True))
+        for index, event, result in zip(mine, batch, results, strict=True):
             if isinstance(result, InvalidRecord):
                 origin = history.origin(index)
                 rejected.append(Rejected(origin.source, origin.where, result))
@@ -158,10 +204,13 @@ async def replay(
             summary.add_feedback(result, owner)
         sends.clear()
 
-    for index, event in history.in_event_time():
+    walked = history.in_event_time() if in_event_time is None else in_event_time
+    for index, event in walked:
         if isinstance(event, ScoredLead):
             if sends:
                 await apply_sends()  # a lead after a send-event sees what it did
+            if only is not None and event.client_id not in only:
+                continue  # another shard's
             pending.append(index)
             if len(pending) >= batch_size:
                 await decide_pending()
@@ -182,7 +231,7 @@ async def replay(
     if sends:
         await apply_sends()
     if history.send_events:
-        await lapses(max(e.occurred_at for e in history.send_events))
+        await lapses(max(e.occurred_at for e in history.send_events), [])
     return ReplayRun(
         rules,
         [line for line in lines if line],
@@ -193,6 +242,7 @@ async def replay(
         health,
         rejected,
         undecided,
+        applications=applications,
     )
 
 

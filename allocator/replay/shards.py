@@ -1,12 +1,14 @@
 """Which clients' leads a split replay decides in which process (issue 15;
 the processes: processes.py).
 
-A decision reads and writes only its own client's state (its setup and
-patterns, its leads' and recipient domains' caps, its pools, its sends and
-the health of its resources) and the counters of the resources it lists,
-which are keyed by channel and resource id, not by client. So clients that
-list the same resource id are kept in one shard; any other split decides
-every lead as one process does, against the same counters in the same order.
+A decision, and a send-event applied, reads and writes only its own
+client's state (its setup and patterns, its leads' and recipient domains'
+caps, its pools, its leads' sends and suppressions, the health of its
+resources) and the counters of the resources it lists, which are keyed by
+channel and resource id, not by client. So clients that list the same
+resource id are kept in one shard; any other split decides every lead and
+applies every send-event as one process does, against the same counters in
+the same order.
 """
 
 from __future__ import annotations
@@ -30,16 +32,16 @@ class Shard:
 
 
 def plan_shards(history: History, resources: Sequence[Resource], most: int) -> list[Shard]:
-    """The history's clients in at most `most` shards of about equal leads,
-    clients that list the same resource id in one, the largest shard first;
-    one shard for a history with send-events (their health records are
-    listed in the whole history's order: a resource's cooldown ending is
-    recorded when any client's send-event is applied) or under MIN_LEADS."""
+    """The history's clients (of its leads and send-events) in at most `most`
+    shards of about equal work, clients that list the same resource id in
+    one, the shard with the most leads first; one shard under MIN_LEADS."""
     leads = history.leads
-    if most < 2 or history.send_events or len(leads) < max(MIN_LEADS, 1):
+    if most < 2 or len(leads) < max(MIN_LEADS, 1):
         return [Shard(frozenset(lead.client_id for lead in leads), list(range(len(leads))))]
-    groups = _client_groups(Counter(lead.client_id for lead in leads), resources)
-    # The largest groups first, each to the shard with the fewest leads so far
+    work = Counter(lead.client_id for lead in leads)
+    work.update(event.client_id for event in history.send_events)
+    groups = _client_groups(work, resources)
+    # The largest groups first, each to the shard with the least work so far
     # (the first of equals): deterministic, and within one group of the best.
     groups.sort(key=lambda group: (-group[0], min(group[1])))
     sizes = [0] * min(most, len(groups))
@@ -56,16 +58,16 @@ def plan_shards(history: History, resources: Sequence[Resource], most: int) -> l
         for n, indexes in enumerate(members)
     ]
     # The first is decided by the process that read the history, without a
-    # fork's copied pages or an answer sent back: the largest (groups of 10,
-    # 9 and 9 leads make shards of 10 and 18).
+    # fork's copied pages or an answer sent back: the one with most leads
+    # (groups of 10, 9 and 9 leads make shards of 10 and 18).
     return sorted(shards, key=lambda shard: -len(shard.leads))
 
 
 def _client_groups(
-    leads: Counter[str], resources: Sequence[Resource]
+    work: Counter[str], resources: Sequence[Resource]
 ) -> list[tuple[int, list[str]]]:
-    """(leads, clients) of each set of clients joined by a shared resource id."""
-    parent = {client: client for client in leads}
+    """(work, clients) of each set of clients joined by a shared resource id."""
+    parent = {client: client for client in work}
 
     def root(client: str) -> str:
         while parent[client] != client:
@@ -76,10 +78,10 @@ def _client_groups(
     owner: dict[str, str] = {}
     for resource in resources:
         if resource.client_id not in parent:
-            continue  # a client without leads decides nothing
+            continue  # a client without leads or send-events touches nothing
         first = owner.setdefault(resource.resource_id, resource.client_id)
         parent[root(resource.client_id)] = root(first)
     groups: dict[str, list[str]] = {}
-    for client in leads:
+    for client in work:
         groups.setdefault(root(client), []).append(client)
-    return [(sum(leads[c] for c in clients), sorted(clients)) for clients in groups.values()]
+    return [(sum(work[c] for c in clients), sorted(clients)) for clients in groups.values()]

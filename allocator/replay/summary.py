@@ -706,6 +706,10 @@ class Summary:
 
     def _add_health(self, h: HealthChange, cause: str) -> None:
         self.health[(h.state, cause)] += 1
+        self.list_health(h)
+
+    def list_health(self, h: HealthChange) -> None:
+        """The change among the first HEALTH_LISTED, if there is room."""
         if len(self.health_listed) < HEALTH_LISTED:
             self.health_listed.append(
                 HealthListed(
@@ -768,18 +772,17 @@ class Summary:
         self._fold()
         self._counted.clear()
 
-    def absorb(self, shard: Summary, undecidable: int) -> None:
-        """Add what a shard's replay decided: the same history's leads of other
-        clients, so its counters add up with these. What the history held
-        (read()) is this summary's already. The shard's skips are its
-        `undecidable` leads, which the caller adds with skip_undecidable() in
-        the order the whole history met them (the listed ones are the first).
-        Shards replay no send-events (shards.py says why): ValueError for a
-        shard with feedback or other skips, which this would drop."""
-        feedback = (shard.kinds, shard.refunds, shard.cancelled, shard.health)
-        others = sum(shard.invalid.values()) - undecidable
-        if any(feedback) or shard.feedback_days or shard.not_reserved or others:
-            raise ValueError("a shard with send-events or skipped records cannot be added")
+    def absorb(self, shard: Summary, skipped: int) -> None:
+        """Add what a shard of a split replay decided and applied: the same
+        history's leads and send-events of other clients, so its counters add
+        up with these. What the history held (read()) is this summary's
+        already. The lists kept in the order of the whole history are the
+        caller's to add, in that order: the shard's `skipped` records (its
+        undecidable leads and send-events naming no reserved send) with
+        skip_undecidable() and skip_send_event(), its health changes with
+        list_health(). ValueError if the shard skipped anything else."""
+        if sum(shard.invalid.values()) != skipped:
+            raise ValueError("a shard skipped records its caller does not know of")
         shard.settle()
         self._fold()
         self.leads += shard.leads
@@ -789,6 +792,11 @@ class Summary:
         self._capacity_of |= shard._capacity_of
         for name in _TALLIED:
             getattr(self, name).update(getattr(shard, name))
+        self.kinds.update(shard.kinds)
+        self.refunds.update(shard.refunds)
+        self.cancelled.update(shard.cancelled)
+        self.health.update(shard.health)
+        self.feedback_days.update(shard.feedback_days)
 
     def _fold(self) -> None:
         """Count the leads add() tallied into their counters."""

@@ -17,14 +17,22 @@ import pytest
 import allocator.batch
 from allocator.config import Settings
 from allocator.files import load_all
-from allocator.models import Client, Pool, Resource, ScoredLead, parse_pattern_data, validate
+from allocator.models import (
+    Client,
+    Pool,
+    Resource,
+    ScoredLead,
+    SendEvent,
+    parse_pattern_data,
+    validate,
+)
 from allocator.quota import MemoryQuotaStore
 from allocator.replay import shards
 from allocator.replay.processes import Forked, ShardJob
 from allocator.replay.rules import Rules
 from allocator.replay.runner import replay
 from allocator.replay.shards import MIN_LEADS, plan_shards
-from allocator.replay.sources import History, from_file, parse_lead_data
+from allocator.replay.sources import History, from_file, parse_lead_data, parse_send_event_data
 from allocator.running import run_to_end
 from streams.cli import main
 from tests.replay_data import count_split_runs, replay_args, write_history
@@ -131,22 +139,55 @@ def test_clients_go_to_the_shard_with_the_fewest_leads_largest_first(tmp_path: P
     assert len(plan_shards(history, [], 8)) == 4  # no more shards than clients
 
 
-def test_no_split_for_send_events_small_histories_or_one_worker(tmp_path: Path) -> None:
+def test_no_split_for_small_histories_or_one_worker(tmp_path: Path) -> None:
     paths = write_history(tmp_path, leads=MIN_LEADS, bad=False)
     history = _history(paths["leads"])
     assert len(plan_shards(history, [], 1)) == 1
     small = History(history.leads[:-1], [], [])
     assert len(plan_shards(small, [], 2)) == 1
-    round2 = History(history.leads, [], [], send_events=_round2_send_events(tmp_path))
-    assert len(plan_shards(round2, [], 2)) == 1
 
 
-def _round2_send_events(tmp_path: Path) -> Any:
-    from allocator.replay.sources import parse_send_event_data
-
+def _round2_send_events(tmp_path: Path) -> list[SendEvent]:
     path = tmp_path / "send-events.jsonl"
     path.write_bytes(gzip.decompress((ROUND2 / "send-events.jsonl.gz").read_bytes()))
-    return from_file(path, parse_send_event_data)[0][:5]
+    return from_file(path, parse_send_event_data)[0]
+
+
+def test_a_client_with_send_events_and_no_leads_has_a_shard(tmp_path: Path) -> None:
+    # Its send-events name no send of this history: its shard says so.
+    paths = write_history(tmp_path, leads=MIN_LEADS, bad=False)
+    events = [e.model_copy(update={"client_id": "hooli"}) for e in _round2_send_events(tmp_path)]
+    history = History(_history(paths["leads"]).leads, [], [], send_events=events[:900])
+    planned = plan_shards(history, [], 8)
+    assert len(planned) == 5 and any("hooli" in s.clients for s in planned)
+    assert [s.leads for s in planned if "hooli" in s.clients] == [[]]
+
+
+def test_a_split_replay_with_send_events_writes_the_recorded_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The recorded round-2 history (test_recorded_round2.py), 1,850
+    # send-events of every kind among them: lapsed health, cancellations,
+    # refunds, stops and send-events naming no reserved send, split in three.
+    merged = count_split_runs(monkeypatch)
+    events = tmp_path / "send-events.jsonl"
+    events.write_bytes(gzip.decompress((ROUND2 / "send-events.jsonl.gz").read_bytes()))
+    args = [*_round2(tmp_path), "--send-events", str(events)]
+    written: dict[int, dict[str, bytes]] = {}
+    told: dict[int, str] = {}
+    for workers in (1, 3):
+        out = tmp_path / str(workers)
+        more = ["--cancellations", f"{out}-c.jsonl", "--health", f"{out}-h.jsonl"]
+        written[workers] = _outputs(tmp_path, [*args, *more], workers, str(workers))
+        for name in ("c", "h"):
+            written[workers][name] = Path(f"{out}-{name}.jsonl").read_bytes()
+        told[workers] = capsys.readouterr().err.replace(f"/{workers}/", "/")
+    assert merged == [3]
+    for name, recorded in (("allocations", "allocations"), ("c", "cancellations"), ("h", "health")):
+        assert written[3][name] == gzip.decompress((ROUND2 / f"{recorded}.jsonl.gz").read_bytes())
+    for name, one in written[1].items():
+        assert written[3][name] == one, f"{name} differs"
+    assert "unknown_send" in told[1] and told[3] == told[1]  # the records skipped, in order
 
 
 @pytest.mark.parametrize("how", ["raises", "dies"])
