@@ -1,7 +1,7 @@
 """Replay throughput on a generated history.
 
     python bench/replay_bench.py [--leads 200000] [--rounds 3] [--workers N]
-                                 [--profile-leads 20000]
+                                 [--feedback-leads 40000] [--profile-leads 20000]
 
 Prints leads per second for the whole replay (read, validate, decide, write)
 in one process and split by client across --workers processes (default: as
@@ -19,7 +19,10 @@ slower round says how busy it was, not how fast the code is). Rounds after
 the first find the module-level caches (key names, zones, the entries of
 exhausted channels) filled: a few thousand entries, against 200,000 leads.
 
-Then, unless --profile-leads is 0, replays the first leads of the same
+Then, unless --feedback-leads is 0, the same two runs of a history with
+send-events (the recorded round-2 history's generator, scaled; see
+feedback_bench), which must write the same allocations, cancellations and
+health records. Then, unless --profile-leads is 0, replays the first leads of the same
 history in one process under cProfile and prints where a lead's time goes:
 microseconds per lead by module (own time, profiler overhead included, so
 compare shares, not the total, with the timed run), and the costliest
@@ -29,9 +32,13 @@ functions.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
+import importlib.util
+import io
 import json
 import pstats
+import random
 import tempfile
 import time
 from collections import defaultdict
@@ -102,6 +109,71 @@ def profile(args: list[str], leads: int) -> None:
         print(f"  {where:<44} {tottime / leads * 1e6:>8.1f} {calls / leads:>10.1f}")
 
 
+def feedback_bench(count: int, rounds: int, workers: int, workdir: Path) -> None:
+    """The replay with send-events, in one process and split: the recorded
+    round-2 history's generator (tests/data/round2/make.py: three clients
+    using every round-2 setting, send-events of every kind) scaled to
+    `count` leads over the same three weeks. Its send-events are made from a
+    replay without them, as make.py does. One client (acme: 55% of the leads,
+    pacing, send windows, holidays) does most of the deciding, and it is
+    decided in one process: the split gains little here."""
+    spec = importlib.util.spec_from_file_location("round2", ROOT / "tests/data/round2/make.py")
+    assert spec is not None and spec.loader is not None
+    make = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make)
+    make.LEADS = count  # type: ignore[attr-defined]
+    rng = random.Random(15)
+    files = {
+        "clients": make.CLIENTS,
+        "pools": make.POOLS,
+        "resources": make.resources(),
+        "patterns": make.patterns(),
+        "leads": make.leads(rng),
+    }
+    setup: list[str] = []
+    for name, rows in files.items():
+        path = workdir / f"r2-{name}.jsonl"
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        setup += [f"--{name}", str(path)]
+
+    def run(processes: int, tag: str, *extra: str) -> float:
+        out = ["--out", str(workdir / f"r2-{tag}-a.jsonl"), "--quiet"]
+        start = time.perf_counter()
+        # (without the lines naming each send-event that names no reserved send)
+        with contextlib.redirect_stderr(io.StringIO()):
+            code = main(["replay", *setup, *out, "--workers", str(processes), *extra])
+        assert code == 0
+        return time.perf_counter() - start
+
+    run(1, "plain")
+    plain = (workdir / "r2-plain-a.jsonl").read_text().splitlines()
+    events = make.send_events(rng, [json.loads(line) for line in plain])
+    sends = workdir / "r2-send-events.jsonl"
+    sends.write_text("".join(json.dumps(row) + "\n" for row in events))
+    split = f"{workers} processes"
+    print(f"with send-events: {count:,} leads and {len(events):,} send-events (round 2's clients)")
+    times: dict[str, list[float]] = {"one": [], "split": []}
+    for round_ in range(1, rounds + 1):
+        for tag, processes in (("one", 1), ("split", workers)):
+            more = [
+                f"--{kind} {workdir}/r2-{tag}-{kind[0]}.jsonl"
+                for kind in ("cancellations", "health")
+            ]
+            flags = [part for flag in more for part in flag.split(" ")]
+            times[tag].append(run(processes, tag, "--send-events", str(sends), *flags))
+        for name in ("a", "c", "h"):
+            one = (workdir / f"r2-one-{name}.jsonl").read_bytes()
+            assert one == (workdir / f"r2-split-{name}.jsonl").read_bytes(), f"{name} differs"
+        print(
+            f"  round {round_}: one process {count / times['one'][-1]:>8,.0f} leads/s,"
+            f" {split} {count / times['split'][-1]:>8,.0f}"
+        )
+    best = {tag: count / min(seconds) for tag, seconds in times.items()}
+    print(f"  replay, one process    {best['one']:>10,.0f} leads/s  (best of {rounds})")
+    print(f"  replay, {split:<14} {best['split']:>10,.0f} leads/s")
+    print(f"  {split} / one {best['split'] / best['one']:>10.2f}  (the same bytes written)")
+
+
 def main_bench() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -113,6 +185,12 @@ def main_bench() -> None:
         type=int,
         default=max(2, default_workers(None)),
         help="processes of the split run (default: the replay's default, at least 2)",
+    )
+    parser.add_argument(
+        "--feedback-leads",
+        type=int,
+        default=40_000,
+        help="leads of the run with send-events (0: none)",
     )
     parser.add_argument("--profile-leads", type=int, default=20_000)
     args = parser.parse_args()
@@ -170,6 +248,8 @@ def main_bench() -> None:
         f"  deciding and writing   {deciding:>10.1f} us/lead in one process (the bests' difference)"
     )
     print(f"  a million leads: about {1_000_000 / rate['split']:.0f} s in {split}")
+    if args.feedback_leads:
+        feedback_bench(args.feedback_leads, args.rounds, args.workers, workdir)
     if args.profile_leads:
         small = workdir / "profiled.jsonl"
         small.write_text("".join(json.dumps(row) + "\n" for row in rows[: args.profile_leads]))
