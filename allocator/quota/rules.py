@@ -74,11 +74,17 @@ class DayChoice:
     pace: str | None = None  # the pacing counter to count it in (never refunded)
 
 
-# Reasons a day stays blocked for as long as no counter goes down: counters
-# only grow between refunds, and a day's cap, week and pool are fixed.
-_LASTING = frozenset(
-    {Why.DEFERRED_FULL, Why.DEFERRED_WARMUP, Why.DEFERRED_WEEKLY, Why.DEFERRED_POOL}
-)
+# Reasons a day stays blocked for, unchanged, as long as no counter goes down:
+# a resource's cap of the day (full, or its warm-up's) is checked first and its
+# counter only grows between refunds. A day blocked by its rolling week or its
+# pool stays blocked, but not always for that reason: once later days' sends
+# fill the week, a day its pool blocked is blocked by the week (checked
+# before the pool); and a resource another client lists with a higher limit
+# may still take that client's sends and fill the day. The record says the
+# reason, so such a day is asked again (remembered, its reason depended on
+# whether any other client had health recorded: memory.py uses the memo only
+# while none has).
+_LASTING = frozenset({Why.DEFERRED_FULL, Why.DEFERRED_WARMUP})
 
 
 class FullDays:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,8 @@ from allocator.quota import MemoryQuotaStore
 from allocator.replay import shards
 from allocator.replay.processes import Forked, ShardJob
 from allocator.replay.rules import Rules
-from allocator.replay.runner import replay
-from allocator.replay.shards import MIN_LEADS, plan_shards
+from allocator.replay.runner import ReplayRun, replay
+from allocator.replay.shards import MIN_LEADS, Shard, plan_shards
 from allocator.replay.sources import History, from_file, parse_lead_data, parse_send_event_data
 from allocator.running import run_to_end
 from streams.cli import main
@@ -286,3 +287,54 @@ def test_the_largest_shard_comes_first(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [sorted(s.clients) for s in planned] == [["b", "c"], ["a"]]
     assert [len(s.leads) for s in planned] == [18, 10]
     assert len(plan_shards(History([], [], []), [], 2)) == 1
+
+
+def test_another_clients_health_changes_no_reason_in_one_process_or_split() -> None:
+    # a's day 1 is blocked by its pool (3 a day), then by its rolling week (10)
+    # once later days' sends fill it: the reason changes while the day stays
+    # blocked. A memo of full days that kept the pool's reason answered
+    # differently whether b had health recorded (which switches the memo off)
+    # or not: in one process with b's auth_failed, or in a's shard without it.
+    clients = [
+        validate(Client, {"client_id": c, "timezone": "UTC", "max_defer_days": 3}) for c in "ab"
+    ]
+    email = {"channel": "email", "daily_limit": 100}
+    resources = [
+        validate(Resource, {**email, "client_id": "a", "resource_id": "r", "weekly_limit": 10}),
+        validate(Resource, {**email, "client_id": "b", "resource_id": "s"}),
+    ]
+    resources[0] = resources[0].model_copy(update={"pool_id": "p"})
+    pools = [
+        validate(Pool, {"client_id": "a", "channel": "email", "pool_id": "p", "daily_limit": 3})
+    ]
+    start = datetime(2026, 12, 14, 6, 0, tzinfo=UTC)
+
+    def lead(client: str, n: int, at: datetime) -> ScoredLead:
+        data = {"event_id": f"{client}-{n}", "lead_id": f"{client}-l{n}", "client_id": client}
+        return validate(ScoredLead, {**data, "als_score": 90, "scored_at": at.isoformat()})
+
+    later = (lead("a", n, start + timedelta(hours=2, minutes=n)) for n in range(20))
+    leads = [lead("b", 0, start), *later]
+    schedule = Settings().schedule()
+
+    def one_process(events: list[SendEvent]) -> ReplayRun:
+        history = History(leads, [], [], events)
+        store = MemoryQuotaStore()
+        return run_to_end(
+            replay(history, clients, resources, Rules(), schedule, store, pools=pools)
+        )
+
+    quiet = one_process([])
+    b = json.loads(quiet.lines[0])
+    event = {"event_id": "e1", "kind": "auth_failed", "client_id": "b", "lead_id": "b-l0"}
+    event |= {"allocation_id": b["allocation_id"], "channel": "email", "resource_id": "s"}
+    event["occurred_at"] = (start + timedelta(minutes=30)).isoformat()
+    events = [validate(SendEvent, event)]
+    paused = one_process(events)
+    assert paused.health and paused.lines[1:] == quiet.lines[1:]
+    assert sum("weekly limit" in line for line in paused.lines) == 10
+    history = History(leads, [], [], events)
+    job = ShardJob(history, clients, resources, Rules(), schedule, False, (), tuple(pools))
+    planned = [Shard(frozenset("a"), list(range(1, 21))), Shard(frozenset("b"), [0])]
+    with Forked(job, planned) as forked:
+        assert forked.finish().lines == paused.lines
