@@ -338,3 +338,81 @@ def test_another_clients_health_changes_no_reason_in_one_process_or_split() -> N
     planned = [Shard(frozenset("a"), list(range(1, 21))), Shard(frozenset("b"), [0])]
     with Forked(job, planned) as forked:
         assert forked.finish().lines == paused.lines
+
+
+def test_two_shards_lapses_in_one_batch_and_their_skips_come_in_one_process_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # zeta has more leads, so its shard is the first; alpha's records come
+    # first all the same where one process lists them first: both resources'
+    # cooldowns end before the same send-event (lapsed health, by client),
+    # and at one instant a send-event naming no reserved send comes before
+    # an undecidable lead (send-events before leads), which another
+    # undecidable lead of the other shard precedes.
+    planned_lead = allocator.batch._planned
+
+    def failing(lead: Any, *args: Any) -> Any:
+        if lead.lead_id in ("alpha-early", "zeta-late"):
+            raise OverflowError("date value out of range")
+        return planned_lead(lead, *args)
+
+    monkeypatch.setattr(allocator.batch, "_planned", failing)
+    names = ("alpha", "zeta")
+    clients = [validate(Client, {"client_id": c, "timezone": "UTC"}) for c in names]
+    resources = [
+        validate(Resource, {"client_id": c, "channel": "email", "resource_id": f"{c}.io"})
+        for c in names
+    ]
+    start = datetime(2026, 12, 14, 6, 0, tzinfo=UTC)  # a Monday
+
+    def lead(client: str, name: str, at: datetime) -> ScoredLead:
+        data = {"event_id": name, "lead_id": name, "client_id": client, "als_score": 90}
+        return validate(ScoredLead, {**data, "scored_at": at.isoformat()})
+
+    leads = [lead("alpha", "alpha-early", start - timedelta(minutes=1))]
+    leads += [lead("zeta", f"zeta-{n}", start + timedelta(minutes=n)) for n in range(6)]
+    leads += [lead("alpha", f"alpha-{n}", start + timedelta(minutes=n)) for n in range(3)]
+    leads.append(lead("zeta", "zeta-late", start + timedelta(hours=5)))
+    schedule, rules = Settings().schedule(), Rules()
+
+    def one_process(events: list[SendEvent]) -> ReplayRun:
+        history = History(leads, [], [], events)
+        return run_to_end(replay(history, clients, resources, rules, schedule, MemoryQuotaStore()))
+
+    sent: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for line in one_process([]).lines:
+        allocation = json.loads(line)
+        email = next(c for c in allocation["channels"] if c["channel"] == "email")
+        sent.setdefault(allocation["client_id"], (allocation, email))
+
+    def event(name: str, client: str, kind: str, at: datetime, **more: Any) -> SendEvent:
+        allocation, email = sent[client]
+        data = {"event_id": name, "kind": kind, "client_id": client, "channel": "email"}
+        data |= {"lead_id": allocation["lead_id"], "allocation_id": allocation["allocation_id"]}
+        data |= {"resource_id": email["resource_id"], "occurred_at": at.isoformat(), **more}
+        return validate(SendEvent, data)
+
+    cooled = (start + timedelta(hours=2)).isoformat()
+    events = [
+        event("t-alpha", "alpha", "throttled", start + timedelta(hours=1), retry_after=cooled),
+        event("t-zeta", "zeta", "throttled", start + timedelta(hours=1), retry_after=cooled),
+    ]
+    events.append(event("s-zeta", "zeta", "sent", start + timedelta(hours=3)))  # both lapse here
+    events.append(event("u-alpha", "alpha", "sent", start + timedelta(hours=5), resource_id="x"))
+    one = one_process(events)
+    history = History(leads, [], [], events)
+    job = ShardJob(history, clients, resources, rules, schedule)
+    planned = [
+        Shard(frozenset({"zeta"}), [1, 2, 3, 4, 5, 6, 10]),
+        Shard(frozenset({"alpha"}), [0, 7, 8, 9]),
+    ]
+    with Forked(job, planned) as forked:
+        split = forked.finish()
+    lapsed = [json.loads(h) for h in one.health if json.loads(h)["state"] == "active"]
+    assert [h["client_id"] for h in lapsed] == ["alpha", "zeta"]
+    skipped = one.summary.result().inputs.skipped
+    assert [s.where for s in skipped] == ["lead alpha-early", "event u-alpha", "lead zeta-late"]
+    assert (split.health, split.cancellations) == (one.health, one.cancellations)
+    assert split.summary.to_json() == one.summary.to_json()
+    assert split.undecidable == one.undecidable
+    assert [r.describe() for r in split.rejected] == [r.describe() for r in one.rejected]
