@@ -27,13 +27,14 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from ctypes import Array
 from dataclasses import dataclass
 from functools import cached_property, partial
 from itertools import chain
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from multiprocessing.sharedctypes import Synchronized
 from types import TracebackType
+from typing import Any
 
 from allocator.decision import Schedule
 from allocator.errors import InvalidRecord
@@ -119,7 +120,9 @@ class Forked:
         self.shards = shards
         job.in_event_time  # merged here, before the fork, for all  # noqa: B018
         context = multiprocessing.get_context("fork")
-        self._done = context.Value("q", 0)  # leads the forked shards have decided
+        # Leads each forked shard has decided: each writes only its own slot, so
+        # no lock (one a child held when killed would stop the parent for good).
+        self._done = context.RawArray("q", len(shards))
         self._waiting: dict[Connection, int] = {}
         self._processes: dict[int, BaseProcess] = {}
         self._runs: dict[int, _ShardRun] = {}
@@ -129,7 +132,7 @@ class Forked:
                 process = context.Process(
                     target=_run_forked,
                     # Under fork, arguments reach the child as they are, unpickled.
-                    args=(send, self._done, job, shard),
+                    args=(send, self._done, k, job, shard),
                     name=f"replay-shard-{k}",
                     daemon=True,
                 )
@@ -162,7 +165,7 @@ class Forked:
         def count(n: int) -> None:
             nonlocal reported
             self._collect(0)  # a shard that failed or died fails the run now
-            now = self._done.value
+            now = sum(self._done)
             progress(n + now - reported)
             reported = now
 
@@ -181,14 +184,13 @@ class Forked:
             self._runs[k] = _answer(ready, k, self._processes[k])
 
 
-def _run_forked(send: Connection, done: Synchronized[int], job: ShardJob, shard: Shard) -> None:
+def _run_forked(send: Connection, done: Array[Any], k: int, job: ShardJob, shard: Shard) -> None:
     """In a shard's own process: replay its part and send the answer back."""
     # Not a progress bar's proxies of stdout and stderr, should one run.
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 
     def count(n: int) -> None:
-        with done.get_lock():
-            done.value += n
+        done[k] += n
 
     try:
         answer = _run_shard(job, shard, count)
@@ -336,7 +338,8 @@ class _Feedback:
         owner: dict[str, int],
     ) -> None:
         sends = parts[0][1]
-        assert all(batch == sends for _, batch, _ in parts), "shards batched apart"
+        if any(batch != sends for _, batch, _ in parts):
+            raise RuntimeError("the replay's shards batched send-events apart")
         # Each client's lapses come from its one shard, in its order.
         lapsed = sorted(chain.from_iterable(p[0] for p in parts), key=lambda h: h.client_id)
         for change in lapsed:
