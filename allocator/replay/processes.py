@@ -289,19 +289,8 @@ def _merge(job: ShardJob, shards: Sequence[Shard], runs: Sequence[_ShardRun]) ->
     owner = {client: k for k, shard in enumerate(shards) for client in shard.clients}
     for parts in zip(*(run.applications for run in runs), strict=True):
         feedback.apply(parts, owner)
-    # The records skipped as they were met, which is the order of event time.
-    rank = {(type(event), index): n for n, (index, event) in enumerate(job.in_event_time)}
-    skips: list[tuple[int, Callable[[], None]]] = [
-        (rank[(ScoredLead, index)], partial(summary.skip_undecidable, leads[index], error))
-        for index, error in undecided
-    ]
-    skips += [
-        (rank[(SendEvent, index)], partial(summary.skip_send_event, history.origin(index), error))
-        for index, error in feedback.refused
-    ]
-    for _, skip in sorted(skips, key=lambda item: item[0]):
-        skip()
-    undecided.sort(key=lambda item: rank[(ScoredLead, item[0])])
+    if undecided or feedback.refused:
+        _skip_in_order(job, summary, undecided, feedback.refused)
     return ReplayRun(
         job.rules,
         [line for line in lines if line],
@@ -315,6 +304,29 @@ def _merge(job: ShardJob, shards: Sequence[Shard], runs: Sequence[_ShardRun]) ->
         processes=len(runs),
         applications=feedback.applications,
     )
+
+
+def _skip_in_order(
+    job: ShardJob,
+    summary: Summary,
+    undecided: list[tuple[int, InvalidRecord]],
+    refused: list[tuple[int, InvalidRecord]],
+) -> None:
+    """The skipped records as one process meets them, which is the order of
+    event time; `undecided` sorted so too."""
+    history = job.history
+    rank = {(type(event), index): n for n, (index, event) in enumerate(job.in_event_time)}
+    skips: list[tuple[int, Callable[[], None]]] = [
+        (rank[(ScoredLead, i)], partial(summary.skip_undecidable, history.leads[i], error))
+        for i, error in undecided
+    ]
+    skips += [
+        (rank[(SendEvent, i)], partial(summary.skip_send_event, history.origin(i), error))
+        for i, error in refused
+    ]
+    for _, skip in sorted(skips, key=lambda item: item[0]):
+        skip()
+    undecided.sort(key=lambda item: rank[(ScoredLead, item[0])])
 
 
 class _Feedback:

@@ -81,13 +81,20 @@ class History:
         that instant, a cooling starts then); then leads; input order within
         each kind.
         """
-        keyed: list[tuple[datetime, int, int, Event]] = [
-            (p.updated_at, 0, i, p) for i, p in enumerate(self.patterns)
+        # (time, kind, index) tuples are all distinct, so they sort as they
+        # compare, without a key function (which took 0.6 s of 200,000 leads).
+        keyed: list[tuple[datetime, int, int]] = [
+            (p.updated_at, 0, i) for i, p in enumerate(self.patterns)
         ]
-        keyed += [(e.occurred_at, 1, i, e) for i, e in enumerate(self.send_events)]
-        keyed += [(lead.scored_at, 2, i, lead) for i, lead in enumerate(self.leads)]
-        keyed.sort(key=lambda item: item[:3])
-        return [(index, event) for _, _, index, event in keyed]
+        keyed += [(e.occurred_at, 1, i) for i, e in enumerate(self.send_events)]
+        keyed += [(lead.scored_at, 2, i) for i, lead in enumerate(self.leads)]
+        keyed.sort()
+        kinds: tuple[list[ConversionPattern], list[SendEvent], list[ScoredLead]] = (
+            self.patterns,
+            self.send_events,
+            self.leads,
+        )
+        return [(index, kinds[kind][index]) for _, kind, index in keyed]
 
 
 def parse_lead_data(data: dict[str, Any]) -> ScoredLead:
