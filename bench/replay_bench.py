@@ -5,7 +5,8 @@
 
 Prints leads per second for the whole replay (read, validate, decide, write)
 in one process and split by client across --workers processes (default: as
-the replay, one per usable CPU up to 8, and at least 2; processes.py), next
+the replay, one per usable CPU up to 8, and at least 2; processes.py; Linux
+only: elsewhere both runs use one process), next
 to a baseline measured in the same process: only reading and validating the
 same file. The replay's ratio to that baseline is what deciding costs on top
 of parsing; the split run's ratio to the one-process run is what the split
@@ -22,8 +23,9 @@ exhausted channels) filled: a few thousand entries, against 200,000 leads.
 Then, unless --feedback-leads is 0, the same two runs of a history with
 send-events (the recorded round-2 history's generator, scaled; see
 feedback_bench), which must write the same allocations, cancellations and
-health records. Then, unless --profile-leads is 0, replays the first leads of the same
-history in one process under cProfile and prints where a lead's time goes:
+health records. Then, unless --profile-leads is 0, replays the first leads
+of the 200,000-lead history (not the one with send-events) in one process
+under cProfile and prints where a lead's time goes:
 microseconds per lead by module (own time, profiler overhead included, so
 compare shares, not the total, with the timed run), and the costliest
 functions.

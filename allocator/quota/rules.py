@@ -81,9 +81,9 @@ class DayChoice:
 # fill the week, a day its pool blocked is blocked by the week (checked
 # before the pool); and a resource another client lists with a higher limit
 # may still take that client's sends and fill the day. The record says the
-# reason, so such a day is asked again (remembered, its reason depended on
-# whether any other client had health recorded: memory.py uses the memo only
-# while none has).
+# reason, so such a day is asked again. (Remembering it also made a client's
+# reasons depend on whether any client had health recorded, which keeps
+# memory.py from using the memo: one process and a split replay disagreed.)
 _LASTING = frozenset({Why.DEFERRED_FULL, Why.DEFERRED_WARMUP})
 
 

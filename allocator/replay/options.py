@@ -171,8 +171,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         metavar="N",
-        help="processes that decide leads, clients split among them (default: one per "
-        "CPU, at most 8); one with --redis-namespace, under 10,000 leads, or off Linux",
+        help="processes that decide leads, clients split among them (default: one per CPU "
+        "this process may run on, at most 8); one with --redis-namespace, under 10,000 "
+        "leads, or off Linux",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 

@@ -1,7 +1,8 @@
 """A split replay's processes (issue 15; which clients go where: shards.py).
 
 The process that read the history forks one process per shard but the
-first; the history reaches them through the fork, not copied. Each walks the
+first; the history reaches them through the fork, not pickled (a page is
+copied when a process writes to it, as walking the history does to most). Each walks the
 whole history in event time with an in-memory quota store of its own,
 deciding its clients' leads and applying their send-events (runner.replay's
 `only`), while the parent does the same for the first shard. Every shard
@@ -49,7 +50,7 @@ from allocator.replay.summary import InputSource, Summary
 from allocator.running import run_to_end
 
 # The default number of processes: one per usable CPU, at most this many
-# (each forked process copies the pages of the history it touches).
+# (each forked process walks the whole history, so copies most of its pages).
 MOST_BY_DEFAULT = 8
 # How often the parent passes the shards' progress on, in seconds.
 PROGRESS_EVERY = 0.2
@@ -194,7 +195,7 @@ def _run_forked(send: Connection, done: Array[Any], k: int, job: ShardJob, shard
 
     try:
         answer = _run_shard(job, shard, count)
-        answer.summary.settle()  # its memo of shapes stays here
+        answer.summary.settle()  # its memo of shapes is dropped: the parent needs the counts
         send.send(("run", answer))
     except BaseException:  # whatever it was, the parent says it
         send.send(("failed", traceback.format_exc()))

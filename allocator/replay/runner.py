@@ -69,7 +69,7 @@ class ReplayRun:
     # Send-events naming no send this run reserved (unknown_send), as skipped.
     rejected: list[Rejected] = field(default_factory=list)
     # The leads of `undecidable`, by index in the history's leads, with why
-    # (after a split replay, an InvalidRecord of the code and message only).
+    # (after a split replay, an InvalidRecord of its code, field and message).
     undecided: list[tuple[int, InvalidRecord]] = field(default_factory=list)
     processes: int = 1  # that decided the leads (processes.py)
     # Each application of send-events, in order (what a split replay merges).
@@ -82,8 +82,8 @@ class Application:
     resources found active again at its start (lapsed), then each send-event's
     records. `sends` are the batch's send-events, by index in the history's;
     `applied` the results of those this run applied (a shard's: its clients').
-    The last application of a run with send-events has none: the lapses at
-    the last send-event's time."""
+    A run with send-events ends with one more, whose `sends` is empty: the
+    lapses at its last send-event's time."""
 
     lapsed: list[HealthChange]
     sends: list[int]
@@ -112,12 +112,16 @@ async def replay(
     in-memory `quota` is told whether to index the leads' sends: only
     send-events and sticky senders read the index.
 
-    A shard of a split replay (processes.py) decides and applies `only` its
-    clients' leads and send-events, walking past the others' so that its
-    batches and its checks for lapsed health fall where the whole history's
-    do; its summary counts what it decided and applied, not what the history
-    held (the whole run's summary reads that). `in_event_time`: the history's
-    events in that order, if merged already (history.in_event_time())."""
+    A shard of a split replay (processes.py) decides and applies `only` the
+    leads and send-events of these client ids (None: every client's),
+    walking past the others' so that its batches and its checks for lapsed
+    health fall where the whole history's do; every client's patterns are
+    held all the same, and its lines and outcomes are its clients'. Its
+    summary counts what it decided and applied, not what the history held
+    (the whole run's summary reads that). `in_event_time` is this history's
+    history.in_event_time(), when the caller has it already (a split replay
+    merges it once, before forking; its indexes point into this history's
+    lists, which is not checked)."""
     setup = rules.apply(clients, resources, pools)
     if isinstance(quota, MemoryQuotaStore):
         sticky = any(client.sticky_days for client in setup.clients)

@@ -1,5 +1,5 @@
-"""Which clients' leads a split replay decides in which process (issue 15;
-the processes: processes.py).
+"""Which clients (their leads and send-events) a split replay handles in
+which process (issue 15; the processes: processes.py).
 
 A decision, and a send-event applied, reads and writes only its own
 client's state (its setup and patterns, its leads' and recipient domains'
@@ -34,7 +34,9 @@ class Shard:
 def plan_shards(history: History, resources: Sequence[Resource], most: int) -> list[Shard]:
     """The history's clients (of its leads and send-events) in at most `most`
     shards of about equal work, clients that list the same resource id in
-    one, the shard with the most leads first; one shard under MIN_LEADS."""
+    one, the shard with the most leads first; one shard if `most` is under 2
+    or the history has under MIN_LEADS leads (or none, where a test sets
+    MIN_LEADS to 0)."""
     leads = history.leads
     if most < 2 or len(leads) < max(MIN_LEADS, 1):
         return [Shard(frozenset(lead.client_id for lead in leads), list(range(len(leads))))]

@@ -81,8 +81,9 @@ class History:
         that instant, a cooling starts then); then leads; input order within
         each kind.
         """
-        # (time, kind, index) tuples are all distinct, so they sort as they
-        # compare, without a key function (which took 0.6 s of 200,000 leads).
+        # Without the event in the tuple no key function is needed (events do
+        # not compare), and one took 0.6 s of 200,000 leads; no two (time,
+        # kind, index) are equal, so the order is the same.
         keyed: list[tuple[datetime, int, int]] = [
             (p.updated_at, 0, i) for i, p in enumerate(self.patterns)
         ]
