@@ -2,7 +2,8 @@
 
 The process that read the history forks one process per shard but the
 first; the history reaches them through the fork, not pickled (a page is
-copied when a process writes to it, as walking the history does to most). Each walks the
+copied when a process writes to it, as walking the history does to some:
+277 MB of the parent's 863 on 200,000 leads). Each walks the
 whole history in event time with an in-memory quota store of its own,
 deciding its clients' leads and applying their send-events (runner.replay's
 `only`), while the parent does the same for the first shard. Every shard
@@ -50,7 +51,7 @@ from allocator.replay.summary import InputSource, Summary
 from allocator.running import run_to_end
 
 # The default number of processes: one per usable CPU, at most this many
-# (each forked process walks the whole history, so copies most of its pages).
+# (each forked process copies the pages of the history it writes to).
 MOST_BY_DEFAULT = 8
 # How often the parent passes the shards' progress on, in seconds.
 PROGRESS_EVERY = 0.2
