@@ -44,9 +44,9 @@ from allocator.feedback import Applied
 from allocator.models import Client, HealthChange, Pool, Resource, ScoredLead, SendEvent
 from allocator.quota import MemoryQuotaStore
 from allocator.replay.rules import Rules
-from allocator.replay.runner import Application, Outcome, ReplayRun, replay
+from allocator.replay.runner import Application, Outcome, ReplayRun, health_changes, replay
 from allocator.replay.shards import Shard
-from allocator.replay.sources import Event, History, Rejected
+from allocator.replay.sources import Event, History
 from allocator.replay.summary import InputSource, Summary
 from allocator.running import run_to_end
 
@@ -96,8 +96,7 @@ Refused = tuple[str, str | None, str]
 class _ShardRun:
     """What a shard's replay gives back."""
 
-    decided: list[int]  # indexes in the whole history's leads, one per line
-    lines: list[str]
+    lines: list[str]  # of the shard's leads not undecided, in input order
     outcomes: list[Outcome]  # per lead of the shard, when kept
     # (index in the whole history's leads, code, field, message), in the order
     # the shard met them: what the summary lists (an UndecidableLead holds its
@@ -226,9 +225,7 @@ def _run_shard(job: ShardJob, shard: Shard, count: Callable[[int], None]) -> _Sh
             in_event_time=job.in_event_time,
         )
     )
-    undecided = {i for i, _ in run.undecided}
     return _ShardRun(
-        [i for i in shard.leads if i not in undecided],
         run.lines,
         [run.outcomes[i] for i in shard.leads] if job.keep_outcomes else [],
         [(i, e.code, e.field, e.message) for i, e in run.undecided],
@@ -273,38 +270,39 @@ def _merge(job: ShardJob, shards: Sequence[Shard], runs: Sequence[_ShardRun]) ->
     summary.read(history)
     undecided: list[tuple[int, InvalidRecord]] = []
     for shard, run in zip(shards, runs, strict=True):
-        for index, line in zip(run.decided, run.lines, strict=True):
+        skipped = {index for index, *_ in run.undecided}
+        decided = (index for index in shard.leads if index not in skipped)
+        for index, line in zip(decided, run.lines, strict=True):
             lines[index] = line
         for index, outcome in zip(shard.leads, run.outcomes, strict=job.keep_outcomes):
             outcomes[index] = outcome
-        refused = sum(
+        refusals = sum(
             not isinstance(result, Applied)
             for _, _, applied in run.applications
             for result in applied.values()
         )
-        summary.absorb(run.summary, skipped=len(run.undecided) + refused)
+        summary.absorb(run.summary, skipped=len(skipped) + refusals)
         undecided.extend(
             (index, InvalidRecord(code, field, None, message))
             for index, code, field, message in run.undecided
         )
-    feedback = _Feedback(history, summary)
     owner = {client: k for k, shard in enumerate(shards) for client in shard.clients}
-    for parts in zip(*(run.applications for run in runs), strict=True):
-        feedback.apply(parts, owner)
-    if undecided or feedback.refused:
-        _skip_in_order(job, summary, undecided, feedback.refused)
-    return ReplayRun(
-        job.rules,
-        [line for line in lines if line],
-        summary,
-        outcomes,
-        [error.message for _, error in undecided],
-        feedback.cancellations,
-        feedback.health,
-        feedback.rejected,
-        undecided=undecided,
-        processes=len(runs),
-        applications=feedback.applications,
+    applications = [
+        _merged(history, parts, owner)
+        for parts in zip(*(run.applications for run in runs), strict=True)
+    ]
+    for change in health_changes(applications):
+        summary.list_health(change)
+    refused = [
+        (index, result)
+        for application in applications
+        for index, result in application.applied.items()
+        if isinstance(result, InvalidRecord)
+    ]
+    if undecided or refused:
+        _skip_in_order(job, summary, undecided, refused)
+    return ReplayRun.of(
+        job.rules, lines, summary, outcomes, undecided, history, applications, len(runs)
     )
 
 
@@ -331,51 +329,28 @@ def _skip_in_order(
     undecided.sort(key=lambda item: rank[(ScoredLead, item[0])])
 
 
-class _Feedback:
-    """The records of the shards' applications of send-events, in the order
-    one process produces them (runner.replay): per application, the health
-    found lapsed (by client, as lapsed_health lists it), then each send-event's
-    records in the batch's order."""
-
-    def __init__(self, history: History, summary: Summary) -> None:
-        self.history = history
-        self.summary = summary
-        self.cancellations: list[str] = []
-        self.health: list[str] = []
-        self.rejected: list[Rejected] = []
-        self.refused: list[tuple[int, InvalidRecord]] = []
-        self.applications: list[Application] = []
-
-    def apply(
-        self,
-        parts: Sequence[tuple[list[HealthChange], list[int], dict[int, Applied | Refused]]],
-        owner: dict[str, int],
-    ) -> None:
-        sends = parts[0][1]
-        if any(batch != sends for _, batch, _ in parts):
-            raise RuntimeError("the replay's shards batched send-events apart")
-        # Each client's lapses come from its one shard, in its order.
-        lapsed = sorted(chain.from_iterable(p[0] for p in parts), key=lambda h: h.client_id)
-        for change in lapsed:
-            self.health.append(change.model_dump_json())
-            self.summary.list_health(change)
-        applied: dict[int, Applied | InvalidRecord] = {}
-        for index in sends:
-            event = self.history.send_events[index]
-            result = parts[owner[event.client_id]][2][index]
-            if not isinstance(result, Applied):
-                code, field, message = result
-                # (with the value the applier named, as one process keeps it)
-                value = getattr(event, field, None) if field is not None else None
-                error = InvalidRecord(code, field, value, message)
-                origin = self.history.origin(index)
-                self.rejected.append(Rejected(origin.source, origin.where, error))
-                self.refused.append((index, error))
-                applied[index] = error
-                continue
+def _merged(
+    history: History,
+    parts: Sequence[tuple[list[HealthChange], list[int], dict[int, Applied | Refused]]],
+    owner: dict[str, int],
+) -> Application:
+    """The shards' parts of one application of send-events as one process's:
+    the health found lapsed, by client as lapsed_health lists it (each
+    client's from its one shard, in its order), and each send-event's result
+    from its client's shard."""
+    sends = parts[0][1]
+    if any(batch != sends for _, batch, _ in parts):
+        raise RuntimeError("the replay's shards batched send-events apart")
+    lapsed = sorted(chain.from_iterable(p[0] for p in parts), key=lambda h: h.client_id)
+    applied: dict[int, Applied | InvalidRecord] = {}
+    for index in sends:
+        event = history.send_events[index]
+        result = parts[owner[event.client_id]][2][index]
+        if isinstance(result, Applied):
             applied[index] = result
-            self.cancellations.extend(c.model_dump_json() for c in result.cancellations)
-            self.health.extend(h.model_dump_json() for h in result.health)
-            for h in result.health:
-                self.summary.list_health(h)
-        self.applications.append(Application(lapsed, sends, applied))
+            continue
+        code, field, message = result
+        # (with the value the applier named, as one process keeps it)
+        value = getattr(event, field, None) if field is not None else None
+        applied[index] = InvalidRecord(code, field, value, message)
+    return Application(lapsed, sends, applied)

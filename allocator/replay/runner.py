@@ -14,7 +14,7 @@ in the store given (in memory by default), never in the live counters.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -74,6 +74,35 @@ class ReplayRun:
     processes: int = 1  # that decided the leads (processes.py)
     # Each application of send-events, in order (what a split replay merges).
     applications: list[Application] = field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls,
+        rules: Rules,
+        lines: list[str],
+        summary: Summary,
+        outcomes: list[Outcome],
+        undecided: list[tuple[int, InvalidRecord]],
+        history: History,
+        applications: list[Application],
+        processes: int = 1,
+    ) -> ReplayRun:
+        """The run whose `lines` are per lead of the history ("" where none was
+        decided) and whose records of feedback its `applications` produced."""
+        cancellations, health, rejected = produced(history, applications)
+        return cls(
+            rules,
+            [line for line in lines if line],
+            summary,
+            outcomes,
+            [error.message for _, error in undecided],
+            cancellations,
+            [change.model_dump_json() for change in health],
+            rejected,
+            undecided,
+            processes,
+            applications,
+        )
 
 
 @dataclass
@@ -135,9 +164,6 @@ async def replay(
     if only is None:
         summary.read(history)
     applications: list[Application] = []
-    cancellations: list[str] = []
-    health: list[str] = []
-    rejected: list[Rejected] = []
     sends: list[int] = []  # send-events waiting to be applied, by index
 
     leads, events = history.leads, history.send_events
@@ -180,7 +206,6 @@ async def replay(
         # records no send-event produces, at the instant each changed.
         changes = await lapsed_health(directory, quota, now)
         for change in changes:
-            health.append(change.model_dump_json())
             owner = snapshot.get(change.client_id) or unknown_client(change.client_id)
             summary.add_lapse(change, owner)
         await forget_published_health(quota, changes)
@@ -198,12 +223,8 @@ async def replay(
         application.applied.update(zip(mine, results, strict=True))
         for index, event, result in zip(mine, batch, results, strict=True):
             if isinstance(result, InvalidRecord):
-                origin = history.origin(index)
-                rejected.append(Rejected(origin.source, origin.where, result))
-                summary.skip_send_event(origin, result)
+                summary.skip_send_event(history.origin(index), result)
                 continue
-            cancellations.extend(c.model_dump_json() for c in result.cancellations)
-            health.extend(h.model_dump_json() for h in result.health)
             owner = snapshot.get(event.client_id) or unknown_client(event.client_id)
             summary.add_feedback(result, owner)
         sends.clear()
@@ -236,18 +257,37 @@ async def replay(
         await apply_sends()
     if history.send_events:
         await lapses(max(e.occurred_at for e in history.send_events), [])
-    return ReplayRun(
-        rules,
-        [line for line in lines if line],
-        summary,
-        outcomes,
-        [error.message for _, error in undecided],
-        cancellations,
-        health,
-        rejected,
-        undecided,
-        applications=applications,
-    )
+    return ReplayRun.of(rules, lines, summary, outcomes, undecided, history, applications)
+
+
+def produced(
+    history: History, applications: Sequence[Application]
+) -> tuple[list[str], list[HealthChange], list[Rejected]]:
+    """What the applications of send-events produced, in that order: the
+    lead-cancellations (as JSON), the health changes (health_changes()),
+    and the send-events refused as naming no reserved send."""
+    cancellations: list[str] = []
+    rejected: list[Rejected] = []
+    for application in applications:
+        for index in application.sends:
+            result = application.applied.get(index)
+            if isinstance(result, InvalidRecord):
+                origin = history.origin(index)
+                rejected.append(Rejected(origin.source, origin.where, result))
+            elif result is not None:  # (None: another shard's)
+                cancellations.extend(c.model_dump_json() for c in result.cancellations)
+    return cancellations, list(health_changes(applications)), rejected
+
+
+def health_changes(applications: Sequence[Application]) -> Iterator[HealthChange]:
+    """The health changes of the applications, in order: each one's found
+    lapsed, then each of its send-events' (a shard's: its clients')."""
+    for application in applications:
+        yield from application.lapsed
+        for index in application.sends:
+            result = application.applied.get(index)
+            if isinstance(result, Applied):
+                yield from result.health
 
 
 def send_changes(base: ReplayRun, variant: ReplayRun) -> SendChanges:
