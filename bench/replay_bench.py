@@ -44,7 +44,9 @@ import random
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from allocator.replay.processes import workers as default_workers
 from streams.cli import main
@@ -111,6 +113,10 @@ def profile(args: list[str], leads: int) -> None:
         print(f"  {where:<44} {tottime / leads * 1e6:>8.1f} {calls / leads:>10.1f}")
 
 
+def write_lines(path: Path, rows: Sequence[Any]) -> None:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
 def feedback_bench(count: int, rounds: int, workers: int, workdir: Path) -> None:
     """The replay with send-events, in one process and split: the recorded
     round-2 history's generator (tests/data/round2/make.py: three clients
@@ -135,7 +141,7 @@ def feedback_bench(count: int, rounds: int, workers: int, workdir: Path) -> None
     setup: list[str] = []
     for name, rows in files.items():
         path = workdir / f"r2-{name}.jsonl"
-        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        write_lines(path, rows)
         setup += [f"--{name}", str(path)]
 
     def run(processes: int, tag: str, *extra: str) -> float:
@@ -151,18 +157,16 @@ def feedback_bench(count: int, rounds: int, workers: int, workdir: Path) -> None
     plain = (workdir / "r2-plain-a.jsonl").read_text().splitlines()
     events = make.send_events(rng, [json.loads(line) for line in plain])
     sends = workdir / "r2-send-events.jsonl"
-    sends.write_text("".join(json.dumps(row) + "\n" for row in events))
+    write_lines(sends, events)
     split = f"{workers} processes"
     print(f"with send-events: {count:,} leads and {len(events):,} send-events (round 2's clients)")
     times: dict[str, list[float]] = {"one": [], "split": []}
     for round_ in range(1, rounds + 1):
         for tag, processes in (("one", 1), ("split", workers)):
-            more = [
-                f"--{kind} {workdir}/r2-{tag}-{kind[0]}.jsonl"
-                for kind in ("cancellations", "health")
-            ]
-            flags = [part for flag in more for part in flag.split(" ")]
-            times[tag].append(run(processes, tag, "--send-events", str(sends), *flags))
+            flags = ["--send-events", str(sends)]
+            for kind in ("cancellations", "health"):
+                flags += [f"--{kind}", str(workdir / f"r2-{tag}-{kind[0]}.jsonl")]
+            times[tag].append(run(processes, tag, *flags))
         for name in ("a", "c", "h"):
             one = (workdir / f"r2-one-{name}.jsonl").read_bytes()
             assert one == (workdir / f"r2-split-{name}.jsonl").read_bytes(), f"{name} differs"
@@ -201,9 +205,9 @@ def main_bench() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="allocator-replay-bench-"))
     rows = sample_leads(max(args.leads, args.profile_leads), seed=42)
     leads = workdir / "leads.jsonl"
-    leads.write_text("".join(json.dumps(row) + "\n" for row in rows[: args.leads]))
+    write_lines(leads, rows[: args.leads])
     patterns = workdir / "patterns.jsonl"
-    patterns.write_text("".join(json.dumps(p) + "\n" for p in sample_patterns()))
+    write_lines(patterns, sample_patterns())
 
     from allocator.replay.sources import from_file, parse_lead_data
 
@@ -254,7 +258,7 @@ def main_bench() -> None:
         feedback_bench(args.feedback_leads, args.rounds, args.workers, workdir)
     if args.profile_leads:
         small = workdir / "profiled.jsonl"
-        small.write_text("".join(json.dumps(row) + "\n" for row in rows[: args.profile_leads]))
+        write_lines(small, rows[: args.profile_leads])
         profile(replay_args(small, patterns, workdir / "profiled-out.jsonl"), args.profile_leads)
 
 
