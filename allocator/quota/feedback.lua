@@ -98,7 +98,7 @@ for i, ev in ipairs(events) do
         redis.call('EXPIREAT', today, text(ev[17]))
         if kind == 'bounced' then
           local sent, bounced = total(stats[1]), total(stats[2])
-          if sent >= 20 and bounced > ev[14] * sent then
+          if sent >= 20 and bounced / sent > ev[14] then -- the rate, as feedback.py: no rounded product
             health = cool(ev, ev[12], 'bounce rate ' .. bounced .. '/' .. sent ..
               ' over 7 days above ' .. ev[18])
           end

@@ -288,7 +288,10 @@ def _rate_rules(
     key = health_key(channel, resource_id)
     if request.kind == "bounced":
         sent, bounced = total("sent"), total("bounced")
-        if sent >= MIN_SENT_FOR_RATE and bounced > request.bounce_rate_limit * sent:
+        # The rate itself against the limit: the product limit * sent rounds,
+        # and 0.58 * 50 is 28.999999999999996, so 29 of 50 would pass for
+        # above 0.58. (feedback.lua divides the same way: one IEEE division.)
+        if sent >= MIN_SENT_FOR_RATE and bounced / sent > request.bounce_rate_limit:
             reason = rate_reason(bounced, sent, request.bounce_rate_limit)
             return _cool(state, key, channel, resource_id, request.cool_until, reason)
     if request.kind == "complained":

@@ -24,6 +24,7 @@ from allocator.patterns import NO_PATTERNS
 from allocator.quota import MemoryQuotaStore
 from allocator.quota.base import LAPSE_LEASE_SECONDS, health_key
 from allocator.quota.redis_store import RedisQuotaStore
+from tests.factories import lead
 
 CLIENTS = ("acme", "glo{b}ex")
 START = datetime(2026, 11, 23, 8, tzinfo=UTC)
@@ -223,3 +224,57 @@ async def test_a_claimed_lapse_that_changed_before_it_was_published_stays(
     finally:
         await raw.aclose()
         await store.close()
+
+
+async def test_a_bounce_rate_at_the_limit_is_not_above_it(
+    redis_url: str, redis_prefix: str
+) -> None:
+    # 29 bounced of 50 sent is 0.58, which is not above a limit of 0.58
+    # (section 10). Tested as limit * sent, it was: 0.58 * 50 is
+    # 28.999999999999996 in floating point. The 30th bounce is above.
+    clients = [Client.model_validate({"client_id": "acme", "bounce_rate_limit": 0.58})]
+    rows = [
+        Resource.model_validate(
+            {"client_id": "acme", "channel": "email", "resource_id": "mail-1", "daily_limit": 60}
+        )
+    ]
+    directory = ClientDirectory.fixed(build_snapshot(clients, rows))
+    redis_store = RedisQuotaStore.from_url(redis_url, prefix=redis_prefix)
+    try:
+        for store in (MemoryQuotaStore(), redis_store):
+            decider = BatchDecider(directory, store, decided_at=event_time)
+            leads = [
+                lead(40, lead_id=f"l{i}", event_id=f"ev-{i}", scored_at=START.isoformat())
+                for i in range(50)
+            ]
+            sent = await decider.decide(leads, lambda _: NO_PATTERNS)
+            applier = FeedbackApplier(directory, store)
+
+            def told(kind: str, a: Any, n: int) -> SendEvent:
+                [entry] = [e for e in a.channels if e.channel == Channel.EMAIL]
+                return SendEvent.model_validate(
+                    {
+                        "event_id": f"{kind}-{n}",
+                        "kind": kind,
+                        "client_id": "acme",
+                        "lead_id": a.lead_id,
+                        "allocation_id": a.allocation_id,
+                        "channel": "email",
+                        "resource_id": entry.resource_id,
+                        "occurred_at": (START + timedelta(hours=1)).isoformat(),
+                    }
+                )
+
+            assert all(
+                isinstance(r, Applied)
+                for r in await applier.apply([told("sent", a, n) for n, a in enumerate(sent)])
+            )
+            bounced = await applier.apply([told("bounced", a, n) for n, a in enumerate(sent[:29])])
+            assert [r.health for r in bounced if isinstance(r, Applied)] == [()] * 29, store
+            [above] = await applier.apply([told("bounced", sent[29], 29)])
+            assert isinstance(above, Applied)
+            assert [(h.state, h.reason) for h in above.health] == [
+                ("cooling", "bounce rate 30/50 over 7 days above 0.58")
+            ], store
+    finally:
+        await redis_store.close()
