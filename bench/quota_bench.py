@@ -24,7 +24,11 @@ after, so nothing else should run scripts on that Redis meanwhile), its
 share of the case's wall time (the rest is the client's and the network's
 time not overlapped with Redis's: the client encodes a batch's next call
 while Redis runs one), and the rate that time allows at most, whatever the
-client did.
+client did. And the client's CPU time a reservation (this process's, over
+the same span): added to Redis's, it says how many reservations this
+machine's cores could serve at most, however the work were spread over
+processes, Redis instances or a cluster (a bound above the truth: Redis's
+script time leaves out reading the commands and writing the replies).
 
 `--cluster` also runs the batched path on a Redis Cluster (URL
 `redis+cluster://host:port`, or without one a cluster of three primaries and
@@ -45,10 +49,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import statistics
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from redis.asyncio import Redis
@@ -61,6 +67,7 @@ from streams.local import OwnRedisCluster, forget_keys
 
 DAY = date(2026, 11, 27)
 SLOT = int(datetime(2026, 11, 27, 14, tzinfo=UTC).timestamp())  # the send's instant
+CORES = len(os.sched_getaffinity(0))
 ROOMY = 10**9  # no limit binds: every check runs and every reservation succeeds
 # Day counters only: 5 resources with a roomy day cap and nothing else.
 ROOMY_DAY = tuple(ResourceQuota(f"domain-{i}.io", ROOMY) for i in range(5))
@@ -73,6 +80,12 @@ ROUND2 = tuple(
     )
     for i in range(5)
 )
+
+
+@dataclass(frozen=True)
+class Timed:
+    rate: float  # reservations/s
+    client_us: float  # this process's CPU time a reservation (encoding, the socket, decoding)
 
 
 async def script_usec(redis: Redis) -> int:
@@ -91,19 +104,19 @@ async def batched(
     clients: int = 1,
     caps: bool = False,
     lead_info: bool = False,
-) -> float:
+) -> Timed:
     """Reservations/s of `leads` leads, `batch` per reserve(); `caps`: each lead
     with its own daily cap and its recipient domain's, as decision.py asks them;
     `lead_info`: also the lead's id and the slot's instant, as the worker asks:
     the suppression check, each resource's health and the lead's index of sends."""
     store = RedisQuotaStore.from_url(url, prefix=prefix)
     requests = bench_requests(leads, resources, clients, caps, lead_info)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for i in range(0, leads, batch):
         await store.reserve(requests[i : i + batch])
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     await store.close()
-    return leads / elapsed
+    return Timed(leads / elapsed, cpu / leads * 1e6)
 
 
 def bench_requests(
@@ -192,7 +205,8 @@ async def cluster_figures(
     for r in range(rounds):
         for i, (name, (url, clients)) in enumerate(cases.items()):
             prefix = f"bench:{run}:c{r}-{i}:"
-            rates[name].append(await batched(url, prefix, leads, batch, ROOMY_DAY, clients))
+            timed = await batched(url, prefix, leads, batch, ROOMY_DAY, clients)
+            rates[name].append(timed.rate)
             forget_keys(url, prefix)
     base = statistics.median(rates["one Redis, 12 clients"])
     print(f"{leads} reservations over 5 resources, batches of {batch}, median of {rounds}:")
@@ -222,16 +236,17 @@ async def main() -> None:
     }
     rates: dict[str, list[float]] = {name: [] for name in cases}
     in_redis: dict[str, list[float]] = {name: [] for name in cases}  # us a lead
+    in_client: dict[str, list[float]] = {name: [] for name in cases}  # us a lead
     for r in range(args.rounds):  # interleaved, so that all see the same load
         for i, (name, (resources, caps, lead_info)) in enumerate(cases.items()):
             prefix = f"bench:{run}:{i}-{r}:"
             before = await script_usec(redis)
-            rates[name].append(
-                await batched(
-                    args.redis, prefix, args.leads, args.batch, resources, 1, caps, lead_info
-                )
+            timed = await batched(
+                args.redis, prefix, args.leads, args.batch, resources, 1, caps, lead_info
             )
             in_redis[name].append((await script_usec(redis) - before) / args.leads)
+            rates[name].append(timed.rate)
+            in_client[name].append(timed.client_us)
             forget_keys(args.redis, prefix)
     fast, full, worker = (statistics.median(x) for x in rates.values())
     slow, _ = await naive(args.redis, f"bench:{run}:n:", args.leads, ROOMY_DAY)
@@ -268,6 +283,16 @@ async def main() -> None:
         print(
             f"  {name:<32} {own:>5.1f} us: {share:>4.0%} of the time; "
             f"Redis alone would serve {1e6 / own:>9,.0f}/s"
+        )
+    print(
+        f"CPU time a reservation, medians: this client's process and Redis's script; "
+        f"this machine's {CORES} cores, both busy all the time, would serve at most:"
+    )
+    for name in cases:
+        client, own = statistics.median(in_client[name]), statistics.median(in_redis[name])
+        print(
+            f"  {name:<32} client {client:>5.1f} us + Redis {own:>5.1f} us "
+            f"= {client + own:>5.1f} us: {CORES * 1e6 / (client + own):>9,.0f}/s"
         )
     print("2,000 leads, 3 seats of 17, 8 concurrent clients:")
     print(
