@@ -1,9 +1,10 @@
-"""The faust App: topics and three agents, wired to the core.
+"""The faust App: topics and four agents, wired to the core.
 
 conversion-patterns --fan_out_patterns--> database, and <app>-pattern-fanout (a copy per partition)
 <app>-pattern-fanout --hold_patterns--> the worker's pattern book (streams/patterns.py)
 scored-leads --allocate_leads (reads the book)--> lead-allocations
-bad records of either input --> lead-allocations-dlq
+send-events --apply_send_events--> lead-cancellations, resource-health (counters in Redis)
+bad records of any of the three inputs --> lead-allocations-dlq
 """
 
 from __future__ import annotations
