@@ -321,9 +321,10 @@ _shape_fields = attrgetter(
 
 # Requests in one script call at most, by default: a batch of more is split
 # (on one Redis in ramped sizes, _ramped; on a cluster per slot, _chunks;
-# send-events for feedback.lua too). A call blocks Redis while it runs, 8-14
-# ms at this size with every check (20-35 us a lead), and reads and writes
-# the batch's shared counters once.
+# send-events for feedback.lua too). A call blocks Redis while it runs, 5-15
+# ms at this size with every check (Redis's own 13.7-37.3 us a lead, round 2's
+# counters to the worker's requests, in bench/results/quota-2026-11-28*.txt),
+# and reads and writes the batch's shared counters once.
 REQUESTS_PER_CALL = 400
 
 
