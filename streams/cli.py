@@ -123,7 +123,9 @@ def parser() -> argparse.ArgumentParser:
         "worker, produce sample patterns and leads, print the allocations per "
         "tier and channel and the dead letters, and stop everything it started.",
     )
-    demo.add_argument("--leads", type=int, default=300, help="sample leads to produce (default %(default)s)")
+    demo.add_argument(
+        "--leads", type=int, default=300, help="sample leads to produce (default %(default)s)"
+    )
 
     topics = _actions(commands, "topics", "create the allocator's topics on the broker")
     _leaf(
