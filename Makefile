@@ -34,8 +34,9 @@ unit: $(BIN)/.installed
 integration: $(BIN)/.installed
 	$(BIN)/pytest -ra tests/integration
 
-# Redis, and Java with Kafka's jars for stream_bench's Kafka runs: the services test uses.
-bench: services
+# Needs Redis at 127.0.0.1:6379 and, for stream_bench's Kafka runs, Java and
+# Kafka's jars (`make services` starts them all, as for the tests).
+bench: $(BIN)/.installed
 	$(BIN)/python bench/quota_bench.py
 	$(BIN)/python bench/stream_bench.py
 	$(BIN)/python bench/replay_bench.py

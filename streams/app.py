@@ -4,6 +4,7 @@ conversion-patterns --fan_out_patterns--> database, and <app>-pattern-fanout (a 
 <app>-pattern-fanout --hold_patterns--> the worker's pattern book (streams/patterns.py)
 scored-leads --allocate_leads (reads the book)--> lead-allocations
 send-events --apply_send_events--> lead-cancellations, resource-health (counters in Redis)
+a timer (publish_lapsed_health) --> resource-health (cooldowns over, pauses lifted)
 bad records of any of the three inputs --> lead-allocations-dlq
 """
 
