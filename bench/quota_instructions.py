@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,19 +30,14 @@ from redis import Redis
 
 from allocator.quota import LeadRequest
 from allocator.quota.redis_store import RedisQuotaStore
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from streams.broker import free_port
 
 
 class CountedRedis:
     """A redis-server under callgrind, counting only between zero() and total()."""
 
     def __init__(self, directory: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self._dir = directory
         self._process = subprocess.Popen(
             [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import subprocess
 import tempfile
@@ -19,17 +20,56 @@ from types import TracebackType
 
 
 def free_port() -> int:
-    """A loopback port nobody listens on now (another process may take it before we do)."""
+    """A port nobody listens on now, for a server started soon after (free_ports)."""
     return free_ports(1)[0]
 
 
+# Ports free_ports handed out in this process: never handed out twice.
+_handed: set[int] = set()
+# Its own generator: tests seed the global one (hypothesis), which would
+# give every process the same ports.
+_picks = random.Random()
+# Where the ports free_ports picks from start, when the OS says where its
+# ephemeral ports begin (Linux): from here up to that.
+LOWEST_PICKED = 20_000
+
+
 def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports: all sockets stay bound until all are chosen."""
+    """Distinct ports nobody listens on now, on any address, for servers started
+    soon after. Picked below the OS's ephemeral ports where it says where those
+    begin: a port that bind(0) gives is one the kernel also gives to outgoing
+    connections, and one did take a worker's web port between its choice and
+    the worker's bind (a Kafka client's connection, on a busy CI run). None is
+    handed out twice by this process. Elsewhere, what bind(0) gives."""
+    first = _ephemeral_start()
+    chosen: list[int] = []
     with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
+        for _ in range(100 * count):
+            sock = stack.enter_context(socket.socket())  # bound until all are chosen
+            port = 0 if first is None else _picks.randrange(LOWEST_PICKED, first)
+            if port in _handed:
+                continue
+            try:
+                sock.bind(("0.0.0.0", port))  # taken on any address is taken
+            except OSError:
+                continue
+            port = int(sock.getsockname()[1])
+            if port not in _handed:
+                chosen.append(port)
+                _handed.add(port)
+                if len(chosen) == count:
+                    return chosen
+    raise RuntimeError(f"no {count} free ports found from {LOWEST_PICKED} up to {first}")
+
+
+def _ephemeral_start() -> int | None:
+    """The first of the ports the kernel gives out by itself, if it says and
+    leaves room below it; None otherwise."""
+    try:
+        first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return first if first > LOWEST_PICKED + 1_000 else None
 
 
 def tansu_binary() -> str:
